@@ -1,0 +1,59 @@
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { PGlite } from '@electric-sql/pglite'
+import { Kysely } from 'kysely'
+import pg from 'pg'
+import { Mutex } from './mutex.ts'
+import { PgDialect } from './pg-dialect.ts'
+import { PGliteDialect } from './pglite-dialect.ts'
+import type { DB } from './schema.ts'
+
+export type DatabaseKind = 'pglite' | 'postgres'
+
+/** The database handle every module receives: one Kysely instance over PGlite or PostgreSQL. */
+export interface Database {
+  readonly kind: DatabaseKind
+  readonly db: Kysely<DB>
+  close(): Promise<void>
+}
+
+export type Tx = Kysely<DB>
+
+// int8 and numeric arrive as strings from PostgreSQL; Hearth's counters and balances fit in a double.
+const INT8 = 20
+const NUMERIC = 1700
+const toNumber = (v: string) => (v === null ? v : Number(v))
+
+export interface OpenOptions {
+  /** PostgreSQL connection string; when absent, PGlite in `dataDir` (or in memory when dataDir is 'memory://'). */
+  databaseUrl?: string
+  dataDir?: string
+  poolSize?: number
+}
+
+export async function openDatabase(opts: OpenOptions): Promise<Database> {
+  if (opts.databaseUrl) {
+    const pool = new pg.Pool({
+      connectionString: opts.databaseUrl,
+      max: opts.poolSize ?? 10,
+      types: {
+        getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+          oid === INT8 || oid === NUMERIC ? toNumber : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+      },
+    })
+    pool.on('error', () => {}) // an idle client dropped by the server; the next checkout reconnects
+    const db = new Kysely<DB>({ dialect: new PgDialect(pool) })
+    return { kind: 'postgres', db, close: () => db.destroy() }
+  }
+  const dir = opts.dataDir ?? '.data'
+  let location = dir
+  if (!dir.startsWith('memory://')) {
+    location = join(dir, 'pglite')
+    mkdirSync(location, { recursive: true })
+  }
+  const pglite = await PGlite.create(location, {
+    parsers: { [INT8]: toNumber, [NUMERIC]: toNumber },
+  })
+  const db = new Kysely<DB>({ dialect: new PGliteDialect(pglite, new Mutex()) })
+  return { kind: 'pglite', db, close: () => db.destroy() }
+}

@@ -1,0 +1,91 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod'
+import { AppError } from '../errors.ts'
+import { errorEnvelope, type Family, familyOfUrl } from './envelope.ts'
+
+export function familyOf(req: FastifyRequest): Family {
+  return (req.routeOptions?.config as { family?: Family } | undefined)?.family ?? familyOfUrl(req.url)
+}
+
+interface Issue {
+  keyword?: string
+  instancePath?: string
+  message?: string
+  params?: { keys?: string[] }
+}
+
+const pathOf = (i: Issue) => (i.instancePath ?? '').split('/').filter(Boolean)
+
+/** Turns a schema validation failure into a 400 naming the first field at fault. */
+function validationError(err: FastifyError): AppError {
+  const issues = (err.validation ?? []) as Issue[]
+  const first = issues[0]
+  const where = err.validationContext ?? 'body'
+  const unknown = first?.keyword === 'unrecognized_keys' || first?.keyword === 'additionalProperties'
+  const path = first ? pathOf(first) : []
+  if (unknown && first?.params?.keys?.length) path.push(first.params.keys[0])
+  const field = path.length ? path.join('.') : where
+  const code = unknown ? 'unknown_field' : 'invalid_field'
+  const message = unknown
+    ? `Unknown field "${field}" in ${where}`
+    : `Invalid ${where} field "${field}": ${first?.message ?? err.message}`
+  const details = issues.length > 1 ? { issues: issues.map((i) => ({ field: pathOf(i).join('.'), message: i.message })) } : undefined
+  return new AppError(400, code, message, field, details)
+}
+
+const FASTIFY_CODES: Record<string, { status: number; code: string; message: string }> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'malformed_json', message: 'The body is not valid JSON' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'empty_body', message: 'The JSON body is empty' },
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'body_too_large', message: 'The request body is too large' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    status: 415,
+    code: 'unsupported_media_type',
+    message: 'Unsupported Content-Type',
+  },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'invalid_content_length', message: 'Bad Content-Length' },
+  FST_REQ_FILE_TOO_LARGE: { status: 413, code: 'file_too_large', message: 'The uploaded file is too large' },
+  FST_INVALID_MULTIPART_CONTENT_TYPE: {
+    status: 400,
+    code: 'multipart_expected',
+    message: 'The request must be multipart/form-data',
+  },
+  FST_PARTS_LIMIT: { status: 413, code: 'too_many_parts', message: 'Too many multipart parts' },
+  FST_FILES_LIMIT: { status: 413, code: 'too_many_files', message: 'Too many files' },
+  FST_FIELDS_LIMIT: { status: 413, code: 'too_many_fields', message: 'Too many form fields' },
+}
+
+/** Maps every error to the family's envelope; unknown errors become a generic 500 with the request id. */
+export function installErrorHandling(app: FastifyInstance) {
+  app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+    let e: AppError
+    if (err instanceof AppError) e = err
+    else if (hasZodFastifySchemaValidationErrors(err) || err.validation) e = validationError(err)
+    else if (err.code && FASTIFY_CODES[err.code]) {
+      const m = FASTIFY_CODES[err.code]
+      e = new AppError(m.status, m.code, m.message)
+    } else if (err.statusCode === 429) e = new AppError(429, 'rate_limited', 'Too many requests: slow down')
+    else if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      e = new AppError(err.statusCode, 'bad_request', err.message)
+    } else {
+      req.log.error({ err, serialization: isResponseSerializationError(err) }, 'unhandled error')
+      e = new AppError(500, 'internal_error', 'Something went wrong on our side; quote the request id if you report it')
+    }
+    if (e.status >= 500 && err instanceof AppError) req.log.error({ err }, 'server error')
+    reply
+      .code(e.status)
+      .type('application/json; charset=utf-8')
+      .send(errorEnvelope(familyOf(req), e.status, e, req.id))
+  })
+  app.setNotFoundHandler((req, reply) => {
+    reply
+      .code(404)
+      .send(
+        errorEnvelope(
+          familyOfUrl(req.url),
+          404,
+          { code: 'route_not_found', message: `No route ${req.method} ${req.url.split('?')[0]}` },
+          req.id,
+        ),
+      )
+  })
+}

@@ -1,0 +1,418 @@
+import { StringDecoder } from 'node:string_decoder'
+
+/**
+ * Streaming RFC 4180 CSV parser for bulk imports.
+ *
+ * It never throws on bad input: a record with broken quoting (or one larger than
+ * `maxRecordBytes`) becomes an error record and parsing resumes at the next line.
+ * Output is identical however the input is split into chunks.
+ */
+
+export type CsvErrorCode = 'malformed_quoting' | 'record_too_large'
+export type CsvRow = { line: number; cells: string[] }
+export type CsvErrorRecord = { line: number; error: { code: CsvErrorCode; message: string }; raw: string }
+/** `line` is the 1-based physical line on which the record starts (the header is line 1). */
+export type CsvRecord = CsvRow | CsvErrorRecord
+
+export interface CsvParserOptions {
+  /** Largest allowed record, in UTF-8 bytes excluding its line break. Default 1 MiB. */
+  maxRecordBytes?: number
+}
+
+const COMMA = 0x2c
+const QUOTE = 0x22
+const LF = 0x0a
+const CR = 0x0d
+const RAW_LIMIT = 1000
+const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+
+// Parser states.
+const REC_START = 0 // between records (line breaks here are empty lines or terminators)
+const FIELD_START = 1 // a field begins at the scan position
+const UNQUOTED = 2 // inside an unquoted field
+const QUOTED = 3 // inside a quoted field
+const QUOTE_SEEN = 4 // the previous chunk ended on a quote inside a quoted field: closing, or half of ""
+const SKIP = 5 // discarding the rest of a bad record up to the next line break
+type State = 0 | 1 | 2 | 3 | 4 | 5
+
+export class CsvParser {
+  private readonly decoder = new StringDecoder('utf8')
+  private readonly maxBytes: number
+  private out: CsvRecord[] = []
+  private started = false // BOM check done
+  private ended = false
+  private state: State = REC_START
+  private line = 1 // physical line at the scan position
+  private lastCR = false // previous chunk ended with CR, so a leading LF completes a CRLF
+
+  // The record in progress.
+  private recLine = 1
+  private cells: string[] = []
+  private partial = '' // field content carried over from earlier chunks
+  private recBytes = 0 // UTF-8 size of the record's text in earlier chunks
+  private rawPrefix = '' // first RAW_LIMIT chars of the record's text in earlier chunks
+  private pendingError: { code: CsvErrorCode; message: string } | null = null
+
+  // The chunk being scanned, where the record's text starts in it, and that position's line.
+  private s = ''
+  private seg = 0
+  private segLine = 1
+  // Cached next positions of special chars in `s` (see nextSpecial).
+  private nComma = -1
+  private nLF = -1
+  private nCR = -1
+  private nQuote = -1
+
+  constructor(opts: CsvParserOptions = {}) {
+    this.maxBytes = opts.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES
+  }
+
+  /** Feeds a chunk; returns the records completed by it. */
+  push(chunk: Buffer | string): CsvRecord[] {
+    if (!this.ended) this.run(typeof chunk === 'string' ? chunk : this.decoder.write(chunk))
+    return this.flush()
+  }
+
+  /** Signals end of input; returns the final records. */
+  end(): CsvRecord[] {
+    if (this.ended) return this.flush()
+    this.ended = true
+    this.run(this.decoder.end())
+    switch (this.state) {
+      case FIELD_START: // input ended right after a comma
+        this.cells.push('')
+        this.emitRow()
+        break
+      case UNQUOTED:
+      case QUOTE_SEEN:
+        this.cells.push(this.take(''))
+        this.emitRow()
+        break
+      case QUOTED:
+        this.emitError(
+          'malformed_quoting',
+          `Unterminated quoted field in the record starting on line ${this.recLine}`,
+          this.rawPrefix,
+        )
+        break
+      case SKIP:
+        if (this.pendingError) this.emitError(this.pendingError.code, this.pendingError.message, this.rawPrefix)
+        break
+    }
+    this.state = REC_START
+    return this.flush()
+  }
+
+  private flush(): CsvRecord[] {
+    const out = this.out
+    this.out = []
+    return out
+  }
+
+  private run(text: string): void {
+    let s = text
+    if (!this.started) {
+      if (s.length === 0) return
+      this.started = true
+      if (s.charCodeAt(0) === 0xfeff) s = s.slice(1)
+    }
+    const n = s.length
+    if (n === 0) return
+    this.s = s
+    this.seg = 0
+    this.nComma = this.nLF = this.nCR = this.nQuote = -1
+    this.segLine = this.line
+    let i = 0
+    for (;;) {
+      this.scan(i)
+      const state = this.state
+      if (state === REC_START) break
+      if (state === SKIP) {
+        if (this.pendingError) this.rawPrefix = this.rawOf(n)
+        break
+      }
+      // A record continues into the next chunk: enforce the size cap now so memory stays bounded.
+      const bytes = this.recBytes + utf8Len(s, this.seg, n)
+      if (bytes > this.maxBytes) {
+        i = this.overflow(n)
+        if (i < n) continue
+        break
+      }
+      this.recBytes = bytes
+      this.rawPrefix = this.rawOf(n)
+      break
+    }
+    this.lastCR = s.charCodeAt(n - 1) === CR
+  }
+
+  /** Runs the state machine over the rest of the current chunk. */
+  private scan(start: number): void {
+    const s = this.s
+    const n = s.length
+    let i = start
+    while (i < n) {
+      switch (this.state) {
+        case REC_START: {
+          const c = s.charCodeAt(i)
+          if (c === LF) {
+            // LF right after CR is the second half of a CRLF, already counted.
+            if (!(i > 0 ? s.charCodeAt(i - 1) === CR : this.lastCR)) this.line++
+            i++
+          } else if (c === CR) {
+            this.line++
+            i++
+          } else {
+            this.seg = i
+            this.segLine = this.recLine = this.line
+            this.recBytes = 0
+            this.rawPrefix = ''
+            this.cells = []
+            this.state = FIELD_START
+          }
+          break
+        }
+        case FIELD_START:
+          if (s.charCodeAt(i) === QUOTE) {
+            this.state = QUOTED
+            i++
+            break
+          }
+          this.state = UNQUOTED
+        // falls through: the field is unquoted
+        case UNQUOTED: {
+          const j = this.nextSpecial(i)
+          const c = j < n ? s.charCodeAt(j) : 0
+          if (j === n) {
+            this.partial += s.slice(i)
+            i = n
+          } else if (c === QUOTE) {
+            i = this.malformed(j, `Unexpected quote inside an unquoted field on line ${this.line}`)
+          } else {
+            this.cells.push(this.take(s.slice(i, j)))
+            if (c === COMMA) {
+              this.state = FIELD_START
+              i = j + 1
+            } else i = this.endRecord(j)
+          }
+          break
+        }
+        case QUOTED: {
+          let q = this.nQuote
+          if (q < i) q = this.nQuote = indexOrEnd(s, '"', i)
+          if (q === n) {
+            this.countBreaks(i, n)
+            this.partial += s.slice(i)
+            i = n
+            break
+          }
+          this.countBreaks(i, q)
+          if (q + 1 === n) {
+            this.partial += s.slice(i, q)
+            this.state = QUOTE_SEEN
+            i = n
+          } else if (s.charCodeAt(q + 1) === QUOTE) {
+            this.partial += s.slice(i, q + 1) // "" keeps one quote
+            i = q + 2
+          } else {
+            i = this.afterClosingQuote(q + 1, s.slice(i, q))
+          }
+          break
+        }
+        case QUOTE_SEEN:
+          if (s.charCodeAt(i) === QUOTE) {
+            this.partial += '"'
+            this.state = QUOTED
+            i++
+          } else i = this.afterClosingQuote(i, '')
+          break
+        case SKIP: {
+          let j = i
+          while (j < n) {
+            const c = s.charCodeAt(j)
+            if (c === LF || c === CR) break
+            j++
+          }
+          if (j < n) {
+            if (this.pendingError) this.emitError(this.pendingError.code, this.pendingError.message, this.rawOf(j))
+            this.pendingError = null
+            this.state = REC_START // which counts the line break at j
+          }
+          i = j
+          break
+        }
+      }
+    }
+  }
+
+  /**
+   * First comma, quote, CR or LF at or after i (n if none). Native indexOf is far faster than a
+   * per-char loop; each result is cached until the scan passes it, so every byte is searched
+   * at most once per kind.
+   */
+  private nextSpecial(i: number): number {
+    const s = this.s
+    let j = this.nComma
+    if (j < i) j = this.nComma = indexOrEnd(s, ',', i)
+    let k = this.nLF
+    if (k < i) k = this.nLF = indexOrEnd(s, '\n', i)
+    if (k < j) j = k
+    k = this.nCR
+    if (k < i) k = this.nCR = indexOrEnd(s, '\r', i)
+    if (k < j) j = k
+    k = this.nQuote
+    if (k < i) k = this.nQuote = indexOrEnd(s, '"', i)
+    return k < j ? k : j
+  }
+
+  /** `p` is just past a closing quote; `tail` is the field's content in this chunk. */
+  private afterClosingQuote(p: number, tail: string): number {
+    const c = this.s.charCodeAt(p)
+    if (c === COMMA) {
+      this.cells.push(this.take(tail))
+      this.state = FIELD_START
+      return p + 1
+    }
+    if (c === LF || c === CR) {
+      this.cells.push(this.take(tail))
+      return this.endRecord(p)
+    }
+    return this.malformed(p, `Unexpected character ${JSON.stringify(this.s[p])} after a closing quote on line ${this.line}`)
+  }
+
+  /** Completes the field: earlier chunks' content plus `tail`. */
+  private take(tail: string): string {
+    if (this.partial === '') return tail
+    const v = this.partial + tail
+    this.partial = ''
+    return v
+  }
+
+  /** The record's text ends at `e` (a line break). Returns where scanning continues. */
+  private endRecord(e: number): number {
+    if (this.tooBig(e)) return this.overflow(e)
+    this.emitRow()
+    this.state = REC_START
+    return e
+  }
+
+  private malformed(p: number, message: string): number {
+    // Size is checked first so the outcome doesn't depend on where chunks were split.
+    if (this.tooBig(p)) return this.overflow(p)
+    this.pendingError = { code: 'malformed_quoting', message }
+    this.cells = []
+    this.partial = ''
+    this.state = SKIP
+    return p
+  }
+
+  /** Is the record's text up to `end` (exclusive) over the cap? Cheap unless it's near the cap. */
+  private tooBig(end: number): boolean {
+    const chars = end - this.seg
+    return (
+      this.recBytes + chars * 3 > this.maxBytes && this.recBytes + utf8Len(this.s, this.seg, end) > this.maxBytes
+    )
+  }
+
+  /**
+   * The record's text up to `end` exceeds the cap. Finds the exact character where it crossed
+   * (so the result is the same for any chunking), reports the record, and resyncs at the first
+   * line break at or after that point, ignoring quotes.
+   */
+  private overflow(end: number): number {
+    const s = this.s
+    let bytes = this.recBytes
+    let c = this.seg
+    while (c < end - 1) {
+      bytes += unitBytes(s.charCodeAt(c))
+      if (bytes > this.maxBytes) break
+      c++
+    }
+    this.emitError(
+      'record_too_large',
+      `Record starting on line ${this.recLine} exceeds ${this.maxBytes} bytes; skipped to the next line`,
+      this.rawOf(c + 1),
+    )
+    let nl = c
+    while (nl < s.length) {
+      const ch = s.charCodeAt(nl)
+      if (ch === LF || ch === CR) break
+      nl++
+    }
+    // Quoted line breaks after the resync point were counted already; recount up to it.
+    const prevCR = this.seg > 0 ? s.charCodeAt(this.seg - 1) === CR : this.lastCR
+    this.line = this.segLine + countBreaks(s, this.seg, nl, prevCR)
+    this.cells = []
+    this.partial = ''
+    this.pendingError = null
+    this.state = nl < s.length ? REC_START : SKIP
+    return nl
+  }
+
+  private countBreaks(from: number, to: number): void {
+    const prevCR = from > 0 ? this.s.charCodeAt(from - 1) === CR : this.lastCR
+    this.line += countBreaks(this.s, from, to, prevCR)
+  }
+
+  /** The record's raw text up to `end`, capped at RAW_LIMIT chars. */
+  private rawOf(end: number): string {
+    const room = RAW_LIMIT - this.rawPrefix.length
+    if (room <= 0) return this.rawPrefix
+    return this.rawPrefix + this.s.slice(this.seg, Math.min(end, this.seg + room))
+  }
+
+  private emitRow(): void {
+    this.out.push({ line: this.recLine, cells: this.cells })
+    this.cells = []
+  }
+
+  private emitError(code: CsvErrorCode, message: string, raw: string): void {
+    this.out.push({ line: this.recLine, error: { code, message }, raw })
+  }
+}
+
+/** Parses an async stream of chunks (e.g. a file or upload stream). */
+export async function* parseCsv(
+  source: AsyncIterable<Buffer | string>,
+  opts?: CsvParserOptions,
+): AsyncGenerator<CsvRecord> {
+  const parser = new CsvParser(opts)
+  for await (const chunk of source) yield* parser.push(chunk)
+  yield* parser.end()
+}
+
+export function isCsvError(record: CsvRecord): record is CsvErrorRecord {
+  return 'error' in record
+}
+
+function indexOrEnd(s: string, ch: string, from: number): number {
+  const k = s.indexOf(ch, from)
+  return k < 0 ? s.length : k
+}
+
+/** Line breaks in s[from, to): every CR, and every LF not preceded by CR. */
+function countBreaks(s: string, from: number, to: number, prevCR: boolean): number {
+  let k = 0
+  let cr = prevCR
+  for (let j = from; j < to; j++) {
+    const c = s.charCodeAt(j)
+    if (c === CR) {
+      k++
+      cr = true
+    } else {
+      if (c === LF && !cr) k++
+      cr = false
+    }
+  }
+  return k
+}
+
+/** UTF-8 size of one UTF-16 unit (a surrogate pair is 4 bytes, 2 per half). */
+function unitBytes(c: number): number {
+  return c < 0x80 ? 1 : c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 2 : 3
+}
+
+function utf8Len(s: string, from: number, to: number): number {
+  let b = 0
+  for (let j = from; j < to; j++) b += unitBytes(s.charCodeAt(j))
+  return b
+}

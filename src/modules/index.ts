@@ -1,0 +1,8 @@
+import type { App } from '../app.ts'
+import type { AppDeps } from '../lib/deps.ts'
+import { registerCommunities } from './communities/communities.routes.ts'
+
+export type ModuleRegister = (app: App, deps: AppDeps) => Promise<void> | void
+
+/** Every feature module, in registration order. */
+export const modules: ModuleRegister[] = [registerCommunities]

@@ -1,0 +1,31 @@
+import type { Config } from './lib/config.ts'
+import { createJwt } from './lib/auth/jwt.ts'
+import { type Database, openDatabase } from './lib/db/database.ts'
+import { migrate } from './lib/db/migrate.ts'
+import type { AppDeps } from './lib/deps.ts'
+import { loadSecret, newInstanceId } from './lib/instance.ts'
+import { consoleMailer, type Mailer, smtpMailer } from './lib/mailer.ts'
+import { createQueue } from './lib/queue.ts'
+
+export interface RuntimeOptions {
+  mailer?: Mailer
+  log?: (msg: string) => void
+  /** Open an already-open database instead (tests). */
+  database?: Database
+}
+
+/** Opens the database, migrates it and builds the dependencies every role shares. */
+export async function createRuntime(config: Config, opts: RuntimeOptions = {}): Promise<AppDeps> {
+  const log = opts.log ?? ((m: string) => process.stderr.write(`${m}\n`))
+  const database = opts.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }))
+  await migrate(database.db)
+  const secret = await loadSecret(database, config.secret)
+  const queue = createQueue(database, { onError: (err) => log(`queue error: ${String(err)}`) })
+  const mailer = opts.mailer ?? (config.smtpUrl ? smtpMailer(config.smtpUrl, config.mailFrom) : consoleMailer(log))
+  return { config, database, queue, mailer, jwt: createJwt(secret), secret, instanceId: newInstanceId() }
+}
+
+export async function closeRuntime(deps: AppDeps) {
+  await deps.queue.stop()
+  await deps.database.close()
+}

@@ -1,0 +1,17 @@
+import type { AppDeps } from './lib/deps.ts'
+
+export interface WorkerOptions {
+  log?: (msg: string) => void
+}
+
+/** Starts the job handlers of every module; returns a function that stops them. */
+export async function startWorker(deps: AppDeps, opts: WorkerOptions = {}): Promise<() => Promise<void>> {
+  const log = opts.log ?? ((m: string) => process.stderr.write(`${m}\n`))
+  await deps.queue.work('mail.send', { concurrency: 1 }, async (mail) => {
+    await deps.mailer.send(mail)
+  })
+  log('worker started')
+  return async () => {
+    await deps.queue.stop()
+  }
+}

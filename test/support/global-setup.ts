@@ -1,0 +1,52 @@
+import type { TestProject } from 'vitest/node'
+import pg from 'pg'
+import { openDatabase } from '../../src/lib/db/database.ts'
+import { migrate } from '../../src/lib/db/migrate.ts'
+import { createQueue } from '../../src/lib/queue.ts'
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    templateDatabase: string | null
+    runId: string
+  }
+}
+
+/**
+ * On PostgreSQL (DATABASE_URL set) a template database is migrated once; each test file then
+ * clones it into a database of its own and drops that when done. On PGlite each file opens its own
+ * in-memory database.
+ */
+export default async function setup(project: TestProject) {
+  const runId = `${process.pid}_${Date.now().toString(36)}`
+  project.provide('runId', runId)
+  const url = process.env.DATABASE_URL
+  if (!url) {
+    project.provide('templateDatabase', null)
+    return
+  }
+  const template = `hearth_tpl_${runId}`
+  const admin = new pg.Client({ connectionString: url })
+  await admin.connect()
+  await admin.query(`CREATE DATABASE ${template}`)
+  const database = await openDatabase({ databaseUrl: withDatabase(url, template), poolSize: 2 })
+  await migrate(database.db)
+  const queue = createQueue(database)
+  await queue.start()
+  await queue.stop()
+  await database.close()
+  project.provide('templateDatabase', template)
+  return async () => {
+    const { rows } = await admin.query<{ datname: string }>(
+      'SELECT datname FROM pg_database WHERE datname LIKE $1',
+      [`hearth_%${runId}%`],
+    )
+    for (const r of rows) await admin.query(`DROP DATABASE IF EXISTS ${r.datname} WITH (FORCE)`)
+    await admin.end()
+  }
+}
+
+export function withDatabase(url: string, name: string): string {
+  const u = new URL(url)
+  u.pathname = `/${name}`
+  return u.toString()
+}
