@@ -180,19 +180,30 @@ export class CsvParser {
           this.state = UNQUOTED
         // falls through: the field is unquoted
         case UNQUOTED: {
-          const j = this.nextSpecial(i)
-          const c = j < n ? s.charCodeAt(j) : 0
-          if (j === n) {
-            this.partial += s.slice(i)
-            i = n
-          } else if (c === QUOTE) {
-            i = this.malformed(j, `Unexpected quote inside an unquoted field on line ${this.line}`)
-          } else {
-            this.cells.push(this.take(s.slice(i, j)))
-            if (c === COMMA) {
+          // Hot path: consume this and any following unquoted fields without leaving the loop.
+          const cells = this.cells
+          for (;;) {
+            const j = this.nextSpecial(i)
+            if (j === n) {
+              this.partial += s.slice(i)
+              i = n
+              break
+            }
+            const c = s.charCodeAt(j)
+            if (c === QUOTE) {
+              i = this.malformed(j, `Unexpected quote inside an unquoted field on line ${this.line}`)
+              break
+            }
+            cells.push(this.partial === '' ? s.slice(i, j) : this.take(s.slice(i, j)))
+            if (c !== COMMA) {
+              i = this.endRecord(j)
+              break
+            }
+            i = j + 1
+            if (i === n || s.charCodeAt(i) === QUOTE) {
               this.state = FIELD_START
-              i = j + 1
-            } else i = this.endRecord(j)
+              break
+            }
           }
           break
         }

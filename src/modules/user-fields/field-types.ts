@@ -1,0 +1,89 @@
+/**
+ * Custom user field types: the union of every enum the public docs show. They fold into five kinds
+ * that decide how a value is checked and stored (jsonb in users.custom_fields).
+ */
+export const FIELD_TYPES = [
+  'text',
+  'single-line-text',
+  'multi-line-text',
+  'number',
+  'numerical',
+  'boolean',
+  'date',
+  'select',
+] as const
+export type FieldType = (typeof FIELD_TYPES)[number]
+export type FieldKind = 'text' | 'number' | 'boolean' | 'date' | 'select'
+
+export function kindOf(type: string): FieldKind {
+  switch (type) {
+    case 'number':
+    case 'numerical':
+      return 'number'
+    case 'boolean':
+      return 'boolean'
+    case 'date':
+      return 'date'
+    case 'select':
+      return 'select'
+    default:
+      return 'text'
+  }
+}
+
+export interface FieldDef {
+  id: string | null
+  field: string
+  type: string
+  options?: string[] | null
+}
+
+export type FieldValue = string | number | boolean | null
+
+export type Coerced = { ok: true; value: FieldValue } | { ok: false; code: string; message: string }
+
+const MAX_TEXT = 10_000
+const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/
+
+/** Checks one value (from JSON or a CSV cell) against a field's type; the stored form is JSON. */
+export function coerceFieldValue(def: FieldDef, raw: unknown): Coerced {
+  if (raw === null || raw === undefined) return { ok: true, value: null }
+  const kind = kindOf(def.type)
+  const fail = (message: string): Coerced => ({ ok: false, code: 'invalid_value', message: `${def.field}: ${message}` })
+  switch (kind) {
+    case 'number': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw.trim()) : Number.NaN
+      return Number.isFinite(n) ? { ok: true, value: n } : fail(`"${String(raw)}" is not a number`)
+    }
+    case 'boolean': {
+      if (typeof raw === 'boolean') return { ok: true, value: raw }
+      const s = String(raw).trim().toLowerCase()
+      if (['true', '1', 'yes', 'y'].includes(s)) return { ok: true, value: true }
+      if (['false', '0', 'no', 'n'].includes(s)) return { ok: true, value: false }
+      return fail(`"${String(raw)}" is not true or false`)
+    }
+    case 'date': {
+      const s = String(raw).trim()
+      const d = DATE_ONLY.test(s) ? new Date(`${s}T00:00:00Z`) : new Date(s)
+      if (Number.isNaN(d.getTime())) return fail(`"${s}" is not a date (use YYYY-MM-DD or ISO 8601)`)
+      return { ok: true, value: DATE_ONLY.test(s) ? s : d.toISOString() }
+    }
+    case 'select': {
+      const s = String(raw)
+      if (def.options?.length && !def.options.includes(s)) {
+        return fail(`"${s}" is not one of ${def.options.join(', ')}`)
+      }
+      return { ok: true, value: s }
+    }
+    default: {
+      if (typeof raw === 'object') return fail('must be text')
+      const s = String(raw)
+      return s.length > MAX_TEXT ? fail(`longer than ${MAX_TEXT} characters`) : { ok: true, value: s }
+    }
+  }
+}
+
+/** A custom field key: the docs turn spaces into hyphens ("deposit amount" → "deposit-amount"). */
+export function normalizeFieldKey(field: string): string {
+  return field.trim().replace(/\s+/g, '-')
+}
