@@ -1,0 +1,81 @@
+import { z } from 'zod'
+import type { LogRow } from './api-log.repo.ts'
+
+const TERMINAL = new Set(['completed', 'completed_with_errors', 'failed', 'cancelled'])
+
+export const logBulkJobSchema = z
+  .object({
+    _id: z.string(),
+    type: z.enum(['import', 'update', 'premium_currency']),
+    status: z.string().describe('queued, validating, processing, completed, completed_with_errors, failed or cancelled'),
+    total: z.number(),
+    processed: z.number(),
+    created: z.number(),
+    updated: z.number(),
+    skipped: z.number(),
+    failed: z.number(),
+    percentage: z.number().describe('processed / total × 100, one decimal; 100 for a finished empty job'),
+    startedAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+  })
+  .meta({ id: 'ApiLogBulkJob' })
+
+export const apiLogSchema = z
+  .object({
+    _id: z.string(),
+    kind: z.enum(['request', 'bulk_job']),
+    method: z.string(),
+    path: z.string().describe('Path without the query string'),
+    status: z.number().describe('HTTP status of the answer'),
+    durationMs: z.number(),
+    requestId: z.string(),
+    apiKeyId: z.string().nullable().describe('Key id, or `system:<communityId>` for the system key'),
+    summary: z.record(z.string(), z.unknown()).describe('Query and body with secrets redacted'),
+    createdAt: z.string(),
+    bulkJob: logBulkJobSchema.nullable().describe('The linked bulk job with its current progress'),
+  })
+  .meta({ id: 'ApiLogEntry' })
+
+/** Progress as a percentage with one decimal. */
+export function percentage(processed: number, total: number, finished: boolean): number {
+  if (total <= 0) return finished ? 100 : 0
+  return Math.round((processed / total) * 1000) / 10
+}
+
+const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString())
+
+export function presentLog(r: LogRow): z.infer<typeof apiLogSchema> {
+  return {
+    _id: r.id,
+    kind: r.kind,
+    method: r.method,
+    path: r.path,
+    status: r.status,
+    durationMs: r.duration_ms,
+    requestId: r.request_id,
+    apiKeyId: r.api_key_id,
+    summary: (r.summary ?? {}) as Record<string, unknown>,
+    createdAt: iso(r.created_at)!,
+    bulkJob:
+      r.job_id === null || r.job_type === null || r.job_status === null
+        ? null
+        : {
+            _id: r.job_id,
+            type: r.job_type,
+            status: r.job_status,
+            total: r.job_total ?? 0,
+            processed: r.job_processed ?? 0,
+            created: r.job_created ?? 0,
+            updated: r.job_updated ?? 0,
+            skipped: r.job_skipped ?? 0,
+            failed: r.job_failed ?? 0,
+            percentage: percentage(
+              r.job_processed ?? 0,
+              r.job_total ?? 0,
+              r.job_finished_at !== null || TERMINAL.has(r.job_status),
+            ),
+            startedAt: iso(r.job_started_at),
+            finishedAt: iso(r.job_finished_at),
+          },
+  }
+}
