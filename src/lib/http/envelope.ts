@@ -4,7 +4,7 @@ import { z } from 'zod'
  * The API families share one port but answer in different envelopes (design.md, api-reference 0.4).
  * A route names its family in `config.family`; success and error bodies both follow it.
  */
-export type Family = 'integration' | 'application' | 'system' | 'partner' | 'plain'
+export type Family = 'integration' | 'application' | 'system' | 'partner' | 'plain' | 'secureAuth'
 
 export interface ErrorBody {
   code: string
@@ -23,6 +23,9 @@ export function errorEnvelope(family: Family, status: number, err: ErrorBody, re
       return { meta: { status: 'error', statusCode: status }, message: err.message, error, requestId }
     case 'system':
       return { meta: { success: false, message: err.message, devMessage: err.code }, body: null, error, requestId }
+    case 'secureAuth':
+      // Secure Auth answers `{error, ...}` at the top level (api-reference section 1).
+      return { error: true, message: err.message, code: err.code, field: err.field ?? null, requestId }
     default:
       return { error: { ...error, message: err.message }, requestId }
   }
@@ -63,6 +66,13 @@ export const errorSchemas: Record<Family, z.ZodType> = {
     requestId: z.string(),
   }),
   plain: z.object({ error: errorDetail.extend({ message: z.string() }), requestId: z.string() }),
+  secureAuth: z.object({
+    error: z.literal(true),
+    message: z.string(),
+    code: z.string(),
+    field: z.string().nullable(),
+    requestId: z.string(),
+  }),
 }
 
 /** `{status, message, data}` of the Integration API. */
