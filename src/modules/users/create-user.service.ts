@@ -1,0 +1,165 @@
+import { hashPassword } from '../../lib/auth/secrets.ts'
+import type { Database } from '../../lib/db/database.ts'
+import { AppError, badRequest, conflict } from '../../lib/errors.ts'
+import type { AuthContext } from '../../lib/http/auth.ts'
+import { requireCommunity } from '../../lib/http/auth.ts'
+import { newId } from '../../lib/ids.ts'
+import type { Mailer } from '../../lib/mailer.ts'
+import { recordFieldChanges } from '../field-histories/field-histories.writer.ts'
+import { coerceFieldValue, type FieldValue } from '../user-fields/field-types.ts'
+import { type ResolvedCustomField, resolveCustomFields } from './custom-field-input.ts'
+import type { CreateUserBody } from './users.schema.ts'
+import * as repo from './users.repo.ts'
+
+export interface CreateUserDeps {
+  database: Database
+  mailer: Mailer
+  /** Where a failed welcome mail is reported; the user is created either way. */
+  onMailError?: (err: unknown) => void
+}
+
+/** 409 for an email already in the community, carrying the holder's ids so a retried create can pick it up. */
+function emailTaken(holder: { id: string; seq: number }) {
+  return new AppError(409, 'email_taken', 'A user with this email already exists in this community', 'email', {
+    _id: holder.id,
+    id: Number(holder.seq),
+  })
+}
+
+function externalIdTaken(holder: { id: string; seq: number }) {
+  return new AppError(409, 'external_id_taken', 'A user with this external id already exists in this community', 'externalId', {
+    _id: holder.id,
+    id: Number(holder.seq),
+  })
+}
+
+const isUniqueViolation = (err: unknown): err is { constraint?: string } =>
+  typeof err === 'object' && err !== null && (err as { code?: string }).code === '23505'
+
+/**
+ * Create New User (api-reference 2.3), in both documented flows: with a password, or SSO/broker
+ * (no password; the broker id in customFields or externalId). The user row and the history of
+ * every custom field it sets are written in one transaction.
+ */
+export function createUserCreator(deps: CreateUserDeps) {
+  const { db } = deps.database
+
+  /** Applies `externalId` to the identifier field and returns the value users.external_id mirrors. */
+  function applyExternalId(
+    body: CreateUserBody,
+    identifier: repo.FieldDefRow | null,
+    fields: ResolvedCustomField[],
+  ): string | null {
+    if (body.externalId !== undefined) {
+      if (!identifier) {
+        throw badRequest(
+          'identifier_field_not_configured',
+          'This community has no identifier field; set one on the server or use customFields',
+          'externalId',
+        )
+      }
+      const c = coerceFieldValue(identifier, body.externalId)
+      if (!c.ok) throw badRequest('invalid_external_id', c.message, 'externalId')
+      const given = fields.find((f) => f.def.id === identifier.id)
+      if (given && given.value !== c.value) {
+        throw badRequest('external_id_mismatch', `externalId and customFields give "${identifier.field}" different values`, 'externalId')
+      }
+      if (!given) fields.push({ def: identifier, value: c.value })
+    }
+    const value = identifier ? fields.find((f) => f.def.id === identifier.id)?.value : null
+    return value === null || value === undefined ? null : String(value)
+  }
+
+  return async function createUser(auth: AuthContext, body: CreateUserBody) {
+    const communityId = requireCommunity(auth, body.communityId)
+    if (body.password === undefined && body.confirmPassword !== undefined) {
+      throw badRequest('password_required', 'confirmPassword was given without password', 'password')
+    }
+    if (body.password !== undefined && body.confirmPassword !== body.password) {
+      throw badRequest('password_mismatch', 'password and confirmPassword differ', 'confirmPassword')
+    }
+    const email = body.email.trim().toLowerCase()
+    // First, so a retried create answers with the user the first attempt made.
+    const holder = await repo.findUserHolding(db, communityId, { email })
+    if (holder) throw emailTaken(holder)
+
+    const [defs, community] = await Promise.all([repo.listFieldDefs(db, communityId), repo.findIdentifierField(db, communityId)])
+    const fields = resolveCustomFields(defs, body.customFields ?? [])
+    const identifier = defs.find((d) => d.field === community.identifier_field) ?? null
+    const externalId = applyExternalId(body, identifier, fields)
+    if (externalId !== null) {
+      const other = await repo.findUserHolding(db, communityId, { externalId })
+      if (other) throw externalIdTaken(other)
+    }
+    let referredBy: string | null = null
+    if (body.referral !== undefined) {
+      const referrer = await repo.findReferrer(db, communityId, body.referral, identifier?.field ?? null)
+      if (!referrer) throw badRequest('unknown_referral', `No user with identifier "${body.referral}"`, 'referral')
+      referredBy = referrer.id
+    }
+    if (body.username !== undefined && (await repo.usernameTaken(db, communityId, body.username))) {
+      throw conflict('username_taken', 'This username is already used in this community', 'username')
+    }
+
+    const customFields: Record<string, FieldValue> = {}
+    for (const f of fields) if (f.value !== null) customFields[f.def.field] = f.value
+    const passwordHash = body.password !== undefined ? await hashPassword(body.password) : null
+    const id = newId()
+    let user: repo.UserRow
+    try {
+      user = await db.transaction().execute(async (tx) => {
+        const row = await repo.insertUser(tx, {
+          id,
+          communityId,
+          email,
+          username: body.username ?? null,
+          firstName: body.firstname ?? null,
+          lastName: body.lastname ?? null,
+          displayName: body.displayname ?? null,
+          passwordHash,
+          accessLevel: body.accessLevel,
+          customFields,
+          externalId,
+          referredBy,
+        })
+        await recordFieldChanges(
+          tx,
+          Object.entries(customFields).map(([field, value]) => ({
+            communityId,
+            userId: id,
+            fieldId: fields.find((f) => f.def.field === field)?.def.id ?? null,
+            field,
+            oldValue: undefined,
+            newValue: value,
+            source: 'api' as const,
+            changedBy: auth.apiKeyId,
+          })),
+        )
+        return row
+      })
+    } catch (err) {
+      // Lost a race with an identical create: answer as the retry would.
+      if (!isUniqueViolation(err)) throw err
+      const byEmail = await repo.findUserHolding(db, communityId, { email })
+      if (byEmail) throw emailTaken(byEmail)
+      const byExternal = externalId !== null ? await repo.findUserHolding(db, communityId, { externalId }) : undefined
+      if (byExternal) throw externalIdTaken(byExternal)
+      throw err
+    }
+    if (body.sendEmail) await sendWelcome(user, community.name)
+    return user
+  }
+
+  async function sendWelcome(user: repo.UserRow, communityName: string) {
+    const name = user.first_name || user.display_name || user.username || 'there'
+    try {
+      await deps.mailer.send({
+        to: user.email,
+        subject: `Welcome to ${communityName}`,
+        text: `Hi ${name},\n\nan account was created for you in ${communityName} with this email address.\n`,
+      })
+    } catch (err) {
+      deps.onMailError?.(err)
+    }
+  }
+}
