@@ -91,17 +91,17 @@ export function createUserFieldService(deps: { database: Database }) {
         const row = await lock(tx, communityId, id)
         const oldKind = kindOf(row.type)
         const newKind = kindOf(body.type)
+        const kindChanged = newKind !== oldKind
+        if (kindChanged && (await repo.identifierFieldOf(tx, communityId)) === row.field) {
+          throw conflict('field_in_use', `"${row.field}" is the community's identifier field; its kind of value cannot change`, 'type')
+        }
         const oldOptions = (row.options ?? null) as string[] | null
         const options = checkOptions(newKind, body.options ?? (newKind === oldKind ? oldOptions : undefined))
         const defaultValue =
           body.defaultValue !== undefined
             ? checkDefault(row.field, body.type, options, body.defaultValue)
             : checkDefault(row.field, body.type, options, row.default_value, 'The current default value does not fit the new type; send defaultValue')
-        const kindChanged = newKind !== oldKind
         const optionsChanged = newKind === 'select' && JSON.stringify(options) !== JSON.stringify(oldOptions)
-        if (kindChanged && (await repo.identifierFieldOf(tx, communityId)) === row.field) {
-          throw conflict('field_in_use', `"${row.field}" is the community's identifier field; its kind of value cannot change`, 'type')
-        }
         if (kindChanged || optionsChanged) {
           const count = await countMisfits(tx, communityId, row.field, newKind, options)
           if (count > 0) {
