@@ -11,6 +11,7 @@ import Fastify, {
 } from 'fastify'
 import {
   jsonSchemaTransform,
+  jsonSchemaTransformObject,
   serializerCompiler,
   validatorCompiler,
   type ZodTypeProvider,
@@ -81,6 +82,8 @@ export async function buildApp(deps: AppDeps, opts: BuildOptions = {}): Promise<
       },
     },
     transform: jsonSchemaTransform,
+    // Emits the schemas named with .meta({ id }) under components; without it every $ref dangles.
+    transformObject: jsonSchemaTransformObject,
   })
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' })
   await app.register(fastifyMultipart, {

@@ -19,15 +19,13 @@ export const listLogsQuery = z
   .object({
     kind: z.enum(['request', 'bulk_job']).optional().describe('Plain requests or bulk job entries'),
     method: z
-      .string()
-      .transform((m) => m.toUpperCase())
-      .pipe(z.enum(HTTP_METHODS))
+      .preprocess((m) => (typeof m === 'string' ? m.toUpperCase() : m), z.enum(HTTP_METHODS))
       .optional()
-      .describe('HTTP method, any case'),
+      .describe('HTTP method (any case)'),
     status: z.coerce.number().int().min(100).max(599).optional().describe('Exact HTTP status'),
     statusClass: z.enum(STATUS_CLASSES).optional().describe('Status class such as 2xx; not together with status'),
     apiKeyId: z.string().min(1).max(100).optional().describe('Key id; `system:<communityId>` for the system key'),
-    path: z.string().startsWith('/').max(500).optional().describe('Path prefix, e.g. /apis/v1/users'),
+    path: z.string().regex(/^\//, 'must start with /').max(500).optional().describe('Path prefix, e.g. /apis/v1/users'),
     from: z.iso.datetime({ offset: true }).optional().describe('Entries at or after this ISO 8601 time'),
     to: z.iso.datetime({ offset: true }).optional().describe('Entries at or before this ISO 8601 time'),
     limit: z.coerce
