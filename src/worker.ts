@@ -1,4 +1,5 @@
 import type { AppDeps } from './lib/deps.ts'
+import { startBulkWorker } from './modules/bulk/bulk.jobs.ts'
 
 export interface WorkerOptions {
   log?: (msg: string) => void
@@ -10,8 +11,10 @@ export async function startWorker(deps: AppDeps, opts: WorkerOptions = {}): Prom
   await deps.queue.work('mail.send', { concurrency: 1 }, async (mail) => {
     await deps.mailer.send(mail)
   })
+  const stopBulk = await startBulkWorker(deps, log)
   log('worker started')
   return async () => {
+    stopBulk()
     await deps.queue.stop()
   }
 }

@@ -6,8 +6,9 @@ import { registerAuth } from './auth/auth.routes.ts'
 import { registerApiKeys } from './api-keys/api-keys.routes.ts'
 import { registerApiLog } from './api-log/api-log.routes.ts'
 import { registerUsers } from './users/users.routes.ts'
+import { registerBulk } from './bulk/bulk.routes.ts'
 
 export type ModuleRegister = (app: App, deps: AppDeps) => Promise<void> | void
 
 /** Every feature module, in registration order. */
-export const modules: ModuleRegister[] = [registerCommunities, registerUserData, registerAuth, registerApiKeys, registerApiLog, registerUsers]
+export const modules: ModuleRegister[] = [registerCommunities, registerUserData, registerAuth, registerApiKeys, registerApiLog, registerUsers, registerBulk]

@@ -96,7 +96,8 @@ export class CsvParser {
         )
         break
       case SKIP:
-        if (this.pendingError) this.emitError(this.pendingError.code, this.pendingError.message, this.rawPrefix)
+        if (this.pendingError)
+          this.emitError(this.pendingError.code, this.pendingError.message, this.rawPrefix)
         break
     }
     this.state = REC_START
@@ -134,9 +135,8 @@ export class CsvParser {
       // A record continues into the next chunk: enforce the size cap now so memory stays bounded.
       const bytes = this.recBytes + utf8Len(s, this.seg, n)
       if (bytes > this.maxBytes) {
-        i = this.overflow(n)
-        if (i < n) continue
-        break
+        i = this.overflow(n) // always < n: scanning resumes in SKIP state
+        continue
       }
       this.recBytes = bytes
       this.rawPrefix = this.rawOf(n)
@@ -178,7 +178,7 @@ export class CsvParser {
             break
           }
           this.state = UNQUOTED
-        // falls through: the field is unquoted
+          break
         case UNQUOTED: {
           // Hot path: consume this and any following unquoted fields without leaving the loop.
           const cells = this.cells
@@ -244,7 +244,8 @@ export class CsvParser {
             j++
           }
           if (j < n) {
-            if (this.pendingError) this.emitError(this.pendingError.code, this.pendingError.message, this.rawOf(j))
+            if (this.pendingError)
+              this.emitError(this.pendingError.code, this.pendingError.message, this.rawOf(j))
             this.pendingError = null
             this.state = REC_START // which counts the line break at j
           }
@@ -272,7 +273,7 @@ export class CsvParser {
     if (k < j) j = k
     k = this.nQuote
     if (k < i) k = this.nQuote = indexOrEnd(s, '"', i)
-    return k < j ? k : j
+    return Math.min(j, k)
   }
 
   /** `p` is just past a closing quote; `tail` is the field's content in this chunk. */
@@ -287,7 +288,10 @@ export class CsvParser {
       this.cells.push(this.take(tail))
       return this.endRecord(p)
     }
-    return this.malformed(p, `Unexpected character ${JSON.stringify(this.s[p])} after a closing quote on line ${this.line}`)
+    return this.malformed(
+      p,
+      `Unexpected character ${JSON.stringify(this.s[p])} after a closing quote on line ${this.line}`,
+    )
   }
 
   /** Completes the field: earlier chunks' content plus `tail`. */
@@ -320,14 +324,15 @@ export class CsvParser {
   private tooBig(end: number): boolean {
     const chars = end - this.seg
     return (
-      this.recBytes + chars * 3 > this.maxBytes && this.recBytes + utf8Len(this.s, this.seg, end) > this.maxBytes
+      this.recBytes + chars * 3 > this.maxBytes &&
+      this.recBytes + utf8Len(this.s, this.seg, end) > this.maxBytes
     )
   }
 
   /**
    * The record's text up to `end` exceeds the cap. Finds the exact character where it crossed
-   * (so the result is the same for any chunking), reports the record, and resyncs at the first
-   * line break at or after that point, ignoring quotes.
+   * (so the outcome is the same for any chunking) and skips from there to the next line break,
+   * ignoring quotes; the error is reported when that break is reached.
    */
   private overflow(end: number): number {
     const s = this.s
@@ -338,25 +343,17 @@ export class CsvParser {
       if (bytes > this.maxBytes) break
       c++
     }
-    this.emitError(
-      'record_too_large',
-      `Record starting on line ${this.recLine} exceeds ${this.maxBytes} bytes; skipped to the next line`,
-      this.rawOf(c + 1),
-    )
-    let nl = c
-    while (nl < s.length) {
-      const ch = s.charCodeAt(nl)
-      if (ch === LF || ch === CR) break
-      nl++
-    }
-    // Quoted line breaks after the resync point were counted already; recount up to it.
+    // Quoted line breaks past the crossing point were already counted; recount up to it.
     const prevCR = this.seg > 0 ? s.charCodeAt(this.seg - 1) === CR : this.lastCR
-    this.line = this.segLine + countBreaks(s, this.seg, nl, prevCR)
+    this.line = this.segLine + countBreaks(s, this.seg, c, prevCR)
+    this.pendingError = {
+      code: 'record_too_large',
+      message: `Record starting on line ${this.recLine} exceeds ${this.maxBytes} bytes; skipped to the next line`,
+    }
     this.cells = []
     this.partial = ''
-    this.pendingError = null
-    this.state = nl < s.length ? REC_START : SKIP
-    return nl
+    this.state = SKIP
+    return c
   }
 
   private countBreaks(from: number, to: number): void {

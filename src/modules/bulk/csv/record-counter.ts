@@ -8,6 +8,7 @@ const QUOTE = 0x22
 const LF = 0x0a
 const CR = 0x0d
 const BOM = [0xef, 0xbb, 0xbf]
+const NEAR = 16 // bytes scanned by hand before falling back to indexOf
 
 export class CsvRecordCounter {
   private records = 0 // records seen, header included
@@ -32,37 +33,51 @@ export class CsvRecordCounter {
     let records = this.records
     let inQuotes = this.inQuotes
     let empty = this.lineEmpty
-    // Next positions of each special byte outside quotes, found with native indexOf and cached;
-    // n means "none left in this chunk".
+    // Next position of each special byte, found with native indexOf and cached until passed
+    // (n = none left in this chunk). When specials have been close together (dense quoting like
+    // `"a","b"`) a few bytes are first checked by hand: cheaper than a native call.
     let nextQuote = -1
     let nextLF = -1
     let nextCR = -1
+    let dense = false
     while (i < n) {
-      if (inQuotes) {
-        // Toggling on every quote handles "" too: it closes and immediately reopens.
-        if (nextQuote < i) nextQuote = indexOrEnd(chunk, QUOTE, i)
-        if (nextQuote === n) break
-        inQuotes = false
-        i = nextQuote + 1
-        continue
+      let p = i
+      if (dense) {
+        const lim = Math.min(n, i + NEAR)
+        if (inQuotes) while (p < lim && chunk[p] !== QUOTE) p++
+        else
+          while (p < lim) {
+            const c = chunk[p]
+            if (c === QUOTE || c === LF || c === CR) break
+            p++
+          }
+        if (p === lim) dense = false
       }
-      if (nextQuote < i) nextQuote = indexOrEnd(chunk, QUOTE, i)
-      if (nextLF < i) nextLF = indexOrEnd(chunk, LF, i)
-      if (nextCR < i) nextCR = indexOrEnd(chunk, CR, i)
-      const p = Math.min(nextQuote, nextLF, nextCR)
-      if (empty && p > i) {
+      if (!dense) {
+        if (nextQuote < p) nextQuote = indexOrEnd(chunk, QUOTE, p)
+        if (inQuotes) p = nextQuote
+        else {
+          if (nextLF < p) nextLF = indexOrEnd(chunk, LF, p)
+          if (nextCR < p) nextCR = indexOrEnd(chunk, CR, p)
+          p = Math.min(nextQuote, nextLF, nextCR)
+        }
+        dense = p - i < NEAR
+      }
+      if (!inQuotes && empty && p > i) {
         records++ // ordinary bytes start a record
         empty = false
       }
       if (p === n) break
-      if (p === nextQuote) {
+      i = p + 1
+      if (inQuotes)
+        inQuotes = false // toggling on every quote handles "" too
+      else if (chunk[p] === QUOTE) {
         if (empty) {
           records++
           empty = false
         }
         inQuotes = true
       } else empty = true // a line break outside quotes ends the record (or is an empty line)
-      i = p + 1
     }
     this.records = records
     this.inQuotes = inQuotes

@@ -1,0 +1,127 @@
+import { createReadStream } from 'node:fs'
+import { basename } from 'node:path'
+import { COMMUNITY_KEY_PERMISSIONS } from '../lib/auth/permissions.ts'
+import { hashPassword, hashToken, randomToken } from '../lib/auth/secrets.ts'
+import type { AppDeps } from '../lib/deps.ts'
+import { AppError, badRequest, conflict, notFound } from '../lib/errors.ts'
+import { newId } from '../lib/ids.ts'
+import { createBulkService } from '../modules/bulk/bulk.service.ts'
+import { presentJob } from '../modules/bulk/bulk.presenter.ts'
+import { createCommunityService } from '../modules/communities/communities.service.ts'
+
+/**
+ * Operator commands shared by the local CLI and the running server's control socket: the same
+ * code runs whichever process holds the database.
+ */
+export type CommandArgs = Record<string, string | boolean | undefined>
+
+const str = (a: CommandArgs, k: string, required = true): string => {
+  const v = a[k]
+  if (typeof v === 'string' && v.length > 0) return v
+  if (required) throw badRequest('missing_option', `--${k} is required`, k)
+  return ''
+}
+
+export const commands: Record<string, (deps: AppDeps, args: CommandArgs) => Promise<unknown>> = {
+  async 'community create'(deps, args) {
+    const { community, systemKey } = await createCommunityService(deps).create({ name: str(args, 'name') })
+    return { id: community.id, name: community.name, systemKey }
+  },
+
+  async 'keys create'(deps, args) {
+    const communityId = str(args, 'community')
+    await requireCommunityExists(deps, communityId)
+    const requested = str(args, 'permissions', false) || 'all'
+    const permissions = requested === 'all' ? ['all'] : requested.split(',').map((p) => p.trim())
+    const unknown = permissions.filter((p) => !(COMMUNITY_KEY_PERMISSIONS as readonly string[]).includes(p))
+    if (requested !== 'all' && unknown.length) {
+      throw badRequest('invalid_permission', `Unknown permission(s): ${unknown.join(', ')}`, 'permissions')
+    }
+    const key = randomToken(32)
+    const id = newId()
+    const name = str(args, 'name', false) || 'CLI key'
+    await deps.database.db
+      .insertInto('api_keys')
+      .values({
+        id,
+        community_id: communityId,
+        kind: 'community',
+        name,
+        key_hash: hashToken(key),
+        key_prefix: key.slice(0, 6),
+        permissions,
+        created_by: 'cli',
+      })
+      .execute()
+    return { id, name, key, permissions, communityId }
+  },
+
+  async 'admin create'(deps, args) {
+    const communityId = str(args, 'community')
+    await requireCommunityExists(deps, communityId)
+    const email = str(args, 'email').toLowerCase()
+    const password = str(args, 'password')
+    if (password.length < 8) throw badRequest('weak_password', 'The password needs at least 8 characters', 'password')
+    const { db } = deps.database
+    const taken = await db
+      .selectFrom('users')
+      .select('id')
+      .where('community_id', '=', communityId)
+      .where('email', '=', email)
+      .executeTakeFirst()
+    if (taken) throw conflict('email_taken', `${email} already has an account in this community`, 'email')
+    const id = newId()
+    await db.transaction().execute(async (tx) => {
+      await tx
+        .insertInto('users')
+        .values({
+          id,
+          community_id: communityId,
+          email,
+          username: email.split('@')[0],
+          role: 'owner',
+          password_hash: await hashPassword(password),
+          email_verified_at: new Date(),
+        })
+        .execute()
+      await tx
+        .updateTable('communities')
+        .set({ owner_user_id: id })
+        .where('id', '=', communityId)
+        .where('owner_user_id', 'is', null)
+        .execute()
+    })
+    return { id, email, role: 'owner', communityId }
+  },
+
+  async 'import start'(deps, args) {
+    const communityId = str(args, 'community')
+    await requireCommunityExists(deps, communityId)
+    const file = str(args, 'file')
+    const type = args['premium-currency'] ? 'premium_currency' : args.update ? 'update' : 'import'
+    const job = await createBulkService(deps).submit({
+      communityId,
+      type,
+      dryRun: Boolean(args['dry-run']),
+      fileName: basename(file),
+      source: createReadStream(file),
+      apiKeyId: null,
+      createdBy: 'cli',
+    })
+    return presentJob(job)
+  },
+
+  async 'import status'(deps, args) {
+    return presentJob(await createBulkService(deps).get(str(args, 'community'), str(args, 'job')))
+  },
+}
+
+async function requireCommunityExists(deps: AppDeps, id: string) {
+  const c = await deps.database.db.selectFrom('communities').select('id').where('id', '=', id).executeTakeFirst()
+  if (!c) throw notFound('community', 'community')
+}
+
+export function describeError(err: unknown): string {
+  if (err instanceof AppError) return `${err.code}: ${err.message}`
+  return err instanceof Error ? err.message : String(err)
+}

@@ -1,0 +1,70 @@
+import { sql } from 'kysely'
+import type { Tx } from '../../lib/db/database.ts'
+import type { RowOutcome } from './bulk.apply-users.ts'
+import type { PremiumPlan } from './bulk.plan.ts'
+import type { PremiumRow } from './bulk.rows.ts'
+import { assignWaves, createStage, fillStage, type StageColumn } from './bulk.stage.ts'
+
+const COLUMNS: StageColumn[] = [
+  { name: 'row_no', type: 'integer' },
+  { name: 'wave', type: 'integer' },
+  { name: 'key', type: 'text' },
+  { name: 'amount', type: 'bigint' },
+  { name: 'op', type: 'text' },
+  { name: 'reason', type: 'text' },
+]
+
+function matchUser(plan: PremiumPlan) {
+  switch (plan.keyKind) {
+    case 'email':
+      return sql`u.email = lower(s.key)`
+    case 'external_id':
+      return sql`u.external_id = s.key`
+    default:
+      // userId: the 24-hex id or the numeric legacy id.
+      return sql`(u.id = s.key OR (s.key ~ '^[0-9]{1,15}$' AND u.seq = s.key::bigint))`
+  }
+}
+
+/**
+ * Premium currency: every row is one ledger entry whose idempotency key is (job, row), written in
+ * the same statement that moves the user's balance. Rows of one wave touch distinct users.
+ */
+export async function applyPremiumChunk(
+  tx: Tx,
+  ctx: { plan: PremiumPlan; communityId: string; jobId: string },
+  rows: PremiumRow[],
+): Promise<RowOutcome[]> {
+  if (rows.length === 0) return []
+  await createStage(tx, COLUMNS)
+  const { waves, count } = assignWaves(rows.map((r) => r.key.toLowerCase()))
+  await fillStage(tx, COLUMNS, rows.map((r, i) => [r.rowNo, waves[i], r.key, r.amount, r.op, r.reason]))
+  const outcomes: RowOutcome[] = []
+  for (let w = 0; w < count; w++) {
+    const res = await sql<{ row_no: number; found: boolean; deleted: boolean; negative: boolean; applied: boolean; unchanged: boolean }>`
+      WITH m AS (
+        SELECT s.row_no, s.reason, u.id AS uid, u.deleted_at, u.premium AS old,
+          CASE s.op WHEN 'subtract' THEN u.premium - s.amount WHEN 'overwrite' THEN s.amount ELSE u.premium + s.amount END AS new
+        FROM bulk_stage s JOIN users u ON u.community_id = ${ctx.communityId} AND ${matchUser(ctx.plan)}
+        WHERE s.wave = ${w} FOR UPDATE OF u),
+      ok AS (SELECT * FROM m WHERE deleted_at IS NULL AND new >= 0 AND new <> old),
+      led AS (
+        INSERT INTO currency_ledger (community_id, user_id, currency, amount, balance_after, source, reason, idempotency_key)
+        SELECT ${ctx.communityId}, ok.uid, 'premium', ok.new - ok.old, ok.new, 'bulk_premium_currency',
+          coalesce(ok.reason, 'bulk job ' || ${ctx.jobId}), ${`bulk:${ctx.jobId}:`} || ok.row_no
+        FROM ok ON CONFLICT DO NOTHING RETURNING user_id, balance_after),
+      upd AS (UPDATE users u SET premium = led.balance_after, updated_at = now() FROM led WHERE u.id = led.user_id RETURNING u.id)
+      SELECT s.row_no, m.uid IS NOT NULL AS found, m.deleted_at IS NOT NULL AS deleted, coalesce(m.new < 0, false) AS negative,
+        upd.id IS NOT NULL AS applied, coalesce(m.new = m.old, false) AS unchanged
+      FROM bulk_stage s LEFT JOIN m ON m.row_no = s.row_no LEFT JOIN upd ON upd.id = m.uid
+      WHERE s.wave = ${w}`.execute(tx)
+    for (const r of res.rows) {
+      if (!r.found) outcomes.push({ rowNo: r.row_no, action: 'f', code: 'user_not_found', message: 'No such user in this community' })
+      else if (r.deleted) outcomes.push({ rowNo: r.row_no, action: 'f', code: 'user_deleted', message: 'This user is deleted' })
+      else if (r.negative) {
+        outcomes.push({ rowNo: r.row_no, action: 'f', code: 'insufficient_balance', field: 'amount', message: 'The balance cannot go below zero' })
+      } else outcomes.push({ rowNo: r.row_no, action: r.applied ? 'u' : 's' })
+    }
+  }
+  return outcomes
+}

@@ -1,0 +1,264 @@
+import { type RawBuilder, sql } from 'kysely'
+import type { Tx } from '../../lib/db/database.ts'
+import { kindOf } from '../user-fields/field-types.ts'
+import type { ImportPlan, Target } from './bulk.plan.ts'
+import type { ImportRow } from './bulk.rows.ts'
+import { assignWaves, createStage, fillStage, type StageColumn } from './bulk.stage.ts'
+
+/**
+ * Set-based SQL for bulk import and bulk update: a chunk is COPYed into the stage, then per wave
+ * (rows of one wave touch distinct users, so file order holds) one UPDATE of matched users and,
+ * for imports, one INSERT of new ones, each writing its field histories and ledger rows in the
+ * same statement.
+ */
+export type RowOutcome = { rowNo: number; action: 'c' | 'u' | 's' | 'f'; code?: string; field?: string; message?: string }
+
+interface Ctx {
+  plan: ImportPlan
+  communityId: string
+  jobId: string
+  source: 'bulk_import' | 'bulk_update'
+}
+
+const col = (i: number) => `v${i}`
+const opCol = (i: number) => `o${i}`
+const nameOf = (t: Target) => (t.kind === 'default' ? t.def.column : t.def.field)
+const isNumeric = (t: Target) => (t.kind === 'default' ? t.def.type === 'number' : kindOf(t.def.type) === 'number')
+
+export function stageColumns(plan: ImportPlan): StageColumn[] {
+  const cols: StageColumn[] = [
+    { name: 'row_no', type: 'integer' },
+    { name: 'wave', type: 'integer' },
+    { name: 'key', type: 'text' },
+    { name: 'new_id', type: 'text' },
+    { name: 'email', type: 'text' },
+  ]
+  plan.targets.forEach((t, i) => {
+    const type: StageColumn['type'] =
+      t.kind === 'custom' ? 'jsonb' : t.def.type === 'number' ? 'bigint' : t.def.type === 'date' ? 'timestamptz' : 'text'
+    cols.push({ name: col(i), type })
+    if (t.opIndex !== null) cols.push({ name: opCol(i), type: 'text' })
+  })
+  return cols
+}
+
+function stageRow(plan: ImportPlan, r: ImportRow, wave: number): unknown[] {
+  const out: unknown[] = [r.rowNo, wave, r.key, r.newId, r.email]
+  plan.targets.forEach((t, i) => {
+    out.push(r.values[i])
+    if (t.opIndex !== null) out.push(r.ops[i])
+  })
+  return out
+}
+
+/** `base` is the alias holding current values: the matched user, or defaults for a new one. */
+function numericExpr(t: Target, i: number, current: RawBuilder<unknown>): RawBuilder<unknown> {
+  const v = sql.ref(`s.${col(i)}`)
+  if (t.opIndex === null) return sql`coalesce(${v}, ${current})`
+  const op = sql.ref(`s.${opCol(i)}`)
+  return sql`CASE WHEN ${v} IS NULL THEN ${current} WHEN ${op} = 'add' THEN ${current} + ${v}
+    WHEN ${op} = 'subtract' THEN ${current} - ${v} ELSE ${v} END`
+}
+
+function customExpr(t: Target, i: number): RawBuilder<unknown> {
+  const v = sql.ref(`s.${col(i)}`)
+  if (t.opIndex === null || !isNumeric(t)) return sql`${v}`
+  const current = sql`coalesce((b.custom_fields ->> ${nameOf(t)})::numeric, 0)`
+  const op = sql.ref(`s.${opCol(i)}`)
+  return sql`CASE WHEN ${v} IS NULL THEN NULL WHEN ${op} = 'add' THEN to_jsonb(${current} + (${v})::numeric)
+    WHEN ${op} = 'subtract' THEN to_jsonb(${current} - (${v})::numeric) ELSE ${v} END`
+}
+
+/** New-value expressions (n_<column>, n_custom) computed from stage `s` and current values `b`. */
+function newValues(plan: ImportPlan): RawBuilder<unknown> {
+  const parts: RawBuilder<unknown>[] = []
+  const defaults = new Map<string, RawBuilder<unknown>>()
+  const customs: RawBuilder<unknown>[] = []
+  plan.targets.forEach((t, i) => {
+    if (t.kind === 'custom') customs.push(sql`${nameOf(t)}::text, ${customExpr(t, i)}`)
+    else if (isNumeric(t)) defaults.set(t.def.column, numericExpr(t, i, sql.ref(`b.${t.def.column}`)))
+    else defaults.set(t.def.column, sql`coalesce(${sql.ref(`s.${col(i)}`)}, ${sql.ref(`b.${t.def.column}`)})`)
+  })
+  for (const c of WRITTEN) parts.push(sql`${defaults.get(c) ?? sql.ref(`b.${c}`)} AS ${sql.ref(`n_${c}`)}`)
+  // jsonb_build_object takes at most 100 arguments: build in groups and concatenate.
+  let custom: RawBuilder<unknown> = sql`b.custom_fields`
+  for (let g = 0; g < customs.length; g += 40) {
+    custom = sql`${custom} || jsonb_strip_nulls(jsonb_build_object(${sql.join(customs.slice(g, g + 40))}))`
+  }
+  parts.push(sql`${custom} AS n_custom`)
+  return sql.join(parts)
+}
+
+const WRITTEN = [
+  'email',
+  'username',
+  'first_name',
+  'last_name',
+  'display_name',
+  'phone',
+  'country',
+  'language',
+  'avatar',
+  'join_date',
+  'xp',
+  'coins',
+] as const
+
+/** Field-history rows for every custom field whose value changed (set-based). */
+function historyInsert(ctx: Ctx, from: RawBuilder<unknown>, userId: RawBuilder<unknown>): RawBuilder<unknown> | null {
+  const customs = ctx.plan.targets.filter((t) => t.kind === 'custom')
+  if (customs.length === 0) return null
+  const fields = sql.join(customs.map((t) => sql`(${nameOf(t)}::text, ${t.kind === 'custom' ? t.def.id : null}::text)`))
+  return sql`INSERT INTO field_histories (id, community_id, user_id, field_id, field, old_value, new_value, source, changed_by)
+    SELECT left(replace(gen_random_uuid()::text, '-', ''), 24), ${ctx.communityId}, ${userId}, f.fid, f.k,
+      r.o_custom -> f.k, r.n_custom -> f.k, ${ctx.source}, ${ctx.jobId}
+    FROM ${from} r CROSS JOIN (VALUES ${fields}) AS f(k, fid)
+    WHERE (r.o_custom -> f.k) IS DISTINCT FROM (r.n_custom -> f.k)`
+}
+
+function ledgerInsert(ctx: Ctx, from: RawBuilder<unknown>, userId: RawBuilder<unknown>): RawBuilder<unknown> | null {
+  const currencies = ctx.plan.targets.flatMap((t) => (t.kind === 'default' && t.def.currency ? [t.def.currency] : []))
+  if (currencies.length === 0) return null
+  const selects = currencies.map(
+    (c) => sql`SELECT ${ctx.communityId}, ${userId}, ${c}::text, ${sql.ref(`r.n_${c}`)} - ${sql.ref(`r.o_${c}`)},
+      ${sql.ref(`r.n_${c}`)}, ${ctx.source}, 'bulk job ' || ${ctx.jobId}, ${`bulk:${ctx.jobId}:`} || r.row_no || ${`:${c}`}
+      FROM ${from} r WHERE ${sql.ref(`r.n_${c}`)} <> ${sql.ref(`r.o_${c}`)}`,
+  )
+  return sql`INSERT INTO currency_ledger (community_id, user_id, currency, amount, balance_after, source, reason, idempotency_key)
+    ${sql.join(selects, sql` UNION ALL `)}`
+}
+
+const keyColumn = (plan: ImportPlan) => (plan.keyKind === 'external_id' ? 'external_id' : 'email')
+
+const rowFilter = (rowNo: number | null) => (rowNo === null ? sql`` : sql`AND s.row_no = ${rowNo}`)
+
+/** Updates matched users of one wave; returns their outcomes. */
+async function updateMatched(tx: Tx, ctx: Ctx, wave: number, rowNo: number | null): Promise<RowOutcome[]> {
+  const key = keyColumn(ctx.plan)
+  const setList = sql.join(WRITTEN.map((c) => sql`${sql.ref(c)} = ok.${sql.ref(`n_${c}`)}`))
+  const changed = sql`(${sql.join(WRITTEN.map((c) => sql.ref(`u.${c}`)))}, u.custom_fields) IS DISTINCT FROM
+    (${sql.join(WRITTEN.map((c) => sql.ref(`ok.n_${c}`)))}, ok.n_custom)`
+  const ctes: RawBuilder<unknown>[] = [
+    sql`m AS (SELECT s.row_no, b.id AS uid, b.deleted_at, b.xp AS o_xp, b.coins AS o_coins, b.custom_fields AS o_custom,
+      ${newValues(ctx.plan)}
+      FROM bulk_stage s JOIN users b ON b.community_id = ${ctx.communityId} AND ${sql.ref(`b.${key}`)} = s.key
+      WHERE s.wave = ${wave} ${rowFilter(rowNo)} FOR UPDATE OF b)`,
+    sql`ok AS (SELECT * FROM m WHERE deleted_at IS NULL AND n_xp >= 0 AND n_coins >= 0)`,
+    sql`upd AS (UPDATE users u SET ${setList}, custom_fields = ok.n_custom, updated_at = now()
+      FROM ok WHERE u.id = ok.uid AND ${changed} RETURNING u.id)`,
+  ]
+  const hist = historyInsert(ctx, sql`ok`, sql`r.uid`)
+  if (hist) ctes.push(sql`hist AS (${hist})`)
+  const led = ledgerInsert(ctx, sql`ok`, sql`r.uid`)
+  if (led) ctes.push(sql`led AS (${led})`)
+  const res = await sql<{ row_no: number; deleted: boolean; negative: boolean; changed: boolean }>`
+    WITH ${sql.join(ctes)}
+    SELECT m.row_no, m.deleted_at IS NOT NULL AS deleted, (m.n_xp < 0 OR m.n_coins < 0) AS negative,
+      upd.id IS NOT NULL AS changed
+    FROM m LEFT JOIN upd ON upd.id = m.uid`.execute(tx)
+  return res.rows.map((r) =>
+    r.deleted
+      ? { rowNo: r.row_no, action: 'f', code: 'user_deleted', message: 'This user is deleted; restore it first' }
+      : r.negative
+        ? { rowNo: r.row_no, action: 'f', code: 'negative_balance', message: 'xp and coins cannot go below zero' }
+        : { rowNo: r.row_no, action: r.changed ? 'u' : 's' },
+  )
+}
+
+/** Inserts the users of one wave that do not exist yet (imports only); returns their outcomes. */
+async function insertNew(tx: Tx, ctx: Ctx, wave: number, rowNo: number | null): Promise<RowOutcome[]> {
+  const key = keyColumn(ctx.plan)
+  const external = ctx.plan.keyKind === 'external_id' ? sql`r.key` : sql`NULL::text`
+  const columns = WRITTEN.filter((c) => c !== 'join_date' && c !== 'language')
+  const ctes: RawBuilder<unknown>[] = [
+    sql`d AS (SELECT NULL::text AS id, NULL::timestamptz AS deleted_at, s.email AS email, NULL::text AS username,
+      NULL::text AS first_name, NULL::text AS last_name, NULL::text AS display_name, NULL::text AS phone,
+      NULL::text AS country, 'English'::text AS language, NULL::text AS avatar, now() AS join_date,
+      0::bigint AS xp, 0::bigint AS coins, '{}'::jsonb AS custom_fields, s.row_no
+      FROM bulk_stage s WHERE s.wave = ${wave} ${rowFilter(rowNo)}
+      AND NOT EXISTS (SELECT 1 FROM users x WHERE x.community_id = ${ctx.communityId} AND ${sql.ref(`x.${key}`)} = s.key))`,
+    sql`m AS (SELECT s.row_no, s.new_id, s.key, 0::bigint AS o_xp, 0::bigint AS o_coins, '{}'::jsonb AS o_custom,
+      ${newValues(ctx.plan)}
+      FROM bulk_stage s JOIN d b ON b.row_no = s.row_no)`,
+    sql`r AS (SELECT * FROM m WHERE n_email IS NOT NULL AND n_xp >= 0 AND n_coins >= 0)`,
+    sql`ins AS (INSERT INTO users (id, community_id, external_id, join_date, language, custom_fields,
+        ${sql.join(columns.map((c) => sql.ref(c)))})
+      SELECT r.new_id, ${ctx.communityId}, ${external}, r.n_join_date, r.n_language, r.n_custom,
+        ${sql.join(columns.map((c) => sql.ref(`r.n_${c}`)))}
+      FROM r ON CONFLICT DO NOTHING RETURNING id)`,
+    sql`ok AS (SELECT r.* FROM r JOIN ins ON ins.id = r.new_id)`,
+  ]
+  const hist = historyInsert(ctx, sql`ok`, sql`r.new_id`)
+  if (hist) ctes.push(sql`hist AS (${hist})`)
+  const led = ledgerInsert(ctx, sql`ok`, sql`r.new_id`)
+  if (led) ctes.push(sql`led AS (${led})`)
+  const res = await sql<{ row_no: number; inserted: boolean; no_email: boolean; negative: boolean }>`
+    WITH ${sql.join(ctes)}
+    SELECT m.row_no, ins.id IS NOT NULL AS inserted, m.n_email IS NULL AS no_email,
+      (m.n_xp < 0 OR m.n_coins < 0) AS negative
+    FROM m LEFT JOIN ins ON ins.id = m.new_id`.execute(tx)
+  return res.rows.map((r): RowOutcome => {
+    if (r.inserted) return { rowNo: r.row_no, action: 'c' }
+    if (r.no_email) return { rowNo: r.row_no, action: 'f', code: 'missing_email', field: 'email', message: 'A new user needs an email' }
+    if (r.negative) return { rowNo: r.row_no, action: 'f', code: 'negative_balance', message: 'xp and coins cannot go below zero' }
+    return { rowNo: r.row_no, action: 'f', code: 'duplicate_user', field: 'email', message: 'Another user already has this email or external id' }
+  })
+}
+
+async function applyWave(tx: Tx, ctx: Ctx, wave: number, rowNo: number | null): Promise<RowOutcome[]> {
+  const out = await updateMatched(tx, ctx, wave, rowNo)
+  if (ctx.plan.type === 'import') out.push(...(await insertNew(tx, ctx, wave, rowNo)))
+  return out
+}
+
+/** Explains a database refusal of one row in words a CSV author can act on. */
+export function describeRowRejection(err: unknown): { code: string; message: string } {
+  const e = err as { code?: string; constraint?: string; message?: string }
+  const text = `${e.constraint ?? ''} ${e.message ?? ''}`
+  if (text.includes('users_community_email')) return { code: 'email_taken', message: 'Another user already has this email' }
+  if (text.includes('users_community_external_id')) {
+    return { code: 'external_id_taken', message: 'Another user already has this external id' }
+  }
+  if (e.code === '22P02' || e.code === '22003') return { code: 'invalid_value', message: 'A value does not fit its field type' }
+  return { code: 'row_rejected', message: 'The database refused this row' }
+}
+
+/**
+ * Applies one chunk of checked rows. A statement that fails for a whole wave (a constraint hit by
+ * one row) is retried row by row under savepoints, so only the offending row fails.
+ */
+export async function applyUsersChunk(tx: Tx, ctxIn: Ctx, rows: ImportRow[]): Promise<RowOutcome[]> {
+  if (rows.length === 0) return []
+  const cols = stageColumns(ctxIn.plan)
+  await createStage(tx, cols)
+  const { waves, count } = assignWaves(rows.map((r) => r.key))
+  await fillStage(tx, cols, rows.map((r, i) => stageRow(ctxIn.plan, r, waves[i])))
+  const outcomes: RowOutcome[] = []
+  for (let w = 0; w < count; w++) {
+    await sql`SAVEPOINT bulk_wave`.execute(tx)
+    try {
+      outcomes.push(...(await applyWave(tx, ctxIn, w, null)))
+      await sql`RELEASE SAVEPOINT bulk_wave`.execute(tx)
+    } catch {
+      await sql`ROLLBACK TO SAVEPOINT bulk_wave`.execute(tx)
+      for (const [i, r] of rows.entries()) {
+        if (waves[i] !== w) continue
+        await sql`SAVEPOINT bulk_row`.execute(tx)
+        try {
+          outcomes.push(...(await applyWave(tx, ctxIn, w, r.rowNo)))
+          await sql`RELEASE SAVEPOINT bulk_row`.execute(tx)
+        } catch (err) {
+          await sql`ROLLBACK TO SAVEPOINT bulk_row`.execute(tx)
+          outcomes.push({ rowNo: r.rowNo, action: 'f', ...describeRowRejection(err) })
+        }
+      }
+    }
+  }
+  const seen = new Set(outcomes.map((o) => o.rowNo))
+  for (const r of rows) {
+    if (!seen.has(r.rowNo)) {
+      outcomes.push({ rowNo: r.rowNo, action: 'f', code: 'user_not_found', message: `No user with ${keyColumn(ctxIn.plan)} "${r.key}"` })
+    }
+  }
+  return outcomes
+}

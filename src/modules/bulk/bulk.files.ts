@@ -1,0 +1,80 @@
+import type { Database, Tx } from '../../lib/db/database.ts'
+import { tooLarge } from '../../lib/errors.ts'
+import { CsvRecordCounter } from './csv/record-counter.ts'
+
+/**
+ * Uploaded CSVs are kept in the database in 1 MiB pieces, not on the API machine's disk, so a
+ * worker on any machine can run the job; memory stays at one piece whatever the file size.
+ */
+export const PIECE_BYTES = 1024 * 1024
+
+export interface StoredUpload {
+  uploadId: string
+  bytes: number
+  pieces: number
+  /** Data rows (header excluded), counted while storing. */
+  rows: number
+}
+
+export interface StoreLimits {
+  maxBytes: number
+  maxRows: number
+}
+
+export async function storeUpload(
+  database: Database,
+  communityId: string,
+  uploadId: string,
+  source: AsyncIterable<Buffer | Uint8Array | string>,
+  limits: StoreLimits,
+): Promise<StoredUpload> {
+  const counter = new CsvRecordCounter()
+  let pending: Buffer[] = []
+  let pendingBytes = 0
+  let bytes = 0
+  let pieces = 0
+  const flush = async () => {
+    if (pendingBytes === 0) return
+    const data = pending.length === 1 ? pending[0] : Buffer.concat(pending)
+    pending = []
+    pendingBytes = 0
+    await database.db.insertInto('bulk_files').values({ community_id: communityId, upload_id: uploadId, seq: pieces, data }).execute()
+    pieces++
+  }
+  try {
+    for await (const part of source) {
+      const buf = typeof part === 'string' ? Buffer.from(part) : Buffer.isBuffer(part) ? part : Buffer.from(part)
+      bytes += buf.length
+      if (bytes > limits.maxBytes) throw tooLarge('file_too_large', `The file is larger than ${limits.maxBytes} bytes`, 'data')
+      counter.push(buf)
+      pending.push(buf)
+      pendingBytes += buf.length
+      if (pendingBytes >= PIECE_BYTES) await flush()
+    }
+    await flush()
+    const rows = counter.end()
+    if (rows > limits.maxRows) throw tooLarge('too_many_rows', `The file has ${rows} rows; the limit is ${limits.maxRows}`, 'data')
+    return { uploadId, bytes, pieces, rows }
+  } catch (err) {
+    await deleteUpload(database.db, uploadId)
+    throw err
+  }
+}
+
+export async function deleteUpload(db: Tx, uploadId: string) {
+  await db.deleteFrom('bulk_files').where('upload_id', '=', uploadId).execute()
+}
+
+/** Streams a stored upload back, one piece at a time. */
+export async function* readUpload(db: Tx, uploadId: string, pieces: number): AsyncGenerator<Buffer> {
+  for (let seq = 0; seq < pieces; seq++) {
+    const row = await db
+      .selectFrom('bulk_files')
+      .select('data')
+      .where('upload_id', '=', uploadId)
+      .where('seq', '=', seq)
+      .executeTakeFirst()
+    if (!row) throw new Error(`Upload ${uploadId} is missing piece ${seq}`)
+    yield Buffer.isBuffer(row.data) ? row.data : Buffer.from(row.data)
+  }
+}

@@ -1,0 +1,38 @@
+import { sql } from 'kysely'
+import type { AppDeps } from '../../lib/deps.ts'
+import { runBulkJob } from './bulk.runner.ts'
+
+/**
+ * Worker side of bulk jobs: the queue handler, and a sweeper that re-enqueues jobs whose worker
+ * died (lease expired) or whose queue message was lost, so every job finishes.
+ */
+export async function startBulkWorker(deps: AppDeps, log: (m: string) => void): Promise<() => void> {
+  await deps.queue.work('bulk.run', { concurrency: deps.config.workerConcurrency }, async ({ jobId }) => {
+    await runBulkJob(deps, jobId)
+  })
+  const sweep = async () => {
+    try {
+      const stale = await deps.database.db
+        .selectFrom('bulk_jobs')
+        .select('id')
+        .where('status', 'in', ['queued', 'validating', 'processing'])
+        .where((eb) =>
+          eb.or([
+            eb('lease_until', '<', sql<Date>`now()`),
+            eb.and([eb('lease_until', 'is', null), eb('created_at', '<', sql<Date>`now() - interval '10 minutes'`)]),
+          ]),
+        )
+        .limit(100)
+        .execute()
+      for (const { id } of stale) await deps.queue.enqueue('bulk.run', { jobId: id })
+      if (stale.length) log(`re-enqueued ${stale.length} stalled bulk job(s)`)
+    } catch (err) {
+      log(`bulk sweep failed: ${String(err)}`)
+    }
+  }
+  const every = Math.max(1, Math.min(15, deps.config.bulk.leaseSeconds)) * 1000
+  const timer = setInterval(sweep, every)
+  timer.unref()
+  void sweep()
+  return () => clearInterval(timer)
+}

@@ -1,0 +1,181 @@
+import type { BulkJobType } from '../../lib/db/schema.ts'
+import { DEFAULT_FIELDS, type DefaultField } from '../users/default-fields.ts'
+import { kindOf } from '../user-fields/field-types.ts'
+
+/**
+ * A job's column plan, decided once from the CSV header: which column is the user key, which
+ * columns write which default or custom field, which `<field>_op` columns steer numeric ones,
+ * and which columns are unknown (reported, ignored).
+ */
+export interface CustomFieldDef {
+  id: string
+  field: string
+  type: string
+  options: string[] | null
+}
+
+export type KeyKind = 'email' | 'external_id' | 'user_id'
+
+export interface DefaultTarget {
+  kind: 'default'
+  index: number
+  def: DefaultField
+  opIndex: number | null
+}
+export interface CustomTarget {
+  kind: 'custom'
+  index: number
+  def: CustomFieldDef
+  opIndex: number | null
+}
+export type Target = DefaultTarget | CustomTarget
+
+export interface ImportPlan {
+  type: 'import' | 'update'
+  columns: string[]
+  keyKind: KeyKind
+  keyIndex: number
+  /** Column of the email, when the key is the external id (needed to create users). */
+  emailIndex: number | null
+  targets: Target[]
+  unknown: string[]
+}
+
+export interface PremiumPlan {
+  type: 'premium_currency'
+  columns: string[]
+  keyKind: KeyKind
+  keyIndex: number
+  amountIndex: number
+  opIndex: number | null
+  reasonIndex: number | null
+  unknown: string[]
+}
+
+export type Plan = ImportPlan | PremiumPlan
+
+export type PlanResult = { ok: true; plan: Plan } | { ok: false; code: string; message: string }
+
+/** Header spellings accepted for default fields, besides the database names. */
+const ALIASES: Record<string, string> = {
+  firstname: 'first_name',
+  lastname: 'last_name',
+  displayname: 'display_name',
+  joindate: 'join_date',
+}
+
+const WRITABLE = new Map(DEFAULT_FIELDS.filter((f) => f.writable).map((f) => [f.column, f]))
+export const OPS = ['add', 'subtract', 'overwrite'] as const
+export type Op = (typeof OPS)[number]
+
+function canonical(header: string): string {
+  const h = header.trim()
+  const lower = h.toLowerCase()
+  if (WRITABLE.has(lower)) return lower
+  return ALIASES[lower.replace(/[_\s-]/g, '')] ?? h
+}
+
+export interface PlanContext {
+  type: BulkJobType
+  identifierField: string | null
+  customFields: CustomFieldDef[]
+}
+
+export function planColumns(rawHeader: string[], ctx: PlanContext): PlanResult {
+  const columns = rawHeader.map(canonical)
+  const seen = new Set<string>()
+  for (const c of columns) {
+    if (c === '') return { ok: false, code: 'empty_column_name', message: 'The header has an empty column name' }
+    if (seen.has(c)) return { ok: false, code: 'duplicate_column', message: `The column "${c}" appears twice` }
+    seen.add(c)
+  }
+  const indexOf = (name: string) => {
+    const i = columns.indexOf(name)
+    return i < 0 ? null : i
+  }
+  const ext = ctx.identifierField ? indexOf(ctx.identifierField) ?? indexOf('externalId') : null
+  if (ctx.type === 'premium_currency') return planPremium(columns, ext, indexOf)
+
+  const keyKind: KeyKind = ext !== null ? 'external_id' : 'email'
+  const keyIndex = ext ?? indexOf('email')
+  if (keyIndex === null) {
+    return {
+      ok: false,
+      code: 'missing_key_column',
+      message: ctx.identifierField
+        ? `The CSV needs an "email" or "${ctx.identifierField}" column to find users`
+        : 'The CSV needs an "email" column to find users',
+    }
+  }
+  const custom = new Map(ctx.customFields.map((f) => [f.field, f]))
+  const targets: Target[] = []
+  const unknown: string[] = []
+  const used = new Set<number>([keyIndex])
+  columns.forEach((name, index) => {
+    if (index === keyIndex && keyKind === 'email') return // the key itself is never rewritten
+    const d = WRITABLE.get(name)
+    const cf = custom.get(name)
+    if (d) targets.push({ kind: 'default', index, def: d, opIndex: null })
+    else if (cf) targets.push({ kind: 'custom', index, def: cf, opIndex: null })
+    else return
+    used.add(index)
+  })
+  for (const t of targets) {
+    const numeric = t.kind === 'default' ? t.def.type === 'number' : kindOf(t.def.type) === 'number'
+    const opName = `${t.kind === 'default' ? t.def.column : t.def.field}_op`
+    const op = indexOf(opName)
+    if (op !== null && numeric) {
+      t.opIndex = op
+      used.add(op)
+    }
+  }
+  columns.forEach((name, i) => {
+    if (!used.has(i)) unknown.push(name)
+  })
+  return {
+    ok: true,
+    plan: {
+      type: ctx.type,
+      columns,
+      keyKind,
+      keyIndex,
+      emailIndex: keyKind === 'external_id' ? indexOf('email') : keyIndex,
+      targets,
+      unknown,
+    },
+  }
+}
+
+function planPremium(columns: string[], ext: number | null, indexOf: (n: string) => number | null): PlanResult {
+  let keyKind: KeyKind = 'email'
+  let keyIndex = indexOf('email')
+  if (keyIndex === null && indexOf('userId') !== null) {
+    keyKind = 'user_id'
+    keyIndex = indexOf('userId')
+  }
+  if (keyIndex === null && ext !== null) {
+    keyKind = 'external_id'
+    keyIndex = ext
+  }
+  if (keyIndex === null) {
+    return { ok: false, code: 'missing_key_column', message: 'The CSV needs an "email", "userId" or external id column' }
+  }
+  const amountIndex = indexOf('amount')
+  if (amountIndex === null) return { ok: false, code: 'missing_amount_column', message: 'The CSV needs an "amount" column' }
+  const opIndex = indexOf('amount_op')
+  const reasonIndex = indexOf('reason')
+  const used = new Set([keyIndex, amountIndex, opIndex, reasonIndex].filter((i): i is number => i !== null))
+  return {
+    ok: true,
+    plan: {
+      type: 'premium_currency',
+      columns,
+      keyKind,
+      keyIndex,
+      amountIndex,
+      opIndex,
+      reasonIndex,
+      unknown: columns.filter((_, i) => !used.has(i)),
+    },
+  }
+}

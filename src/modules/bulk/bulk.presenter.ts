@@ -1,0 +1,81 @@
+import { z } from 'zod'
+import type { JobRow } from './bulk.repo.ts'
+
+export const JOB_TYPES = ['import', 'update', 'premium_currency'] as const
+export const JOB_STATES = ['queued', 'validating', 'processing', 'completed', 'completed_with_errors', 'failed', 'cancelled'] as const
+const TERMINAL = new Set(['completed', 'completed_with_errors', 'failed', 'cancelled'])
+
+export const jobSchema = z
+  .object({
+    _id: z.string(),
+    jobId: z.string(),
+    type: z.enum(JOB_TYPES),
+    status: z.enum(JOB_STATES).describe('queued → validating → processing → completed | completed_with_errors | failed | cancelled'),
+    dryRun: z.boolean(),
+    fileName: z.string(),
+    fileBytes: z.number(),
+    total: z.number().describe('Data rows in the file'),
+    processed: z.number(),
+    created: z.number(),
+    updated: z.number(),
+    skipped: z.number().describe('Rows that matched a user but changed nothing'),
+    failed: z.number(),
+    percentage: z.number(),
+    columns: z.array(z.string()),
+    unknownColumns: z.array(z.string()).describe('Header columns that match no field: reported and ignored'),
+    cancelRequested: z.boolean(),
+    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+    createdAt: z.string(),
+    startedAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: 'BulkJob' })
+export type JobView = z.infer<typeof jobSchema>
+
+const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString())
+
+export function percentage(j: { total: number; processed: number; status: string }): number {
+  if (j.total > 0) return Math.min(100, Math.round((j.processed / j.total) * 1000) / 10)
+  return TERMINAL.has(j.status) ? 100 : 0
+}
+
+export function presentJob(j: JobRow): JobView {
+  return {
+    _id: j.id,
+    jobId: j.id,
+    type: j.type,
+    status: j.status,
+    dryRun: j.dry_run,
+    fileName: j.file_name,
+    fileBytes: j.file_bytes,
+    total: j.total,
+    processed: j.processed,
+    created: j.created,
+    updated: j.updated,
+    skipped: j.skipped,
+    failed: j.failed,
+    percentage: percentage(j),
+    columns: (j.columns ?? []) as string[],
+    unknownColumns: (j.unknown_columns ?? []) as string[],
+    cancelRequested: j.cancel_requested,
+    error: j.error_code ? { code: j.error_code, message: j.error_message ?? '' } : null,
+    createdAt: iso(j.created_at)!,
+    startedAt: iso(j.started_at),
+    finishedAt: iso(j.finished_at),
+    updatedAt: iso(j.updated_at)!,
+  }
+}
+
+export const ACTION_NAMES = { c: 'created', u: 'updated', s: 'skipped', f: 'failed' } as const
+
+export const detailRowSchema = z
+  .object({
+    row: z.number().describe('1-based data row (the header is not counted)'),
+    line: z.number().describe('Line of the file where the row starts (the header is line 1)'),
+    key: z.string().nullable().describe('The user key of the row (email, external id or user id)'),
+    action: z.enum(['created', 'updated', 'skipped', 'failed']),
+    error: z.object({ code: z.string(), field: z.string().nullable(), message: z.string() }).nullable(),
+  })
+  .meta({ id: 'BulkJobRow' })
+export type DetailRow = z.infer<typeof detailRowSchema>

@@ -1,0 +1,203 @@
+import { Readable } from 'node:stream'
+import type { App } from '../../app.ts'
+import type { AuthSpec } from '../../lib/http/auth.ts'
+import { requireCommunity } from '../../lib/http/auth.ts'
+import type { AppDeps } from '../../lib/deps.ts'
+import { integration } from '../../lib/http/envelope.ts'
+import type { BulkJobType } from '../../lib/db/schema.ts'
+import { presentJob } from './bulk.presenter.ts'
+import {
+  detailsQuery,
+  detailsResponse,
+  jobIdParams,
+  jobResponse,
+  listQuery,
+  listResponse,
+  queuedResponse,
+  templateQuery,
+  uploadForm,
+} from './bulk.schema.ts'
+import { createBulkService } from './bulk.service.ts'
+import { templateCsv } from './bulk.template.ts'
+import { readUploadForm, streamBodyValidator } from './bulk.upload-form.ts'
+import { csvLine } from './csv/csv-writer.ts'
+import { z } from 'zod'
+
+const family = 'integration' as const
+const bulkAuth: AuthSpec = { any: ['communityKey', 'session'], permission: 'bulkUpdateUser', adminOnly: true }
+const tags = ['Bulk Operations']
+
+const UPLOADS: { url: string; type: BulkJobType; operationId: string; summary: string; label: string; public: boolean }[] = [
+  { url: '/apis/v1/users/bulk-import', type: 'import', operationId: 'bulkImportUsers', summary: 'Bulk Import', label: 'Bulk import user', public: true },
+  { url: '/apis/v1/users/bulk-update', type: 'update', operationId: 'bulkUpdateUsers', summary: 'Bulk Update', label: 'Bulk update user', public: false },
+  {
+    url: '/apis/v1/users/bulk-update/premium-currency',
+    type: 'premium_currency',
+    operationId: 'bulkUpdatePremiumCurrency',
+    summary: 'Premium Currency Bulk Update',
+    label: 'Premium currency bulk update',
+    public: false,
+  },
+]
+
+export async function registerBulk(app: App, deps: AppDeps) {
+  const service = createBulkService(deps)
+
+  for (const u of UPLOADS) {
+    app.route({
+      method: 'POST',
+      url: u.url,
+      config: { family, auth: u.public ? { ...bulkAuth, any: ['public', ...bulkAuth.any] } : bulkAuth },
+      validatorCompiler: streamBodyValidator as never,
+      schema: {
+        operationId: u.operationId,
+        tags,
+        summary: u.summary,
+        description:
+          `${u.summary}: multipart/form-data with the CSV in \`data\`. Answers at once; the job runs in the background ` +
+          'and its progress shows in the API log and at GET /apis/v1/users/bulk-updates/{jobId}. ' +
+          (u.public
+            ? 'Without a key this works only where the community admin switched on allowPublicBulkImport (off by default).'
+            : 'Needs a community API key with bulkUpdateUser.'),
+        consumes: ['multipart/form-data'],
+        body: uploadForm,
+        response: { 200: queuedResponse },
+      },
+      handler: async (req) => {
+        const form = await readUploadForm(req, service, deps.database, { allowPublic: u.public })
+        const job = await service.enqueue(form.stored, {
+          communityId: form.communityId,
+          type: u.type,
+          dryRun: form.dryRun,
+          fileName: form.fileName,
+          apiKeyId: req.auth?.apiKeyId ?? null,
+          createdBy: req.auth?.userId ?? req.auth?.apiKeyId ?? 'public',
+          requestPath: u.url,
+          requestId: req.id,
+        })
+        const message = `${u.label} process is queued`
+        return integration({ message: `${message}. You can check in Api Log ( community settings )`, jobId: job.id }, message)
+      },
+    })
+  }
+
+  app.route({
+    method: 'GET',
+    url: '/apis/v1/users/bulk-import/template',
+    config: { family, auth: bulkAuth },
+    schema: {
+      operationId: 'bulkImportTemplate',
+      tags,
+      summary: 'Download the bulk CSV template',
+      description: 'Default fields plus one column per custom field; type=update adds <field>_op columns before numeric ones.',
+      querystring: templateQuery,
+      response: { 200: z.string().describe('text/csv') },
+    },
+    handler: async (req, reply) => {
+      const csv = await templateCsv(deps.database.db, req.auth!.communityId, req.query.type)
+      return reply
+        .type('text/csv; charset=utf-8')
+        .header('content-disposition', `attachment; filename="hearth-${req.query.type}-template.csv"`)
+        .send(csv)
+    },
+  })
+
+  app.route({
+    method: 'GET',
+    url: '/apis/v1/users/bulk-updates',
+    config: { family, auth: bulkAuth },
+    schema: {
+      operationId: 'listBulkJobs',
+      tags,
+      summary: 'Get All Bulk Update',
+      description: "Every bulk job of the credential's community, newest first.",
+      querystring: listQuery,
+      response: { 200: listResponse },
+    },
+    handler: async (req) => {
+      const q = req.query
+      const type = q.type === 'premium-currency' ? 'premium_currency' : q.type
+      const { rows, total } = await service.list(requireCommunity(req.auth), { type, status: q.status, page: q.page, limit: q.limit })
+      return integration(
+        { jobs: rows.map(presentJob), pagination: { page: q.page, limit: q.limit, total, total_pages: Math.ceil(total / q.limit) } },
+        'Bulk jobs fetched successfully',
+      )
+    },
+  })
+
+  app.route({
+    method: 'GET',
+    url: '/apis/v1/users/bulk-updates/:jobId',
+    config: { family, auth: bulkAuth },
+    schema: {
+      operationId: 'getBulkJob',
+      tags,
+      summary: 'Check Bulk Update Status',
+      params: jobIdParams,
+      response: { 200: jobResponse },
+    },
+    handler: async (req) => integration(presentJob(await service.get(requireCommunity(req.auth), req.params.jobId)), 'Bulk job fetched successfully'),
+  })
+
+  app.route({
+    method: 'GET',
+    url: '/apis/v1/users/bulk-updates/:jobId/details',
+    config: { family, auth: bulkAuth },
+    schema: {
+      operationId: 'getBulkJobDetails',
+      tags,
+      summary: 'Check Bulk Update Details',
+      description: 'Per-row outcomes in file order. format=csv returns the failed rows (original columns plus line and error) as text/csv.',
+      params: jobIdParams,
+      querystring: detailsQuery,
+      response: { 200: detailsResponse.or(z.string().describe('text/csv')) },
+    },
+    handler: async (req, reply) => {
+      const communityId = requireCommunity(req.auth)
+      const q = req.query
+      if (q.format === 'csv') {
+        const first = await service.get(communityId, req.params.jobId)
+        const stream = Readable.from(failedRowsCsv(service.failedRows(communityId, first.id)))
+        return reply
+          .type('text/csv; charset=utf-8')
+          .header('content-disposition', `attachment; filename="failed-rows-${first.id}.csv"`)
+          .send(stream as never)
+      }
+      const { job, rows, total } = await service.details(communityId, req.params.jobId, { page: q.page, limit: q.limit, only: q.status })
+      return integration(
+        { job: presentJob(job), rows, pagination: { page: q.page, limit: q.limit, total, total_pages: Math.ceil(total / q.limit) } },
+        'Bulk job details fetched successfully',
+      )
+    },
+  })
+
+  app.route({
+    method: 'POST',
+    url: '/apis/v1/users/bulk-updates/:jobId/cancel',
+    config: { family, auth: bulkAuth },
+    schema: {
+      operationId: 'cancelBulkJob',
+      tags,
+      summary: 'Cancel a bulk job',
+      description: 'A queued job is cancelled at once; a running job stops after the chunk in progress (rows already applied stay).',
+      params: jobIdParams,
+      response: { 200: jobResponse },
+    },
+    handler: async (req) => integration(presentJob(await service.cancel(requireCommunity(req.auth), req.params.jobId)), 'Bulk job cancel requested'),
+  })
+}
+
+/** The failed rows as CSV: the job's columns, then `line` and `error`; every cell neutralised. */
+async function* failedRowsCsv(source: AsyncGenerator<{ columns: string[] } | { row: { line: number; code: string; message: string; cells: string[] } }>) {
+  let width = 0
+  for await (const item of source) {
+    if ('columns' in item) {
+      width = item.columns.length
+      yield csvLine([...item.columns, 'line', 'error'])
+      continue
+    }
+    const { cells, line, code, message } = item.row
+    const padded = cells.length === width ? cells : [...cells.slice(0, width), ...Array(Math.max(0, width - cells.length)).fill('')]
+    yield csvLine([...padded, line, `${code}: ${message}`])
+  }
+}

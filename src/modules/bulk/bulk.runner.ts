@@ -1,0 +1,253 @@
+import { sql } from 'kysely'
+import type { AppDeps } from '../../lib/deps.ts'
+import type { Tx } from '../../lib/db/database.ts'
+import type { BulkJobStatus } from '../../lib/db/schema.ts'
+import { applyPremiumChunk } from './bulk.apply-premium.ts'
+import { applyUsersChunk, type RowOutcome } from './bulk.apply-users.ts'
+import { type Plan, planColumns } from './bulk.plan.ts'
+import * as repo from './bulk.repo.ts'
+import { checkImportRow, checkPremiumRow, type ImportRow, isRowError, type PremiumRow, type RowError } from './bulk.rows.ts'
+import { readUpload } from './bulk.files.ts'
+import { CsvParser, type CsvRecord, isCsvError } from './csv/csv-parser.ts'
+
+class LeaseLost extends Error {}
+class CancelRequested extends Error {}
+
+const MAX_ATTEMPTS = 5
+
+export function chunkRows(deps: AppDeps): number {
+  return deps.config.bulk.chunkRows ?? (deps.database.kind === 'postgres' ? 20_000 : 5_000)
+}
+
+/**
+ * Runs (or resumes) one bulk job. Each chunk of rows is applied, recorded and counted in ONE
+ * transaction that also checks this worker still holds the job's lease, so after a crash the job
+ * resumes at the first row no committed chunk covers: no row lost, none applied twice.
+ */
+export async function runBulkJob(deps: AppDeps, jobId: string): Promise<void> {
+  const { db } = deps.database
+  const me = deps.instanceId
+  const job = await repo.claimJob(db, jobId, me, deps.config.bulk.leaseSeconds)
+  if (!job) return
+  if (job.attempts > MAX_ATTEMPTS) return finish(deps, job, 'failed', { code: 'too_many_attempts', message: 'The job failed repeatedly' })
+  if (job.cancel_requested) return finish(deps, job, 'cancelled')
+  try {
+    await processJob(deps, job)
+  } catch (err) {
+    if (err instanceof LeaseLost) return
+    if (err instanceof CancelRequested) return finish(deps, job, 'cancelled')
+    throw err // pg-boss retries; the lease expires and the next attempt resumes
+  }
+}
+
+async function processJob(deps: AppDeps, job: repo.JobRow) {
+  const { db } = deps.database
+  const ctx = await repo.loadPlanContext(db, job.community_id)
+  const parser = new CsvParser()
+  let plan: Plan | null = null
+  let rowNo = 0
+  let batch: { rowNo: number; record: CsvRecord }[] = []
+  let state = { processed: job.processed, chunkNo: job.chunks_done }
+  const size = chunkRows(deps)
+
+  const handle = async (record: CsvRecord) => {
+    if (!plan) {
+      if (isCsvError(record)) {
+        return finish(deps, job, 'failed', { code: 'malformed_header', message: `Header: ${record.error.message}` })
+      }
+      const p = planColumns(record.cells, { type: job.type, ...ctx })
+      if (!p.ok) return finish(deps, job, 'failed', { code: p.code, message: p.message })
+      plan = p.plan
+      await startProcessing(deps, job, plan)
+      return
+    }
+    rowNo++
+    if (rowNo <= state.processed) return // committed by an earlier attempt
+    batch.push({ rowNo, record })
+    if (batch.length >= size) {
+      state = await commitChunk(deps, job, plan, batch, state)
+      batch = []
+    }
+  }
+
+  for await (const piece of readUpload(db, job.id, job.file_chunks)) {
+    for (const record of parser.push(piece)) {
+      await handle(record)
+      if (job.status === 'failed') return
+    }
+  }
+  for (const record of parser.end()) await handle(record)
+  if (!plan) {
+    if (job.status !== 'failed') await finish(deps, job, 'failed', { code: 'empty_file', message: 'The file has no header row' })
+    return
+  }
+  if (batch.length > 0) state = await commitChunk(deps, job, plan, batch, state)
+  await finish(deps, job, 'done')
+}
+
+async function startProcessing(deps: AppDeps, job: repo.JobRow, plan: Plan) {
+  const res = await deps.database.db
+    .updateTable('bulk_jobs')
+    .set({
+      status: 'processing',
+      columns: JSON.stringify(plan.columns),
+      unknown_columns: JSON.stringify(plan.unknown),
+      updated_at: sql`now()`,
+    })
+    .where('id', '=', job.id)
+    .where('lease_owner', '=', deps.instanceId)
+    .executeTakeFirst()
+  if (res.numUpdatedRows === 0n) throw new LeaseLost()
+}
+
+type Checked = {
+  rowNo: number
+  line: number
+  key: string | null
+  cells: string[] | null
+  ok: ImportRow | PremiumRow | null
+  error: RowError | null
+}
+
+function checkRows(plan: Plan, batch: { rowNo: number; record: CsvRecord }[]): Checked[] {
+  return batch.map(({ rowNo, record }) => {
+    if (isCsvError(record)) {
+      const error: RowError = { rowNo, line: record.line, key: null, code: record.error.code, field: null, message: record.error.message, cells: [record.raw] }
+      return { rowNo, line: record.line, key: null, cells: null, ok: null, error }
+    }
+    const r = plan.type === 'premium_currency' ? checkPremiumRow(plan, record.cells, rowNo, record.line) : checkImportRow(plan, record.cells, rowNo, record.line)
+    return isRowError(r)
+      ? { rowNo, line: record.line, key: r.key, cells: record.cells, ok: null, error: r }
+      : { rowNo, line: record.line, key: r.key, cells: record.cells, ok: r, error: null }
+  })
+}
+
+async function applyRows(tx: Tx, job: repo.JobRow, plan: Plan, rows: (ImportRow | PremiumRow)[]): Promise<RowOutcome[]> {
+  if (plan.type === 'premium_currency') {
+    return applyPremiumChunk(tx, { plan, communityId: job.community_id, jobId: job.id }, rows as PremiumRow[])
+  }
+  const source = job.type === 'import' ? 'bulk_import' : 'bulk_update'
+  return applyUsersChunk(tx, { plan, communityId: job.community_id, jobId: job.id, source }, rows as ImportRow[])
+}
+
+async function commitChunk(
+  deps: AppDeps,
+  job: repo.JobRow,
+  plan: Plan,
+  batch: { rowNo: number; record: CsvRecord }[],
+  state: { processed: number; chunkNo: number },
+) {
+  const checked = checkRows(plan, batch) // outside the transaction: PGlite's lock is held only for SQL
+  const valid = checked.flatMap((c) => (c.ok ? [c.ok] : []))
+  await deps.database.db.transaction().execute(async (tx) => {
+    const cur = await tx
+      .selectFrom('bulk_jobs')
+      .select(['lease_owner', 'cancel_requested', 'processed'])
+      .where('id', '=', job.id)
+      .forUpdate()
+      .executeTakeFirstOrThrow()
+    if (cur.lease_owner !== deps.instanceId || cur.processed !== state.processed) throw new LeaseLost()
+    if (cur.cancel_requested) throw new CancelRequested()
+
+    let outcomes: RowOutcome[]
+    if (job.dry_run) {
+      // Dry run: apply under a savepoint to learn each row's outcome, then undo it.
+      await sql`SAVEPOINT dry_run`.execute(tx)
+      outcomes = await applyRows(tx, job, plan, valid)
+      await sql`ROLLBACK TO SAVEPOINT dry_run`.execute(tx)
+    } else outcomes = await applyRows(tx, job, plan, valid)
+
+    const byRow = new Map(outcomes.map((o) => [o.rowNo, o]))
+    const errors: RowError[] = []
+    let actions = ''
+    const counts = { created: 0, updated: 0, skipped: 0, failed: 0 }
+    for (const c of checked) {
+      const o = byRow.get(c.rowNo)
+      const action = c.error ? 'f' : (o?.action ?? 'f')
+      actions += action
+      if (action === 'c') counts.created++
+      else if (action === 'u') counts.updated++
+      else if (action === 's') counts.skipped++
+      else {
+        counts.failed++
+        errors.push(
+          c.error ?? {
+            rowNo: c.rowNo,
+            line: c.line,
+            key: c.key,
+            code: o?.code ?? 'row_rejected',
+            field: o?.field ?? null,
+            message: o?.message ?? 'The row was not applied',
+            cells: c.cells,
+          },
+        )
+      }
+    }
+    await repo.insertChunk(tx, {
+      communityId: job.community_id,
+      jobId: job.id,
+      chunkNo: state.chunkNo,
+      firstRow: checked[0].rowNo,
+      lines: checked.map((c) => c.line),
+      keys: checked.map((c) => c.key ?? ''),
+      actions,
+    })
+    await repo.insertErrors(tx, job.community_id, job.id, errors)
+    await tx
+      .updateTable('bulk_jobs')
+      .set({
+        processed: sql`processed + ${checked.length}`,
+        created: sql`created + ${counts.created}`,
+        updated: sql`updated + ${counts.updated}`,
+        skipped: sql`skipped + ${counts.skipped}`,
+        failed: sql`failed + ${counts.failed}`,
+        total: sql`greatest(total, processed + ${checked.length})`,
+        chunks_done: sql`chunks_done + 1`,
+        lease_until: sql`now() + make_interval(secs => ${deps.config.bulk.leaseSeconds})`,
+        updated_at: sql`now()`,
+      })
+      .where('id', '=', job.id)
+      .execute()
+  })
+  return { processed: state.processed + checked.length, chunkNo: state.chunkNo + 1 }
+}
+
+/** Ends a job: final state, exact total, the file removed, the lease released — in one transaction. */
+async function finish(
+  deps: AppDeps,
+  job: repo.JobRow,
+  outcome: 'done' | 'failed' | 'cancelled',
+  error?: { code: string; message: string },
+) {
+  await deps.database.db.transaction().execute(async (tx) => {
+    const status =
+      outcome === 'done'
+        ? sql<BulkJobStatus>`CASE WHEN failed > 0 THEN 'completed_with_errors' ELSE 'completed' END`
+        : sql<BulkJobStatus>`${outcome}::text`
+    const res = await tx
+      .updateTable('bulk_jobs')
+      .set({
+        status,
+        ...(outcome === 'done' ? { total: sql`processed` } : {}),
+        error_code: error?.code ?? null,
+        error_message: error?.message ?? null,
+        finished_at: sql`now()`,
+        lease_owner: null,
+        lease_until: null,
+        updated_at: sql`now()`,
+      })
+      .where('id', '=', job.id)
+      .where('lease_owner', '=', deps.instanceId)
+      .returning(['status', 'created_at'])
+      .executeTakeFirst()
+    if (!res) throw new LeaseLost()
+    await tx.deleteFrom('bulk_files').where('upload_id', '=', job.id).execute()
+    await tx
+      .updateTable('api_log')
+      .set({ duration_ms: sql`(extract(epoch from now() - ${new Date(job.created_at)}::timestamptz) * 1000)::int` })
+      .where('community_id', '=', job.community_id)
+      .where('bulk_job_id', '=', job.id)
+      .execute()
+  })
+  job.status = outcome === 'failed' ? 'failed' : outcome === 'cancelled' ? 'cancelled' : 'completed'
+}

@@ -1,0 +1,51 @@
+import { sql } from 'kysely'
+import type { Tx } from '../../lib/db/database.ts'
+import { copyCell, copyCsvInto } from '../../lib/db/copy.ts'
+
+/**
+ * The per-transaction staging table a chunk is COPYed into before set-based SQL applies it.
+ * ON COMMIT DROP: it never outlives the chunk's transaction, on PostgreSQL or PGlite.
+ */
+export interface StageColumn {
+  name: string
+  type: 'text' | 'integer' | 'bigint' | 'timestamptz' | 'jsonb'
+}
+
+export async function createStage(tx: Tx, columns: StageColumn[]) {
+  const ddl = columns.map((c) => `${c.name} ${c.type}`).join(', ')
+  await sql.raw(`CREATE TEMP TABLE bulk_stage (${ddl}) ON COMMIT DROP`).execute(tx)
+}
+
+/** COPYs rows (arrays in `columns` order) into the stage, then ANALYZE so joins plan on real counts. */
+export async function fillStage(tx: Tx, columns: StageColumn[], rows: readonly (readonly unknown[])[]) {
+  let csv = ''
+  for (const r of rows) {
+    let line = ''
+    for (let i = 0; i < r.length; i++) {
+      const v = r[i]
+      const cell =
+        v === undefined || v === null
+          ? ''
+          : columns[i].type === 'jsonb'
+            ? copyCell(JSON.stringify(v))
+            : copyCell(v as string | number)
+      line += i === 0 ? cell : `,${cell}`
+    }
+    csv += `${line}\n`
+  }
+  await copyCsvInto(tx, 'bulk_stage', columns.map((c) => c.name), csv)
+  await sql`ANALYZE bulk_stage`.execute(tx)
+}
+
+/** Occurrence number of each row's key within the chunk: rows of wave n touch distinct users. */
+export function assignWaves(keys: readonly string[]): { waves: number[]; count: number } {
+  const seen = new Map<string, number>()
+  let count = 0
+  const waves = keys.map((k) => {
+    const w = seen.get(k) ?? 0
+    seen.set(k, w + 1)
+    if (w + 1 > count) count = w + 1
+    return w
+  })
+  return { waves, count }
+}

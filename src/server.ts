@@ -1,0 +1,44 @@
+import type { Server } from 'node:http'
+import { buildApp } from './app.ts'
+import { startControlSocket } from './cli/control.ts'
+import type { Config } from './lib/config.ts'
+import { acquireDataLock } from './lib/data-lock.ts'
+import { closeRuntime, createRuntime } from './runtime.ts'
+import { startWorker } from './worker.ts'
+
+export interface ServeOptions {
+  api: boolean
+  worker: boolean
+}
+
+/** `hearth serve` / `hearth worker`: one program, several roles. Resolves once listening. */
+export async function serve(config: Config, opts: ServeOptions) {
+  const releaseLock = config.databaseUrl ? () => {} : acquireDataLock(config.dataDir)
+  const deps = await createRuntime(config)
+  const app = opts.api ? await buildApp(deps, { logger: { level: config.logLevel } }) : null
+  let control: Server | null = null
+  if (!config.databaseUrl) control = await startControlSocket(deps)
+  const stopWorker = opts.worker ? await startWorker(deps) : null
+  if (app) await app.listen({ port: config.port, host: config.host })
+  const where = app ? ` on http://${config.host}:${config.port}` : ''
+  process.stderr.write(
+    `hearth ${opts.api ? 'api' : ''}${opts.api && opts.worker ? '+' : ''}${opts.worker ? 'worker' : ''} ready${where} (${deps.database.kind})\n`,
+  )
+
+  let stopping = false
+  const stop = async () => {
+    if (stopping) return
+    stopping = true
+    await app?.close()
+    await stopWorker?.()
+    control?.close()
+    await closeRuntime(deps).catch(() => {})
+    releaseLock()
+  }
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      void stop().then(() => process.exit(0))
+    })
+  }
+  return { app, deps, stop }
+}

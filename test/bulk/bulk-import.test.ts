@@ -1,0 +1,52 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { runJob, upload } from '../support/bulk.ts'
+import { startTestApp, type TestApp } from '../support/harness.ts'
+
+let t: TestApp
+beforeAll(async () => {
+  t = await startTestApp({ worker: true })
+})
+afterAll(() => t.close())
+
+const IMPORT = '/apis/v1/users/bulk-import'
+
+async function usersOf(communityId: string) {
+  return t.deps.database.db
+    .selectFrom('users')
+    .select(['email', 'username', 'first_name', 'xp', 'coins', 'custom_fields'])
+    .where('community_id', '=', communityId)
+    .orderBy('email')
+    .execute()
+}
+
+describe('POST /apis/v1/users/bulk-import', () => {
+  it('answers at once in the documented envelope and imports the rows in the background', async () => {
+    const c = await t.factory.community()
+    const res = await upload(t, IMPORT, c.bearer, { file: 'email,username,first_name,xp\na@x.io,ann,Ann,10\nb@x.io,bob,Bob,\n' })
+    expect(res.statusCode).toBe(200)
+    const body = res.json()
+    expect(body.status).toBe('success')
+    expect(body.message).toBe('Bulk import user process is queued')
+    expect(body.data.message).toBe('Bulk import user process is queued. You can check in Api Log ( community settings )')
+    expect(body.data.jobId).toMatch(/^[0-9a-f]{24}$/)
+  })
+
+  it('creates users once: importing the same file twice creates nothing twice', async () => {
+    const c = await t.factory.community()
+    const file = 'email,username,first_name,xp,coins\nA@x.io,ann,Ann,10,5\nb@x.io,bob,Bob,,\n'
+    const first = await runJob(t, IMPORT, c.bearer, { file })
+    expect(first).toMatchObject({ status: 'completed', total: 2, processed: 2, created: 2, updated: 0, failed: 0, percentage: 100 })
+    const second = await runJob(t, IMPORT, c.bearer, { file })
+    expect(second).toMatchObject({ status: 'completed', total: 2, created: 0, skipped: 2, failed: 0 })
+    const users = await usersOf(c.id)
+    expect(users).toEqual([
+      { email: 'a@x.io', username: 'ann', first_name: 'Ann', xp: 10, coins: 5, custom_fields: {} },
+      { email: 'b@x.io', username: 'bob', first_name: 'Bob', xp: 0, coins: 0, custom_fields: {} },
+    ])
+    const ledger = await t.deps.database.db.selectFrom('currency_ledger').select(['currency', 'amount', 'balance_after']).where('community_id', '=', c.id).orderBy('currency').execute()
+    expect(ledger).toEqual([
+      { currency: 'coins', amount: 5, balance_after: 5 },
+      { currency: 'xp', amount: 10, balance_after: 10 },
+    ])
+  })
+})
