@@ -33,6 +33,8 @@ export function errorEnvelope(family: Family, status: number, err: ErrorBody, re
 
 /** Picks the family of a URL that matched no route (404) or failed before routing. */
 export function familyOfUrl(url: string): Family {
+  // Every route under /apis/v1/communities/ is in the Application API (user fields, histories, keys, log).
+  if (/^\/apis\/v1\/communities(\/|\?|$)/.test(url)) return 'application'
   if (url.startsWith('/apis/')) return 'integration'
   if (url.startsWith('/api/')) return 'system'
   if (url.startsWith('/v1/')) return 'partner'
