@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import pg from 'pg'
 import { inject } from 'vitest'
 import { type Database, openDatabase } from '../../src/lib/db/database.ts'
@@ -16,7 +17,9 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const base = process.env.DATABASE_URL
   const template = inject('templateDatabase')
   if (!base || !template) {
-    const database = await openDatabase({ dataDir: 'memory://' })
+    const dump = inject('pgliteTemplate')
+    const pgliteTemplate = dump ? new Blob([readFileSync(dump)]) : undefined
+    const database = await openDatabase({ dataDir: 'memory://', pgliteTemplate })
     return { database, url: undefined, drop: () => database.close() }
   }
   const name = `hearth_t_${inject('runId')}_${randomBytes(4).toString('hex')}`

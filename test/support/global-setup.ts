@@ -1,4 +1,7 @@
 import type { TestProject } from 'vitest/node'
+import { rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import pg from 'pg'
 import { openDatabase } from '../../src/lib/db/database.ts'
 import { migrate } from '../../src/lib/db/migrate.ts'
@@ -7,6 +10,8 @@ import { createQueue } from '../../src/lib/queue.ts'
 declare module 'vitest' {
   export interface ProvidedContext {
     templateDatabase: string | null
+    /** PGlite: path of a dumped, migrated data folder each test file starts from. */
+    pgliteTemplate: string | null
     runId: string
   }
 }
@@ -22,8 +27,18 @@ export default async function setup(project: TestProject) {
   const url = process.env.DATABASE_URL
   if (!url) {
     project.provide('templateDatabase', null)
-    return
+    const database = await openDatabase({ dataDir: 'memory://' })
+    await migrate(database.db)
+    const queue = createQueue(database)
+    await queue.start()
+    await queue.stop()
+    const path = join(tmpdir(), `hearth-pglite-template-${runId}.tar`)
+    writeFileSync(path, Buffer.from(await (await database.dump!()).arrayBuffer()))
+    await database.close()
+    project.provide('pgliteTemplate', path)
+    return () => rmSync(path, { force: true })
   }
+  project.provide('pgliteTemplate', null)
   const template = `hearth_tpl_${runId}`
   const admin = new pg.Client({ connectionString: url })
   await admin.connect()

@@ -15,6 +15,8 @@ export interface Database {
   readonly kind: DatabaseKind
   readonly db: Kysely<DB>
   close(): Promise<void>
+  /** PGlite only: the data folder as a tarball (tests use it as a template). */
+  dump?(): Promise<Blob>
 }
 
 export type Tx = Kysely<DB>
@@ -29,6 +31,8 @@ export interface OpenOptions {
   databaseUrl?: string
   dataDir?: string
   poolSize?: number
+  /** PGlite only: start from this dumped data folder (tests start from a migrated template). */
+  pgliteTemplate?: Blob
 }
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
@@ -53,7 +57,8 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
   }
   const pglite = await PGlite.create(location, {
     parsers: { [INT8]: toNumber, [NUMERIC]: toNumber },
+    ...(opts.pgliteTemplate ? { loadDataDir: opts.pgliteTemplate } : {}),
   })
   const db = new Kysely<DB>({ dialect: new PGliteDialect(pglite, new Mutex()) })
-  return { kind: 'pglite', db, close: () => db.destroy() }
+  return { kind: 'pglite', db, close: () => db.destroy(), dump: () => pglite.dumpDataDir('none') }
 }
