@@ -243,6 +243,24 @@ describe('Auth', () => {
       expect((await login({ email: sso.email, password: PASSWORD })).statusCode).toBe(401)
     })
 
+    it('ignores a stale Authorization header (public route)', async () => {
+      const c = await t.factory.community()
+      const user = await t.factory.user(c.id, { password: PASSWORD })
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/auth/login',
+        headers: { authorization: 'Bearer not.a.jwt' },
+        payload: { email: user.email, password: PASSWORD },
+      })
+      expect(res.statusCode).toBe(200)
+      const sa = await t.app.inject({
+        method: 'GET',
+        url: `/api/secureAuth?userId=${user.id}`,
+        headers: { apikey: c.apiKey, authorization: `Bearer ${c.apiKey}` },
+      })
+      expect(sa.statusCode).toBe(200)
+    })
+
     it('refuses soft-deleted users', async () => {
       const c = await t.factory.community()
       const user = await t.factory.user(c.id, { password: PASSWORD })

@@ -8,7 +8,10 @@ import { createAuthService } from './auth.service.ts'
 import { registerSecureAuth } from './secure-auth.routes.ts'
 
 const family = 'integration' as const
-const auth = { any: ['public'] } as const
+/**
+ * Public routes: no `config.auth`, so credential resolution is skipped. A client that attaches a
+ * (possibly stale) Authorization header to every call must still be able to log in.
+ */
 const tags = ['Authentication']
 
 const verifiedSchema = z.object({ user: authUserSchema, emailVerified: z.boolean() })
@@ -20,7 +23,7 @@ export async function registerAuth(app: App, deps: AppDeps) {
   app.route({
     method: 'POST',
     url: '/apis/v1/auth/register',
-    config: { family, auth },
+    config: { family },
     schema: {
       operationId: 'registerUser',
       tags,
@@ -46,7 +49,7 @@ export async function registerAuth(app: App, deps: AppDeps) {
   app.route({
     method: 'POST',
     url: '/apis/v1/auth/verify-email',
-    config: { family, auth },
+    config: { family },
     schema: {
       operationId: 'verifyUserEmail',
       tags,
@@ -61,7 +64,7 @@ export async function registerAuth(app: App, deps: AppDeps) {
   app.route({
     method: 'GET',
     url: '/apis/v1/auth/verify-email',
-    config: { family, auth },
+    config: { family },
     schema: {
       operationId: 'verifyUserEmailLink',
       tags,
@@ -76,7 +79,7 @@ export async function registerAuth(app: App, deps: AppDeps) {
   app.route({
     method: 'POST',
     url: '/apis/v1/auth/login',
-    config: { family, auth },
+    config: { family },
     schema: {
       operationId: 'loginUser',
       tags,

@@ -15,8 +15,8 @@ import { createSecureAuthService } from './secure-auth.service.ts'
 
 /** Answers `{error:false,...}` and errors as `{error:true, message, code}`. */
 const family = 'secureAuth' as const
-/** The key comes in Secure Auth's own `apiKey` header, checked by the service, not the shared resolver. */
-const auth = { any: ['public'] } as const
+// No `config.auth`: the key comes in Secure Auth's own `apiKey` header and the service checks it,
+// so a stray Authorization header cannot get in the way; the login URL is public by design.
 const tags = ['Authentication']
 
 /** Secure Auth (api-reference section 1) and the login URL it hands out. */
@@ -26,7 +26,7 @@ export async function registerSecureAuth(app: App, deps: AppDeps, authService: A
   app.route({
     method: 'GET',
     url: '/api/secureAuth',
-    config: { family, auth },
+    config: { family },
     schema: {
       operationId: 'secureAuth',
       tags,
@@ -52,7 +52,7 @@ export async function registerSecureAuth(app: App, deps: AppDeps, authService: A
   app.route({
     method: 'GET',
     url: '/v2/app/loginApi/:keyId/:accessLevel',
-    config: { family, auth },
+    config: { family },
     schema: {
       operationId: 'secureAuthLogin',
       tags,
