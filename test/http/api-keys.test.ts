@@ -9,7 +9,16 @@ beforeAll(async () => {
 })
 afterAll(() => t.close())
 
-const DOCUMENTED_KEY_FIELDS = ['_id', 'name', 'key', 'permissions', 'expirePeriod', 'expireDate', 'updatedAt', 'createdAt']
+const DOCUMENTED_KEY_FIELDS = [
+  '_id',
+  'name',
+  'key',
+  'permissions',
+  'expirePeriod',
+  'expireDate',
+  'updatedAt',
+  'createdAt',
+]
 const HEX24 = /^[0-9a-f]{24}$/
 
 /** A community with an admin session and a member session. */
@@ -17,7 +26,12 @@ async function setup() {
   const c = await t.factory.community()
   const admin = await t.factory.user(c.id, { role: 'admin' })
   const member = await t.factory.user(c.id)
-  return { ...c, admin, adminSession: await t.factory.session(admin), memberSession: await t.factory.session(member) }
+  return {
+    ...c,
+    admin,
+    adminSession: await t.factory.session(admin),
+    memberSession: await t.factory.session(member),
+  }
 }
 
 const keysUrl = (communityId: string, keyId?: string) =>
@@ -43,7 +57,11 @@ const keyRow = (id: string) =>
 
 /** Secure Auth takes a community key in its apiKey header: proof that a key works (or why not). */
 const useKey = (key: string, userId: string) =>
-  t.app.inject({ method: 'GET', url: `/api/secureAuth?userId=${userId}`, headers: { apikey: key, hostname: 'x.example' } })
+  t.app.inject({
+    method: 'GET',
+    url: `/api/secureAuth?userId=${userId}`,
+    headers: { apikey: key, hostname: 'x.example' },
+  })
 
 describe('Community API keys (Application API)', () => {
   describe('POST /apis/v1/communities/:communityId/api-keys', () => {
@@ -53,14 +71,23 @@ describe('Community API keys (Application API)', () => {
         method: 'POST',
         url: keysUrl(c.id),
         headers: c.adminSession,
-        payload: { name: 'CRM sync', permissions: ['createUser', 'bulkUpdateUser', 'createUser'], expirePeriod: 30 },
+        payload: {
+          name: 'CRM sync',
+          permissions: ['createUser', 'bulkUpdateUser', 'createUser'],
+          expirePeriod: 30,
+        },
       })
       expect(res.statusCode).toBe(201)
       const body = res.json()
       expect(body.meta).toEqual({ status: 'success', statusCode: 201 })
       expect(body.message).toBe('Create API key success.')
       for (const f of DOCUMENTED_KEY_FIELDS) expect(body.data).toHaveProperty(f)
-      expect(body.data).toMatchObject({ name: 'CRM sync', permissions: ['bulkUpdateUser', 'createUser'], expirePeriod: 30, isActive: true })
+      expect(body.data).toMatchObject({
+        name: 'CRM sync',
+        permissions: ['bulkUpdateUser', 'createUser'],
+        expirePeriod: 30,
+        isActive: true,
+      })
       expect(body.data._id).toMatch(HEX24)
       expect(body.data.key).toMatch(/^[0-9a-f]{64}$/)
       const days = (Date.parse(body.data.expireDate) - Date.now()) / 86_400_000
@@ -69,7 +96,11 @@ describe('Community API keys (Application API)', () => {
       const row = await keyRow(body.data._id)
       expect(row?.key_hash).toBe(hashToken(body.data.key))
       expect(row?.community_id).toBe(c.id)
-      const again = await t.app.inject({ method: 'GET', url: keysUrl(c.id, body.data._id), headers: c.adminSession })
+      const again = await t.app.inject({
+        method: 'GET',
+        url: keysUrl(c.id, body.data._id),
+        headers: c.adminSession,
+      })
       expect(again.json().data.key).toBe(`${body.data.key.slice(0, 6)}…`)
       expect((await useKey(body.data.key, c.admin.id)).statusCode).toBe(200)
     })
@@ -80,15 +111,28 @@ describe('Community API keys (Application API)', () => {
         method: 'POST',
         url: keysUrl(c.id),
         headers: { 'x-api-key': c.systemKey },
-        payload: { name: 'everything', permissions: ['all', 'createUser'], expirePeriod: 0, expireDate: '2030-01-01T00:00:00Z' },
+        payload: {
+          name: 'everything',
+          permissions: ['all', 'createUser'],
+          expirePeriod: 0,
+          expireDate: '2030-01-01T00:00:00Z',
+        },
       })
       expect(res.statusCode).toBe(201)
-      expect(res.json().data).toMatchObject({ permissions: ['all'], expirePeriod: 0, expireDate: '2030-01-01T00:00:00.000Z' })
+      expect(res.json().data).toMatchObject({
+        permissions: ['all'],
+        expirePeriod: 0,
+        expireDate: '2030-01-01T00:00:00.000Z',
+      })
     })
 
     it('rejects unknown permission names with 400 invalid_permission and stores nothing', async () => {
       const c = await setup()
-      const before = await t.deps.database.db.selectFrom('api_keys').select('id').where('community_id', '=', c.id).execute()
+      const before = await t.deps.database.db
+        .selectFrom('api_keys')
+        .select('id')
+        .where('community_id', '=', c.id)
+        .execute()
       const res = await t.app.inject({
         method: 'POST',
         url: keysUrl(c.id),
@@ -96,8 +140,15 @@ describe('Community API keys (Application API)', () => {
         payload: { name: 'x', permissions: ['createUser', 'launchRockets'], expirePeriod: 0 },
       })
       expect(res.statusCode).toBe(400)
-      expect(res.json()).toMatchObject({ meta: { status: 'error', statusCode: 400 }, error: { code: 'invalid_permission', field: 'permissions' } })
-      const after = await t.deps.database.db.selectFrom('api_keys').select('id').where('community_id', '=', c.id).execute()
+      expect(res.json()).toMatchObject({
+        meta: { status: 'error', statusCode: 400 },
+        error: { code: 'invalid_permission', field: 'permissions' },
+      })
+      const after = await t.deps.database.db
+        .selectFrom('api_keys')
+        .select('id')
+        .where('community_id', '=', c.id)
+        .execute()
       expect(after).toHaveLength(before.length)
     })
 
@@ -111,7 +162,11 @@ describe('Community API keys (Application API)', () => {
         [{ name: 'x', permissions: [], expirePeriod: 0 }, 'invalid_field', 'permissions'],
         [{ name: 'x', permissions: ['createUser'], expirePeriod: '30' }, 'invalid_field', 'expirePeriod'],
         [{ name: 'x', permissions: ['createUser'], expirePeriod: -1 }, 'invalid_field', 'expirePeriod'],
-        [{ name: 'x', permissions: ['createUser'], expirePeriod: 0, expireDate: 'tomorrow' }, 'invalid_field', 'expireDate'],
+        [
+          { name: 'x', permissions: ['createUser'], expirePeriod: 0, expireDate: 'tomorrow' },
+          'invalid_field',
+          'expireDate',
+        ],
         [{ name: 'x', permissions: ['createUser'], expirePeriod: 0, secret: 1 }, 'unknown_field', 'secret'],
       ]
       for (const [payload, code, field] of cases) {
@@ -127,7 +182,10 @@ describe('Community API keys (Application API)', () => {
       })
       expect(malformed.statusCode).toBe(400)
       expect(malformed.json().error.code).toBe('malformed_json')
-      const badId = await post({ name: 'x', permissions: ['createUser'], expirePeriod: 0 }, keysUrl('not-an-id'))
+      const badId = await post(
+        { name: 'x', permissions: ['createUser'], expirePeriod: 0 },
+        keysUrl('not-an-id'),
+      )
       expect(badId.statusCode).toBe(400)
       expect(badId.json().error).toMatchObject({ code: 'invalid_field', field: 'communityId' })
     })
@@ -135,7 +193,12 @@ describe('Community API keys (Application API)', () => {
     it('refuses members (403), anonymous callers (401) and community API keys (401)', async () => {
       const c = await setup()
       const payload = { name: 'x', permissions: ['createUser'], expirePeriod: 0 }
-      const member = await t.app.inject({ method: 'POST', url: keysUrl(c.id), headers: c.memberSession, payload })
+      const member = await t.app.inject({
+        method: 'POST',
+        url: keysUrl(c.id),
+        headers: c.memberSession,
+        payload,
+      })
       expect(member.statusCode).toBe(403)
       expect(member.json().error.code).toBe('admin_only')
       const anonymous = await t.app.inject({ method: 'POST', url: keysUrl(c.id), payload })
@@ -151,7 +214,8 @@ describe('Community API keys (Application API)', () => {
     it('lists community keys masked, newest first, paginated with page/limit/total', async () => {
       const c = await setup()
       const created = []
-      for (const name of ['one', 'two', 'three']) created.push(await createKey(c.id, c.adminSession, { name }))
+      for (const name of ['one', 'two', 'three'])
+        created.push(await createKey(c.id, c.adminSession, { name }))
       // A user key of the same community is not a community key.
       await t.app.inject({
         method: 'POST',
@@ -159,7 +223,11 @@ describe('Community API keys (Application API)', () => {
         headers: c.adminSession,
         payload: { name: 'mine', permissions: ['sendMessages'], expirePeriod: 0, expireDate: '' },
       })
-      const res = await t.app.inject({ method: 'GET', url: `${keysUrl(c.id)}?page=1&limit=2`, headers: c.adminSession })
+      const res = await t.app.inject({
+        method: 'GET',
+        url: `${keysUrl(c.id)}?page=1&limit=2`,
+        headers: c.adminSession,
+      })
       expect(res.statusCode).toBe(200)
       const body = res.json()
       // The factory's key counts too: 4 community keys.
@@ -168,8 +236,15 @@ describe('Community API keys (Application API)', () => {
       expect(body.data.map((k: { name: string }) => k.name)).toEqual(['three', 'two'])
       for (const k of body.data) expect(k.key).toMatch(/^[0-9a-f]{6}…$/)
       expect(JSON.stringify(body)).not.toContain(created[2].key)
-      const page2 = await t.app.inject({ method: 'GET', url: `${keysUrl(c.id)}?page=2&limit=2`, headers: c.adminSession })
-      expect(page2.json().data.map((k: { name: string }) => k.name)).toEqual(['one', expect.stringMatching(/^key /)])
+      const page2 = await t.app.inject({
+        method: 'GET',
+        url: `${keysUrl(c.id)}?page=2&limit=2`,
+        headers: c.adminSession,
+      })
+      expect(page2.json().data.map((k: { name: string }) => k.name)).toEqual([
+        'one',
+        expect.stringMatching(/^key /),
+      ])
     })
 
     it('rejects bad pagination and unknown query fields', async () => {
@@ -180,7 +255,11 @@ describe('Community API keys (Application API)', () => {
         ['page=abc', 'invalid_field', 'page'],
         ['sort=name', 'unknown_field', 'sort'],
       ]) {
-        const res = await t.app.inject({ method: 'GET', url: `${keysUrl(c.id)}?${q}`, headers: c.adminSession })
+        const res = await t.app.inject({
+          method: 'GET',
+          url: `${keysUrl(c.id)}?${q}`,
+          headers: c.adminSession,
+        })
         expect(res.statusCode, q).toBe(400)
         expect(res.json().error).toMatchObject({ code, field })
       }
@@ -191,10 +270,21 @@ describe('Community API keys (Application API)', () => {
     it('reads one key, 404 for an unknown id and 400 for a malformed one', async () => {
       const c = await setup()
       const k = await createKey(c.id, c.adminSession)
-      const res = await t.app.inject({ method: 'GET', url: keysUrl(c.id, k._id), headers: { 'x-api-key': c.systemKey } })
+      const res = await t.app.inject({
+        method: 'GET',
+        url: keysUrl(c.id, k._id),
+        headers: { 'x-api-key': c.systemKey },
+      })
       expect(res.statusCode).toBe(200)
-      expect(res.json()).toMatchObject({ message: 'Get API key success.', data: { _id: k._id, name: 'CRM sync' } })
-      const missing = await t.app.inject({ method: 'GET', url: keysUrl(c.id, newId()), headers: c.adminSession })
+      expect(res.json()).toMatchObject({
+        message: 'Get API key success.',
+        data: { _id: k._id, name: 'CRM sync' },
+      })
+      const missing = await t.app.inject({
+        method: 'GET',
+        url: keysUrl(c.id, newId()),
+        headers: c.adminSession,
+      })
       expect(missing.statusCode).toBe(404)
       expect(missing.json().error).toMatchObject({ code: 'api_key_not_found', field: 'apiKeyId' })
       const bad = await t.app.inject({ method: 'GET', url: keysUrl(c.id, 'xyz'), headers: c.adminSession })
@@ -221,10 +311,19 @@ describe('Community API keys (Application API)', () => {
       expect(disabled.statusCode).toBe(401)
       expect(disabled.json()).toMatchObject({ error: true, code: 'api_key_disabled' })
       // Through the shared Bearer resolution too.
-      const bearer = await t.app.inject({ method: 'GET', url: keysUrl(c.id), headers: { authorization: `Bearer ${k.key}` } })
+      const bearer = await t.app.inject({
+        method: 'GET',
+        url: keysUrl(c.id),
+        headers: { authorization: `Bearer ${k.key}` },
+      })
       expect(bearer.statusCode).toBe(401)
       expect(bearer.json().error.code).toBe('api_key_disabled')
-      const back = await t.app.inject({ method: 'PUT', url: keysUrl(c.id, k._id), headers: c.adminSession, payload: { isActive: true, expireDate: null } })
+      const back = await t.app.inject({
+        method: 'PUT',
+        url: keysUrl(c.id, k._id),
+        headers: c.adminSession,
+        payload: { isActive: true, expireDate: null },
+      })
       expect(back.json().data).toMatchObject({ isActive: true, expireDate: null })
       expect((await useKey(k.key, c.admin.id)).statusCode).toBe(200)
     })
@@ -232,18 +331,31 @@ describe('Community API keys (Application API)', () => {
     it('rejects an empty update, unknown fields and unknown permissions', async () => {
       const c = await setup()
       const k = await createKey(c.id, c.adminSession)
-      const put = (payload: object) => t.app.inject({ method: 'PUT', url: keysUrl(c.id, k._id), headers: c.adminSession, payload })
+      const put = (payload: object) =>
+        t.app.inject({ method: 'PUT', url: keysUrl(c.id, k._id), headers: c.adminSession, payload })
       expect((await put({})).json().error).toMatchObject({ code: 'empty_update' })
       expect((await put({ key: 'abc' })).json().error).toMatchObject({ code: 'unknown_field', field: 'key' })
-      expect((await put({ permissions: ['nope'] })).json().error).toMatchObject({ code: 'invalid_permission', field: 'permissions' })
-      expect((await put({ isActive: 'no' })).json().error).toMatchObject({ code: 'invalid_field', field: 'isActive' })
+      expect((await put({ permissions: ['nope'] })).json().error).toMatchObject({
+        code: 'invalid_permission',
+        field: 'permissions',
+      })
+      expect((await put({ isActive: 'no' })).json().error).toMatchObject({
+        code: 'invalid_field',
+        field: 'isActive',
+      })
       expect((await keyRow(k._id))?.name).toBe('CRM sync')
     })
 
     it('refuses an expired key with 401 api_key_expired', async () => {
       const c = await setup()
-      const expired = await t.factory.apiKey(c.id, ['createUser'], { expireDate: new Date(Date.now() - 1000) })
-      const res = await t.app.inject({ method: 'GET', url: keysUrl(c.id), headers: { authorization: `Bearer ${expired}` } })
+      const expired = await t.factory.apiKey(c.id, ['createUser'], {
+        expireDate: new Date(Date.now() - 1000),
+      })
+      const res = await t.app.inject({
+        method: 'GET',
+        url: keysUrl(c.id),
+        headers: { authorization: `Bearer ${expired}` },
+      })
       expect(res.statusCode).toBe(401)
       expect(res.json().error.code).toBe('api_key_expired')
       const viaSecureAuth = await useKey(expired, c.admin.id)
@@ -259,13 +371,23 @@ describe('Community API keys (Application API)', () => {
       expect(body.meta).toEqual({ status: 'success', statusCode: 200 })
       expect(body.message).toBe('Delete API key success.')
       for (const f of DOCUMENTED_KEY_FIELDS) expect(body.data).toHaveProperty(f)
-      expect(body.data).toMatchObject({ _id: k._id, name: 'CRM sync', key: `${k.key.slice(0, 6)}…`, permissions: ['createUser', 'getUserData'], expirePeriod: 90 })
+      expect(body.data).toMatchObject({
+        _id: k._id,
+        name: 'CRM sync',
+        key: `${k.key.slice(0, 6)}…`,
+        permissions: ['createUser', 'getUserData'],
+        expirePeriod: 90,
+      })
       expect(typeof body.data.expireDate).toBe('string')
       expect(await keyRow(k._id)).toBeUndefined()
       const after = await useKey(k.key, c.admin.id)
       expect(after.statusCode).toBe(401)
       expect(after.json().code).toBe('invalid_api_key')
-      const again = await t.app.inject({ method: 'DELETE', url: keysUrl(c.id, k._id), headers: c.adminSession })
+      const again = await t.app.inject({
+        method: 'DELETE',
+        url: keysUrl(c.id, k._id),
+        headers: c.adminSession,
+      })
       expect(again.statusCode).toBe(404)
     })
   })
@@ -280,7 +402,11 @@ describe('Community API keys (Application API)', () => {
         { method: 'GET' as const, url: keysUrl(b.id, bKey._id) },
         { method: 'PUT' as const, url: keysUrl(b.id, bKey._id), payload: { name: 'owned', isActive: false } },
         { method: 'DELETE' as const, url: keysUrl(b.id, bKey._id) },
-        { method: 'POST' as const, url: keysUrl(b.id), payload: { name: 'planted', permissions: ['all'], expirePeriod: 0 } },
+        {
+          method: 'POST' as const,
+          url: keysUrl(b.id),
+          payload: { name: 'planted', permissions: ['all'], expirePeriod: 0 },
+        },
       ]
       for (const req of attempts) {
         const res = await t.app.inject({ ...req, headers: a.adminSession })
@@ -314,9 +440,16 @@ describe('Community API keys (Application API)', () => {
           ...(method === 'PUT' ? { payload: { isActive: false } } : {}),
         })
         expect(res.statusCode, method).toBe(403)
-        expect(res.json()).toMatchObject({ meta: { status: 'error', statusCode: 403 }, error: { code: 'community_forbidden' } })
+        expect(res.json()).toMatchObject({
+          meta: { status: 'error', statusCode: 403 },
+          error: { code: 'community_forbidden' },
+        })
       }
-      const viaOwnPath = await t.app.inject({ method: 'DELETE', url: keysUrl(a.id, bKey._id), headers: { 'x-api-key': a.systemKey } })
+      const viaOwnPath = await t.app.inject({
+        method: 'DELETE',
+        url: keysUrl(a.id, bKey._id),
+        headers: { 'x-api-key': a.systemKey },
+      })
       expect(viaOwnPath.statusCode).toBe(404)
       expect(await keyRow(bKey._id)).toMatchObject({ name: 'B key', is_active: true })
     })
@@ -398,9 +531,15 @@ describe('User API keys (Integration API)', () => {
       headers: await t.factory.session(other),
       payload: DOCUMENTED_POST,
     })
-    const res = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${m.user.id}/api-keys`, headers: m.session })
+    const res = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/${m.user.id}/api-keys`,
+      headers: m.session,
+    })
     expect(res.statusCode).toBe(200)
-    expect(res.json().data).toEqual([expect.objectContaining({ _id: k._id, key: `${k.key.slice(0, 6)}…`, userId: m.user.id })])
+    expect(res.json().data).toEqual([
+      expect.objectContaining({ _id: k._id, key: `${k.key.slice(0, 6)}…`, userId: m.user.id }),
+    ])
   })
 
   it('updates with the documented body, then deletes', async () => {
@@ -422,20 +561,35 @@ describe('User API keys (Integration API)', () => {
       },
     })
     // That documented date is in the past: the key is now refused as expired.
-    const expired = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${m.user.id}/api-keys`, headers: { authorization: `Bearer ${k.key}` } })
+    const expired = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/${m.user.id}/api-keys`,
+      headers: { authorization: `Bearer ${k.key}` },
+    })
     expect(expired.json().error.code).toBe('api_key_expired')
     const del = await t.app.inject({ method: 'DELETE', url, headers: m.session })
     expect(del.statusCode).toBe(200)
-    expect(del.json()).toMatchObject({ message: 'Delete user API key success.', data: { _id: k._id, key: `${k.key.slice(0, 6)}…` } })
+    expect(del.json()).toMatchObject({
+      message: 'Delete user API key success.',
+      data: { _id: k._id, key: `${k.key.slice(0, 6)}…` },
+    })
     const again = await t.app.inject({ method: 'DELETE', url, headers: m.session })
     expect(again.statusCode).toBe(404)
-    expect(again.json()).toMatchObject({ status: 'error', error: { code: 'api_key_not_found', field: 'keyId' } })
+    expect(again.json()).toMatchObject({
+      status: 'error',
+      error: { code: 'api_key_not_found', field: 'keyId' },
+    })
   })
 
   it('rejects community permissions, bad bodies and malformed ids', async () => {
     const m = await member()
     const post = (payload: unknown, userId: string = m.user.id) =>
-      t.app.inject({ method: 'POST', url: `/apis/v1/users/apikeys?userId=${userId}`, headers: m.session, payload: payload as object })
+      t.app.inject({
+        method: 'POST',
+        url: `/apis/v1/users/apikeys?userId=${userId}`,
+        headers: m.session,
+        payload: payload as object,
+      })
     const cases: [unknown, string, string][] = [
       [{ ...DOCUMENTED_POST, permissions: ['createUser'] }, 'invalid_permission', 'permissions'],
       [{ ...DOCUMENTED_POST, permissions: ['all'] }, 'invalid_permission', 'permissions'],
@@ -451,9 +605,19 @@ describe('User API keys (Integration API)', () => {
     }
     const badUser = await post(DOCUMENTED_POST, 'me')
     expect(badUser.json().error).toMatchObject({ code: 'invalid_field', field: 'userId' })
-    const noQuery = await t.app.inject({ method: 'POST', url: '/apis/v1/users/apikeys', headers: m.session, payload: DOCUMENTED_POST })
+    const noQuery = await t.app.inject({
+      method: 'POST',
+      url: '/apis/v1/users/apikeys',
+      headers: m.session,
+      payload: DOCUMENTED_POST,
+    })
     expect(noQuery.json().error).toMatchObject({ code: 'invalid_field', field: 'userId' })
-    const badKeyId = await t.app.inject({ method: 'PUT', url: `/apis/v1/users/${m.user.id}/api-keys/nope`, headers: m.session, payload: DOCUMENTED_PUT })
+    const badKeyId = await t.app.inject({
+      method: 'PUT',
+      url: `/apis/v1/users/${m.user.id}/api-keys/nope`,
+      headers: m.session,
+      payload: DOCUMENTED_PUT,
+    })
     expect(badKeyId.json().error).toMatchObject({ code: 'invalid_field', field: 'keyId' })
     const malformed = await t.app.inject({
       method: 'POST',
@@ -489,13 +653,18 @@ describe('User API keys (Integration API)', () => {
         })),
       )
       .execute()
-    const res = await t.app.inject({ method: 'POST', url: `/apis/v1/users/apikeys?userId=${m.user.id}`, headers: m.session, payload: DOCUMENTED_POST })
+    const res = await t.app.inject({
+      method: 'POST',
+      url: `/apis/v1/users/apikeys?userId=${m.user.id}`,
+      headers: m.session,
+      payload: DOCUMENTED_POST,
+    })
     expect(res.statusCode).toBe(409)
     expect(res.json().error.code).toBe('api_key_limit_reached')
   })
 
   describe('isolation', () => {
-    it("another user of the same community cannot read, change or delete my keys", async () => {
+    it('another user of the same community cannot read, change or delete my keys', async () => {
       const m = await member()
       const k = await createUserKey(m)
       const other = await t.factory.user(m.c.id, { role: 'admin' })
@@ -505,7 +674,11 @@ describe('User API keys (Integration API)', () => {
         { method: 'GET' as const, url: mine },
         { method: 'PUT' as const, url: `${mine}/${k._id}`, payload: { isActive: false } },
         { method: 'DELETE' as const, url: `${mine}/${k._id}` },
-        { method: 'POST' as const, url: `/apis/v1/users/apikeys?userId=${m.user.id}`, payload: DOCUMENTED_POST },
+        {
+          method: 'POST' as const,
+          url: `/apis/v1/users/apikeys?userId=${m.user.id}`,
+          payload: DOCUMENTED_POST,
+        },
       ]
       for (const req of attempts) {
         const res = await t.app.inject({ ...req, headers: otherSession })
@@ -513,7 +686,11 @@ describe('User API keys (Integration API)', () => {
         expect(res.json().error.code).toBe('user_forbidden')
       }
       // Under their own path my key does not exist.
-      const theirs = await t.app.inject({ method: 'DELETE', url: `/apis/v1/users/${other.id}/api-keys/${k._id}`, headers: otherSession })
+      const theirs = await t.app.inject({
+        method: 'DELETE',
+        url: `/apis/v1/users/${other.id}/api-keys/${k._id}`,
+        headers: otherSession,
+      })
       expect(theirs.statusCode).toBe(404)
       expect(await keyRow(k._id)).toMatchObject({ is_active: true })
     })
@@ -538,7 +715,11 @@ describe('User API keys (Integration API)', () => {
       expect(plant.statusCode).toBe(403)
       expect(plant.json().error.code).toBe('community_forbidden')
       expect(await keyRow(k._id)).toMatchObject({ name: 'testing' })
-      const strangerKeys = await t.deps.database.db.selectFrom('api_keys').select('id').where('user_id', '=', stranger.user.id).execute()
+      const strangerKeys = await t.deps.database.db
+        .selectFrom('api_keys')
+        .select('id')
+        .where('user_id', '=', stranger.user.id)
+        .execute()
       expect(strangerKeys).toHaveLength(0)
     })
   })
@@ -559,7 +740,10 @@ describe('rate limiting per key', () => {
     for (let i = 0; i < 3; i++) expect((await list(a)).statusCode).toBe(200)
     const fourth = await list(a)
     expect(fourth.statusCode).toBe(429)
-    expect(fourth.json()).toMatchObject({ meta: { status: 'error', statusCode: 429 }, error: { code: 'rate_limited' } })
+    expect(fourth.json()).toMatchObject({
+      meta: { status: 'error', statusCode: 429 },
+      error: { code: 'rate_limited' },
+    })
     expect((await list(b)).statusCode).toBe(200)
   })
 })

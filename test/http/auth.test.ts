@@ -49,20 +49,42 @@ describe('Auth', () => {
       expect(body.status).toBe('success')
       expect(body.message).toMatch(/check your email/i)
       expect(body.data).toEqual({
-        user: { _id: expect.stringMatching(/^[0-9a-f]{24}$/), id: expect.any(Number), email: 'new.person@example.com', username: 'newperson', role: 'member', communityId: c.id },
+        user: {
+          _id: expect.stringMatching(/^[0-9a-f]{24}$/),
+          id: expect.any(Number),
+          email: 'new.person@example.com',
+          username: 'newperson',
+          role: 'member',
+          communityId: c.id,
+        },
         emailVerified: false,
       })
       const token = mailedToken('new.person@example.com')
       expect(res.body).not.toContain(token)
       const mail = t.mails.at(-1)!
       expect(mail.text).toContain(`http://localhost:3000/apis/v1/auth/verify-email?token=${token}`)
-      const user = await db().selectFrom('users').selectAll().where('id', '=', body.data.user._id).executeTakeFirstOrThrow()
-      expect(user).toMatchObject({ community_id: c.id, email_verified_at: null, first_name: 'New', last_name: 'Person', display_name: 'Newbie' })
+      const user = await db()
+        .selectFrom('users')
+        .selectAll()
+        .where('id', '=', body.data.user._id)
+        .executeTakeFirstOrThrow()
+      expect(user).toMatchObject({
+        community_id: c.id,
+        email_verified_at: null,
+        first_name: 'New',
+        last_name: 'Person',
+        display_name: 'Newbie',
+      })
       expect(user.password_hash).toMatch(/^scrypt\$/)
       expect(user.password_hash).not.toContain(PASSWORD)
       const stored = await db().selectFrom('auth_tokens').selectAll().where('user_id', '=', user.id).execute()
       expect(stored).toHaveLength(1)
-      expect(stored[0]).toMatchObject({ token_hash: hashToken(token), purpose: 'verify_email', community_id: c.id, used_at: null })
+      expect(stored[0]).toMatchObject({
+        token_hash: hashToken(token),
+        purpose: 'verify_email',
+        community_id: c.id,
+        used_at: null,
+      })
       const hours = (new Date(stored[0].expires_at).getTime() - Date.now()) / 3_600_000
       expect(hours).toBeGreaterThan(23.9)
       expect(hours).toBeLessThanOrEqual(24)
@@ -72,7 +94,12 @@ describe('Auth', () => {
       const a = await t.factory.community()
       const b = await t.factory.community()
       await registered(a.id, 'dup@example.com')
-      const again = await register({ communityId: a.id, email: 'DUP@example.com', password: PASSWORD, confirmPassword: PASSWORD })
+      const again = await register({
+        communityId: a.id,
+        email: 'DUP@example.com',
+        password: PASSWORD,
+        confirmPassword: PASSWORD,
+      })
       expect(again.statusCode).toBe(409)
       expect(again.json()).toMatchObject({ status: 'error', error: { code: 'email_taken', field: 'email' } })
       await registered(b.id, 'dup@example.com')
@@ -80,13 +107,28 @@ describe('Auth', () => {
 
     it('enforces the password policy and confirmPassword', async () => {
       const c = await t.factory.community()
-      const short = await register({ communityId: c.id, email: 'a@example.com', password: 'short', confirmPassword: 'short' })
+      const short = await register({
+        communityId: c.id,
+        email: 'a@example.com',
+        password: 'short',
+        confirmPassword: 'short',
+      })
       expect(short.statusCode).toBe(400)
       expect(short.json().error).toMatchObject({ code: 'invalid_field', field: 'password' })
-      const mismatch = await register({ communityId: c.id, email: 'a@example.com', password: PASSWORD, confirmPassword: `${PASSWORD}!` })
+      const mismatch = await register({
+        communityId: c.id,
+        email: 'a@example.com',
+        password: PASSWORD,
+        confirmPassword: `${PASSWORD}!`,
+      })
       expect(mismatch.statusCode).toBe(400)
       expect(mismatch.json().error).toMatchObject({ code: 'password_mismatch', field: 'confirmPassword' })
-      const none = await db().selectFrom('users').select('id').where('community_id', '=', c.id).where('email', '=', 'a@example.com').execute()
+      const none = await db()
+        .selectFrom('users')
+        .select('id')
+        .where('community_id', '=', c.id)
+        .where('email', '=', 'a@example.com')
+        .execute()
       expect(none).toHaveLength(0)
     })
 
@@ -123,12 +165,28 @@ describe('Auth', () => {
       const c = await t.factory.community()
       const { email, userId } = await registered(c.id)
       const token = mailedToken(email)
-      const res = await t.app.inject({ method: 'POST', url: '/apis/v1/auth/verify-email', payload: { token } })
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/auth/verify-email',
+        payload: { token },
+      })
       expect(res.statusCode).toBe(200)
-      expect(res.json()).toMatchObject({ status: 'success', message: 'Email verified successfully', data: { emailVerified: true, user: { _id: userId, email } } })
-      const user = await db().selectFrom('users').select('email_verified_at').where('id', '=', userId).executeTakeFirstOrThrow()
+      expect(res.json()).toMatchObject({
+        status: 'success',
+        message: 'Email verified successfully',
+        data: { emailVerified: true, user: { _id: userId, email } },
+      })
+      const user = await db()
+        .selectFrom('users')
+        .select('email_verified_at')
+        .where('id', '=', userId)
+        .executeTakeFirstOrThrow()
       expect(user.email_verified_at).not.toBeNull()
-      const again = await t.app.inject({ method: 'POST', url: '/apis/v1/auth/verify-email', payload: { token } })
+      const again = await t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/auth/verify-email',
+        payload: { token },
+      })
       expect(again.statusCode).toBe(400)
       expect(again.json().error).toMatchObject({ code: 'invalid_token', field: 'token' })
     })
@@ -146,16 +204,28 @@ describe('Auth', () => {
       const c = await t.factory.community()
       const { email, userId } = await registered(c.id)
       const token = mailedToken(email)
-      await db().updateTable('auth_tokens').set({ expires_at: new Date(Date.now() - 1000) }).where('token_hash', '=', hashToken(token)).execute()
+      await db()
+        .updateTable('auth_tokens')
+        .set({ expires_at: new Date(Date.now() - 1000) })
+        .where('token_hash', '=', hashToken(token))
+        .execute()
       const res = await t.app.inject({ method: 'GET', url: `/apis/v1/auth/verify-email?token=${token}` })
       expect(res.statusCode).toBe(400)
       expect(res.json().error).toMatchObject({ code: 'token_expired', field: 'token' })
-      const user = await db().selectFrom('users').select('email_verified_at').where('id', '=', userId).executeTakeFirstOrThrow()
+      const user = await db()
+        .selectFrom('users')
+        .select('email_verified_at')
+        .where('id', '=', userId)
+        .executeTakeFirstOrThrow()
       expect(user.email_verified_at).toBeNull()
     })
 
     it('rejects unknown, missing and extra inputs', async () => {
-      const unknown = await t.app.inject({ method: 'POST', url: '/apis/v1/auth/verify-email', payload: { token: 'f'.repeat(64) } })
+      const unknown = await t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/auth/verify-email',
+        payload: { token: 'f'.repeat(64) },
+      })
       expect(unknown.json().error).toMatchObject({ code: 'invalid_token' })
       const missing = await t.app.inject({ method: 'POST', url: '/apis/v1/auth/verify-email', payload: {} })
       expect(missing.json().error).toMatchObject({ code: 'invalid_field', field: 'token' })
@@ -164,9 +234,17 @@ describe('Auth', () => {
       // A secure-auth token is not a verification token.
       const c = await t.factory.community()
       const u = await t.factory.user(c.id)
-      const sa = await t.app.inject({ method: 'GET', url: `/api/secureAuth?userId=${u.id}`, headers: { apikey: c.apiKey, hostname: 'h.example' } })
+      const sa = await t.app.inject({
+        method: 'GET',
+        url: `/api/secureAuth?userId=${u.id}`,
+        headers: { apikey: c.apiKey, hostname: 'h.example' },
+      })
       const saToken = new URL(sa.json().loginUrl).searchParams.get('token')
-      const crossed = await t.app.inject({ method: 'POST', url: '/apis/v1/auth/verify-email', payload: { token: saToken } })
+      const crossed = await t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/auth/verify-email',
+        payload: { token: saToken },
+      })
       expect(crossed.json().error).toMatchObject({ code: 'invalid_token' })
     })
   })
@@ -174,7 +252,11 @@ describe('Auth', () => {
   describe('POST /apis/v1/auth/login', () => {
     it('logs a verified user in with the documented fields and sets last_login', async () => {
       const c = await t.factory.community()
-      const user = await t.factory.user(c.id, { email: `login-${newId()}@example.com`, password: PASSWORD, role: 'admin' })
+      const user = await t.factory.user(c.id, {
+        email: `login-${newId()}@example.com`,
+        password: PASSWORD,
+        role: 'admin',
+      })
       const res = await login({ email: user.email.toUpperCase(), password: PASSWORD })
       expect(res.statusCode).toBe(200)
       const body = res.json()
@@ -182,15 +264,30 @@ describe('Auth', () => {
       expect(body.data).toEqual({
         token: expect.any(String),
         expiresIn: 7 * 24 * 3600,
-        user: { _id: user.id, id: Number(user.seq), email: user.email, username: user.username, role: 'admin', communityId: c.id },
+        user: {
+          _id: user.id,
+          id: Number(user.seq),
+          email: user.email,
+          username: user.username,
+          role: 'admin',
+          communityId: c.id,
+        },
       })
       const claims = decodeJwt(body.data.token)
       expect(claims).toMatchObject({ _id: user.id, id: Number(user.seq), communityId: c.id, role: 'admin' })
       expect(claims.exp! - claims.iat!).toBe(7 * 24 * 3600)
-      const row = await db().selectFrom('users').select('last_login').where('id', '=', user.id).executeTakeFirstOrThrow()
+      const row = await db()
+        .selectFrom('users')
+        .select('last_login')
+        .where('id', '=', user.id)
+        .executeTakeFirstOrThrow()
       expect(row.last_login).not.toBeNull()
       // The token is a working session.
-      const mine = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${user.id}/api-keys`, headers: { authorization: `Bearer ${body.data.token}` } })
+      const mine = await t.app.inject({
+        method: 'GET',
+        url: `/apis/v1/users/${user.id}/api-keys`,
+        headers: { authorization: `Bearer ${body.data.token}` },
+      })
       expect(mine.statusCode).toBe(200)
     })
 
@@ -200,7 +297,11 @@ describe('Auth', () => {
       const before = await login({ email, password: PASSWORD })
       expect(before.statusCode).toBe(403)
       expect(before.json().error.code).toBe('email_not_verified')
-      await t.app.inject({ method: 'POST', url: '/apis/v1/auth/verify-email', payload: { token: mailedToken(email) } })
+      await t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/auth/verify-email',
+        payload: { token: mailedToken(email) },
+      })
       const after = await login({ email, password: PASSWORD, communityId: c.id })
       expect(after.statusCode).toBe(200)
       expect(after.json().data.user).toMatchObject({ email, role: 'member', communityId: c.id })
@@ -232,7 +333,11 @@ describe('Auth', () => {
       const otherCommunity = await login({ email: user.email, password: PASSWORD, communityId: newId() })
       for (const res of [wrong, unknown, otherCommunity]) {
         expect(res.statusCode).toBe(401)
-        expect(res.json()).toMatchObject({ status: 'error', message: 'Invalid email or password', error: { code: 'invalid_credentials' } })
+        expect(res.json()).toMatchObject({
+          status: 'error',
+          message: 'Invalid email or password',
+          error: { code: 'invalid_credentials' },
+        })
       }
       // An unverified account with a wrong password learns nothing about verification.
       const { email } = await registered(c.id)
@@ -293,7 +398,11 @@ describe('Secure Auth', () => {
   async function broker() {
     const c = await t.factory.community()
     const user = await t.factory.user(c.id)
-    const keyRow = await db().selectFrom('api_keys').select('id').where('key_hash', '=', hashToken(c.apiKey)).executeTakeFirstOrThrow()
+    const keyRow = await db()
+      .selectFrom('api_keys')
+      .select('id')
+      .where('key_hash', '=', hashToken(c.apiKey))
+      .executeTakeFirstOrThrow()
     return { c, user, keyId: keyRow.id, headers: { apikey: c.apiKey, hostname: 'cname.yourdomain.com' } }
   }
 
@@ -311,27 +420,50 @@ describe('Secure Auth', () => {
       expect(Object.keys(body).sort()).toEqual(['error', 'loginUrl', 'sessionId'])
       expect(body.error).toBe(false)
       expect(body.sessionId).toMatch(/^[0-9a-f]{24}$/)
-      const m = new RegExp(`^https://cname\\.yourdomain\\.com/v2/app/loginApi/${b.keyId}/3\\?token=([0-9a-f]{64})$`).exec(body.loginUrl)
+      const m = new RegExp(
+        `^https://cname\\.yourdomain\\.com/v2/app/loginApi/${b.keyId}/3\\?token=([0-9a-f]{64})$`,
+      ).exec(body.loginUrl)
       expect(m, body.loginUrl).not.toBeNull()
       expect(body.loginUrl).not.toContain(b.c.apiKey)
-      const stored = await db().selectFrom('auth_tokens').selectAll().where('token_hash', '=', hashToken(m![1])).executeTakeFirstOrThrow()
-      expect(stored).toMatchObject({ purpose: 'secure_auth', community_id: b.c.id, user_id: b.user.id, used_at: null })
+      const stored = await db()
+        .selectFrom('auth_tokens')
+        .selectAll()
+        .where('token_hash', '=', hashToken(m![1]))
+        .executeTakeFirstOrThrow()
+      expect(stored).toMatchObject({
+        purpose: 'secure_auth',
+        community_id: b.c.id,
+        user_id: b.user.id,
+        used_at: null,
+      })
       const minutes = (new Date(stored.expires_at).getTime() - Date.now()) / 60_000
       expect(minutes).toBeGreaterThan(4.9)
       expect(minutes).toBeLessThanOrEqual(5)
       // Recorded in the API log against the key, with the token nowhere in it.
-      const log = await db().selectFrom('api_log').select(['api_key_id', 'path', 'summary']).where('community_id', '=', b.c.id).execute()
+      const log = await db()
+        .selectFrom('api_log')
+        .select(['api_key_id', 'path', 'summary'])
+        .where('community_id', '=', b.c.id)
+        .execute()
       expect(log).toEqual([expect.objectContaining({ api_key_id: b.keyId, path: '/api/secureAuth' })])
     })
 
     it('finds the user by external id, username, email or 24-hex id', async () => {
       const b = await broker()
-      await db().updateTable('users').set({ external_id: 'bamboostick' }).where('id', '=', b.user.id).execute()
+      await db()
+        .updateTable('users')
+        .set({ external_id: 'bamboostick' })
+        .where('id', '=', b.user.id)
+        .execute()
       for (const userId of ['bamboostick', b.user.username!, b.user.email.toUpperCase(), b.user.id]) {
         const res = await secureAuth(`userId=${encodeURIComponent(userId)}&accessLevel=2`, b.headers)
         expect(res.statusCode, userId).toBe(200)
         const token = new URL(res.json().loginUrl).searchParams.get('token')!
-        const row = await db().selectFrom('auth_tokens').select('user_id').where('token_hash', '=', hashToken(token)).executeTakeFirstOrThrow()
+        const row = await db()
+          .selectFrom('auth_tokens')
+          .select('user_id')
+          .where('token_hash', '=', hashToken(token))
+          .executeTakeFirstOrThrow()
         expect(row.user_id, userId).toBe(b.user.id)
       }
     })
@@ -347,12 +479,18 @@ describe('Secure Auth', () => {
       const b = await broker()
       const missing = await secureAuth(`userId=${b.user.id}`, { hostname: 'h.example' })
       expect(missing.statusCode).toBe(401)
-      expect(missing.json()).toMatchObject({ error: true, code: 'api_key_required', message: expect.any(String) })
+      expect(missing.json()).toMatchObject({
+        error: true,
+        code: 'api_key_required',
+        message: expect.any(String),
+      })
       const unknown = await secureAuth(`userId=${b.user.id}`, { apikey: 'f'.repeat(64) })
       expect(unknown.json()).toMatchObject({ error: true, code: 'invalid_api_key' })
       const system = await secureAuth(`userId=${b.user.id}`, { apikey: b.c.systemKey })
       expect(system.json()).toMatchObject({ error: true, code: 'invalid_api_key' })
-      const expiredKey = await t.factory.apiKey(b.c.id, ['createUser'], { expireDate: new Date(Date.now() - 1000) })
+      const expiredKey = await t.factory.apiKey(b.c.id, ['createUser'], {
+        expireDate: new Date(Date.now() - 1000),
+      })
       const expired = await secureAuth(`userId=${b.user.id}`, { apikey: expiredKey })
       expect(expired.statusCode).toBe(401)
       expect(expired.json()).toMatchObject({ error: true, code: 'api_key_expired' })
@@ -366,7 +504,12 @@ describe('Secure Auth', () => {
       const cases: [string, Record<string, string>, string, string][] = [
         ['accessLevel=3', b.headers, 'invalid_field', 'userId'],
         [`userId=${b.user.id}&accessLevel=high`, b.headers, 'invalid_field', 'accessLevel'],
-        [`userId=${b.user.id}`, { ...b.headers, hostname: 'evil.example/steal?x=' }, 'invalid_field', 'hostname'],
+        [
+          `userId=${b.user.id}`,
+          { ...b.headers, hostname: 'evil.example/steal?x=' },
+          'invalid_field',
+          'hostname',
+        ],
         [`userId=${b.user.id}&redirect=x`, b.headers, 'unknown_field', 'redirect'],
       ]
       for (const [query, headers, code, field] of cases) {
@@ -376,16 +519,24 @@ describe('Secure Auth', () => {
       }
     })
 
-    it("cannot reach a user of another community: 404 and no token issued", async () => {
+    it('cannot reach a user of another community: 404 and no token issued', async () => {
       const a = await broker()
       const b = await broker()
-      const before = await db().selectFrom('auth_tokens').select('token_hash').where('user_id', '=', b.user.id).execute()
+      const before = await db()
+        .selectFrom('auth_tokens')
+        .select('token_hash')
+        .where('user_id', '=', b.user.id)
+        .execute()
       for (const userId of [b.user.id, b.user.email, b.user.username!]) {
         const res = await secureAuth(`userId=${encodeURIComponent(userId)}`, a.headers)
         expect(res.statusCode, userId).toBe(404)
         expect(res.json()).toMatchObject({ error: true, code: 'user_not_found', field: 'userId' })
       }
-      const after = await db().selectFrom('auth_tokens').select('token_hash').where('user_id', '=', b.user.id).execute()
+      const after = await db()
+        .selectFrom('auth_tokens')
+        .select('token_hash')
+        .where('user_id', '=', b.user.id)
+        .execute()
       expect(after).toHaveLength(before.length)
     })
   })
@@ -393,7 +544,9 @@ describe('Secure Auth', () => {
   describe('GET /v2/app/loginApi/:keyId/:accessLevel', () => {
     it('exchanges the one-time token for a session, once', async () => {
       const b = await broker()
-      const { loginUrl, sessionId } = (await secureAuth(`userId=${b.user.id}&accessLevel=3`, b.headers)).json()
+      const { loginUrl, sessionId } = (
+        await secureAuth(`userId=${b.user.id}&accessLevel=3`, b.headers)
+      ).json()
       const res = await t.app.inject({ method: 'GET', url: pathOf(loginUrl) })
       expect(res.statusCode).toBe(200)
       const body = res.json()
@@ -401,10 +554,26 @@ describe('Secure Auth', () => {
         error: false,
         token: expect.any(String),
         sessionId,
-        user: { _id: b.user.id, id: Number(b.user.seq), email: b.user.email, username: b.user.username, role: 'member', communityId: b.c.id },
+        user: {
+          _id: b.user.id,
+          id: Number(b.user.seq),
+          email: b.user.email,
+          username: b.user.username,
+          role: 'member',
+          communityId: b.c.id,
+        },
       })
-      expect(decodeJwt(body.token)).toMatchObject({ _id: b.user.id, communityId: b.c.id, accessLevel: 3, sessionId })
-      const session = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${b.user.id}/api-keys`, headers: { authorization: `Bearer ${body.token}` } })
+      expect(decodeJwt(body.token)).toMatchObject({
+        _id: b.user.id,
+        communityId: b.c.id,
+        accessLevel: 3,
+        sessionId,
+      })
+      const session = await t.app.inject({
+        method: 'GET',
+        url: `/apis/v1/users/${b.user.id}/api-keys`,
+        headers: { authorization: `Bearer ${body.token}` },
+      })
       expect(session.statusCode).toBe(200)
       const again = await t.app.inject({ method: 'GET', url: pathOf(loginUrl) })
       expect(again.statusCode).toBe(400)
@@ -413,18 +582,29 @@ describe('Secure Auth', () => {
 
     it('refuses an expired token, a changed access level or key id, and a malformed key id', async () => {
       const b = await broker()
-      const issue = async () => (await secureAuth(`userId=${b.user.id}&accessLevel=3`, b.headers)).json().loginUrl as string
+      const issue = async () =>
+        (await secureAuth(`userId=${b.user.id}&accessLevel=3`, b.headers)).json().loginUrl as string
       const expiredUrl = await issue()
       const token = new URL(expiredUrl).searchParams.get('token')!
-      await db().updateTable('auth_tokens').set({ expires_at: new Date(Date.now() - 1000) }).where('token_hash', '=', hashToken(token)).execute()
+      await db()
+        .updateTable('auth_tokens')
+        .set({ expires_at: new Date(Date.now() - 1000) })
+        .where('token_hash', '=', hashToken(token))
+        .execute()
       const expired = await t.app.inject({ method: 'GET', url: pathOf(expiredUrl) })
       expect(expired.statusCode).toBe(400)
       expect(expired.json()).toMatchObject({ error: true, code: 'token_expired' })
       const raised = await t.app.inject({ method: 'GET', url: pathOf(await issue()).replace('/3?', '/9?') })
       expect(raised.json()).toMatchObject({ error: true, code: 'invalid_token' })
-      const otherKey = await t.app.inject({ method: 'GET', url: pathOf(await issue()).replace(b.keyId, newId()) })
+      const otherKey = await t.app.inject({
+        method: 'GET',
+        url: pathOf(await issue()).replace(b.keyId, newId()),
+      })
       expect(otherKey.json()).toMatchObject({ error: true, code: 'invalid_token' })
-      const malformed = await t.app.inject({ method: 'GET', url: `/v2/app/loginApi/${b.c.apiKey}/3?token=abc` })
+      const malformed = await t.app.inject({
+        method: 'GET',
+        url: `/v2/app/loginApi/${b.c.apiKey}/3?token=abc`,
+      })
       expect(malformed.statusCode).toBe(400)
       expect(malformed.json()).toMatchObject({ error: true, code: 'invalid_field', field: 'keyId' })
       const noToken = await t.app.inject({ method: 'GET', url: `/v2/app/loginApi/${b.keyId}/3` })

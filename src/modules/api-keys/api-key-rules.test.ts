@@ -45,14 +45,16 @@ describe('resolveExpireDate', () => {
   })
 
   it('lets an explicit expireDate win over the period, even a past one', () => {
-    expect(resolveExpireDate({ expirePeriod: 180, expireDate: '2025-06-30T23:59:59Z' }, now)?.toISOString()).toBe(
-      '2025-06-30T23:59:59.000Z',
-    )
+    expect(
+      resolveExpireDate({ expirePeriod: 180, expireDate: '2025-06-30T23:59:59Z' }, now)?.toISOString(),
+    ).toBe('2025-06-30T23:59:59.000Z')
   })
 
   it('treats an empty expireDate as none and falls back to the period', () => {
     expect(resolveExpireDate({ expirePeriod: 0, expireDate: '' }, now)).toBeNull()
-    expect(resolveExpireDate({ expirePeriod: 1, expireDate: '' }, now)?.toISOString()).toBe('2026-01-02T00:00:00.000Z')
+    expect(resolveExpireDate({ expirePeriod: 1, expireDate: '' }, now)?.toISOString()).toBe(
+      '2026-01-02T00:00:00.000Z',
+    )
     expect(resolveExpireDate({ expireDate: null }, now)).toBeNull()
   })
 

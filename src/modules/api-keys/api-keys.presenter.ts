@@ -24,9 +24,13 @@ const userKeyShape = {
 const rawKey = z.string().describe('The raw key (64 hex). Shown once, in this answer only; store it now.')
 
 export const communityKeySchema = z.object(keyShape).meta({ id: 'CommunityApiKey' })
-export const createdCommunityKeySchema = z.object({ ...keyShape, key: rawKey }).meta({ id: 'CreatedCommunityApiKey' })
+export const createdCommunityKeySchema = z
+  .object({ ...keyShape, key: rawKey })
+  .meta({ id: 'CreatedCommunityApiKey' })
 export const userKeySchema = z.object(userKeyShape).meta({ id: 'UserApiKey' })
-export const createdUserKeySchema = z.object({ ...userKeyShape, key: rawKey }).meta({ id: 'CreatedUserApiKey' })
+export const createdUserKeySchema = z
+  .object({ ...userKeyShape, key: rawKey })
+  .meta({ id: 'CreatedUserApiKey' })
 
 export function presentCommunityKey(k: ApiKeyRow): z.infer<typeof communityKeySchema> {
   return {

@@ -18,7 +18,9 @@ export const apiKeyColumns = [
 ] as const
 
 /** Which keys a request may reach: one community's keys, or one user's keys in that community. */
-export type KeyScope = { communityId: string; kind: 'community' } | { communityId: string; kind: 'user'; userId: string }
+export type KeyScope =
+  | { communityId: string; kind: 'community' }
+  | { communityId: string; kind: 'user'; userId: string }
 
 export type ApiKeyRow = Awaited<ReturnType<typeof findKey>> & {}
 

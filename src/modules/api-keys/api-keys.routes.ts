@@ -38,7 +38,8 @@ export async function registerApiKeys(app: App, deps: AppDeps) {
       operationId: 'createCommunityApiKey',
       tags,
       summary: 'Create community API key',
-      description: 'Creates a Bearer key for the Application and Integration APIs. The raw `key` is in this answer only.',
+      description:
+        'Creates a Bearer key for the Application and Integration APIs. The raw `key` is in this answer only.',
       params: communityParams,
       body: createCommunityKeyBody,
       response: { 201: applicationOk(createdCommunityKeySchema) },
@@ -46,7 +47,9 @@ export async function registerApiKeys(app: App, deps: AppDeps) {
     handler: async (req, reply) => {
       const scope = scopeOf(req.auth, req.params.communityId)
       const { row, key } = await service.create(scope, req.body, req.auth?.userId ?? null)
-      return reply.code(201).send(application({ ...presentCommunityKey(row), key }, 'Create API key success.', 201))
+      return reply
+        .code(201)
+        .send(application({ ...presentCommunityKey(row), key }, 'Create API key success.', 201))
     },
   })
 
@@ -62,7 +65,11 @@ export async function registerApiKeys(app: App, deps: AppDeps) {
       params: communityParams,
       querystring: listQuery,
       response: {
-        200: applicationOk(z.array(communityKeySchema), { page: z.number(), limit: z.number(), total: z.number() }),
+        200: applicationOk(z.array(communityKeySchema), {
+          page: z.number(),
+          limit: z.number(),
+          total: z.number(),
+        }),
       },
     },
     handler: async (req) => {
@@ -97,13 +104,18 @@ export async function registerApiKeys(app: App, deps: AppDeps) {
       operationId: 'updateCommunityApiKey',
       tags,
       summary: 'Update community API key',
-      description: 'Changes only the fields sent. A new expirePeriod counts from now; isActive=false disables the key.',
+      description:
+        'Changes only the fields sent. A new expirePeriod counts from now; isActive=false disables the key.',
       params: communityKeyParams,
       body: updateKeyBody,
       response: { 200: applicationOk(communityKeySchema) },
     },
     handler: async (req) => {
-      const row = await service.update(scopeOf(req.auth, req.params.communityId), req.params.apiKeyId, req.body)
+      const row = await service.update(
+        scopeOf(req.auth, req.params.communityId),
+        req.params.apiKeyId,
+        req.body,
+      )
       return application(presentCommunityKey(row), 'Update API key success.')
     },
   })

@@ -9,7 +9,12 @@ const permissions = z
   .min(1)
   .max(64)
   .describe('Permission names; unknown names get 400 invalid_permission')
-const expirePeriod = z.number().int().min(0).max(3650).describe('Days until the key expires, counted from now; 0 = never')
+const expirePeriod = z
+  .number()
+  .int()
+  .min(0)
+  .max(3650)
+  .describe('Days until the key expires, counted from now; 0 = never')
 const expireDate = z
   .union([z.iso.datetime({ offset: true }), z.literal('')])
   .nullable()
@@ -30,7 +35,9 @@ export const listQuery = z
 export const createCommunityKeyBody = z
   .object({
     name,
-    permissions: permissions.describe('Community permission names (see COMMUNITY_KEY_PERMISSIONS), or ["all"]'),
+    permissions: permissions.describe(
+      'Community permission names (see COMMUNITY_KEY_PERMISSIONS), or ["all"]',
+    ),
     expirePeriod,
     expireDate: expireDate.optional(),
   })
@@ -50,7 +57,9 @@ export const createUserKeyQuery = z.object({ userId: objectId('The session user 
 export const createUserKeyBody = z
   .object({
     name,
-    permissions: permissions.describe('User permission names: sendMessages, readOwnProfile, updateOwnProfile, readOwnMessages'),
+    permissions: permissions.describe(
+      'User permission names: sendMessages, readOwnProfile, updateOwnProfile, readOwnMessages',
+    ),
     expirePeriod,
     expireDate: expireDate.optional(),
     communityId: objectId('Your community; must be the session community').optional(),

@@ -51,7 +51,10 @@ export function createApiKeyService(deps: { database: Database }) {
     async create(scope: repo.KeyScope, input: CreateKeyInput, createdBy: string | null) {
       const permissions = normalizePermissions(scope.kind, input.permissions)
       if (scope.kind === 'user' && (await repo.countKeys(db, scope)) >= MAX_USER_KEYS) {
-        throw conflict('api_key_limit_reached', `A user may hold at most ${MAX_USER_KEYS} API keys; delete one first`)
+        throw conflict(
+          'api_key_limit_reached',
+          `A user may hold at most ${MAX_USER_KEYS} API keys; delete one first`,
+        )
       }
       const key = randomToken(32)
       const row = await repo.insertKey(db, scope, {
@@ -79,7 +82,10 @@ export function createApiKeyService(deps: { database: Database }) {
 
     async update(scope: repo.KeyScope, id: string, input: UpdateKeyInput) {
       if (Object.values(input).every((v) => v === undefined)) {
-        throw badRequest('empty_update', 'Send at least one of name, permissions, expirePeriod, expireDate, isActive')
+        throw badRequest(
+          'empty_update',
+          'Send at least one of name, permissions, expirePeriod, expireDate, isActive',
+        )
       }
       const patch: repo.ApiKeyPatch = {
         name: input.name,

@@ -6,7 +6,13 @@ import { requireCommunity } from '../../lib/http/auth.ts'
 import { integration, integrationOk } from '../../lib/http/envelope.ts'
 import { createdUserKeySchema, presentUserKey, userKeySchema } from './api-keys.presenter.ts'
 import type { KeyScope } from './api-keys.repo.ts'
-import { createUserKeyBody, createUserKeyQuery, updateKeyBody, userKeyParams, userParams } from './api-keys.schema.ts'
+import {
+  createUserKeyBody,
+  createUserKeyQuery,
+  updateKeyBody,
+  userKeyParams,
+  userParams,
+} from './api-keys.schema.ts'
 import { type ApiKeyService, MAX_USER_KEYS } from './api-keys.service.ts'
 
 const family = 'integration' as const
@@ -41,7 +47,9 @@ export async function registerUserApiKeys(app: App, service: ApiKeyService) {
     handler: async (req, reply) => {
       const scope = ownScope(req.auth, req.query.userId, req.body.communityId)
       const { row, key } = await service.create(scope, req.body, req.auth?.userId ?? null)
-      return reply.code(201).send(integration({ ...presentUserKey(row), key }, 'Create user API key success.'))
+      return reply
+        .code(201)
+        .send(integration({ ...presentUserKey(row), key }, 'Create user API key success.'))
     },
   })
 

@@ -21,5 +21,12 @@ export const sessionSchema = z
   .meta({ id: 'Session' })
 
 export function presentAuthUser(u: AuthUserRow): z.infer<typeof authUserSchema> {
-  return { _id: u.id, id: Number(u.seq), email: u.email, username: u.username, role: u.role, communityId: u.community_id }
+  return {
+    _id: u.id,
+    id: Number(u.seq),
+    email: u.email,
+    username: u.username,
+    role: u.role,
+    communityId: u.community_id,
+  }
 }

@@ -88,7 +88,10 @@ export function findLiveUser(db: Tx, communityId: string, userId: string) {
 export function markEmailVerified(db: Tx, communityId: string, userId: string) {
   return db
     .updateTable('users')
-    .set((eb) => ({ email_verified_at: eb.fn.coalesce('email_verified_at', eb.val(new Date())), updated_at: new Date() }))
+    .set((eb) => ({
+      email_verified_at: eb.fn.coalesce('email_verified_at', eb.val(new Date())),
+      updated_at: new Date(),
+    }))
     .where('community_id', '=', communityId)
     .where('id', '=', userId)
     .returning(authUserColumns)
@@ -110,7 +113,11 @@ export function touchLastLogin(db: Tx, communityId: string, userId: string) {
  */
 export async function findUserByIdentifier(db: Tx, communityId: string, identifier: string) {
   const live = () =>
-    db.selectFrom('users').select(authUserColumns).where('community_id', '=', communityId).where('deleted_at', 'is', null)
+    db
+      .selectFrom('users')
+      .select(authUserColumns)
+      .where('community_id', '=', communityId)
+      .where('deleted_at', 'is', null)
   if (isObjectId(identifier)) {
     const byId = await live().where('id', '=', identifier.toLowerCase()).executeTakeFirst()
     if (byId) return byId

@@ -37,7 +37,9 @@ export async function registerAuth(app: App, deps: AppDeps) {
     handler: async (req, reply) => {
       const user = await service.register(req.body)
       const data = { user: presentAuthUser(user), emailVerified: false }
-      return reply.code(201).send(integration(data, 'Registration successful. Check your email to verify your account.'))
+      return reply
+        .code(201)
+        .send(integration(data, 'Registration successful. Check your email to verify your account.'))
     },
   })
 
@@ -54,7 +56,8 @@ export async function registerAuth(app: App, deps: AppDeps) {
       operationId: 'verifyUserEmail',
       tags,
       summary: 'Verify user email',
-      description: 'Consumes the token from the verification mail. Used → 400 invalid_token; expired → 400 token_expired.',
+      description:
+        'Consumes the token from the verification mail. Used → 400 invalid_token; expired → 400 token_expired.',
       body: verifyEmailBody,
       response: { 200: integrationOk(verifiedSchema) },
     },

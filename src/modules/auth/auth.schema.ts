@@ -7,7 +7,11 @@ const name = (what: string) => z.string().trim().min(1).max(100).optional().desc
 const token = z.string().min(1).max(200).describe('The token from the verification mail')
 
 /** Password policy: at least 8 characters; the cap keeps scrypt's input bounded. */
-export const password = z.string().min(8, 'must be at least 8 characters').max(200).describe('At least 8 characters')
+export const password = z
+  .string()
+  .min(8, 'must be at least 8 characters')
+  .max(200)
+  .describe('At least 8 characters')
 
 export const registerBody = z
   .object({
@@ -33,6 +37,8 @@ export const loginBody = z
   .object({
     email,
     password: z.string().min(1).max(200),
-    communityId: communityId.optional().describe('Required when the email has accounts in several communities'),
+    communityId: communityId
+      .optional()
+      .describe('Required when the email has accounts in several communities'),
   })
   .strict()

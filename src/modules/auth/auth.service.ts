@@ -75,7 +75,8 @@ export function createAuthService(deps: Deps) {
       const community = await repo.findCommunityName(db, input.communityId)
       if (!community) throw notFound('community', 'communityId')
       const email = input.email.toLowerCase()
-      const taken = () => conflict('email_taken', 'An account with this email already exists in this community', 'email')
+      const taken = () =>
+        conflict('email_taken', 'An account with this email already exists in this community', 'email')
       if (await repo.emailTaken(db, community.id, email)) throw taken()
       const passwordHash = await hashPassword(input.password)
       const user = await repo
@@ -112,12 +113,17 @@ export function createAuthService(deps: Deps) {
     async login(input: LoginInput) {
       const candidates = await repo.findLoginCandidates(db, input.email.toLowerCase(), input.communityId)
       if (input.communityId === undefined && candidates.length > 1) {
-        throw badRequest('community_required', 'This email has accounts in several communities; send communityId', 'communityId')
+        throw badRequest(
+          'community_required',
+          'This email has accounts in several communities; send communityId',
+          'communityId',
+        )
       }
       const user = candidates[0]
       const ok = await verifyPassword(input.password, user?.password_hash ?? null)
       if (!user || !ok) throw unauthorized('Invalid email or password', 'invalid_credentials')
-      if (!user.email_verified_at) throw forbidden('Verify your email before logging in', 'email_not_verified')
+      if (!user.email_verified_at)
+        throw forbidden('Verify your email before logging in', 'email_not_verified')
       await repo.touchLastLogin(db, user.community_id, user.id)
       return { ...(await issueSession(user)), user }
     },

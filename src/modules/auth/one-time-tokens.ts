@@ -45,13 +45,19 @@ export async function consumeToken(db: Tx, purpose: TokenPurpose, raw: string) {
     .where('expires_at', '>', now)
     .returning(['community_id', 'user_id', 'data'])
     .executeTakeFirst()
-  if (used?.user_id) return { communityId: used.community_id, userId: used.user_id, data: used.data as Record<string, unknown> }
+  if (used?.user_id)
+    return {
+      communityId: used.community_id,
+      userId: used.user_id,
+      data: used.data as Record<string, unknown>,
+    }
   const seen = await db
     .selectFrom('auth_tokens')
     .select(['expires_at', 'used_at'])
     .where('token_hash', '=', hash)
     .where('purpose', '=', purpose)
     .executeTakeFirst()
-  if (seen && !seen.used_at) throw badRequest('token_expired', 'This token has expired; ask for a new one', 'token')
+  if (seen && !seen.used_at)
+    throw badRequest('token_expired', 'This token has expired; ask for a new one', 'token')
   throw badRequest('invalid_token', 'This token is invalid or was already used', 'token')
 }

@@ -13,7 +13,13 @@ export const secureAuthQuery = z
       .max(254)
       .describe("The user: the community's external id, username, email or 24-hex id"),
     accessLevel: accessLevel.optional().describe("Access level for the session (default: the user's own)"),
-    action: z.string().trim().min(1).max(50).optional().describe('What the login is for, e.g. "login" (the default)'),
+    action: z
+      .string()
+      .trim()
+      .min(1)
+      .max(50)
+      .optional()
+      .describe('What the login is for, e.g. "login" (the default)'),
   })
   .strict()
 
@@ -22,7 +28,10 @@ export const secureAuthHeaders = z.object({
   apikey: z.string().optional().describe('A community API key (raw); required'),
   hostname: z
     .string()
-    .regex(/^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::\d{1,5})?$/, 'must be a host name such as cname.yourdomain.com')
+    .regex(
+      /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::\d{1,5})?$/,
+      'must be a host name such as cname.yourdomain.com',
+    )
     .optional()
     .describe('Host of the login URL, e.g. cname.yourdomain.com (default: this server)'),
 })
@@ -30,7 +39,9 @@ export const secureAuthHeaders = z.object({
 export const secureAuthResponse = z
   .object({
     error: z.literal(false),
-    loginUrl: z.string().describe('https://{hostname}/v2/app/loginApi/{keyId}/{accessLevel}?token={one-time token}'),
+    loginUrl: z
+      .string()
+      .describe('https://{hostname}/v2/app/loginApi/{keyId}/{accessLevel}?token={one-time token}'),
     sessionId: z.string().describe('Identifies this login; the exchange answers it too'),
   })
   .meta({ id: 'SecureAuthLogin' })
@@ -42,7 +53,9 @@ export const loginApiParams = z
   })
   .strict()
 
-export const loginApiQuery = z.object({ token: z.string().min(1).max(200).describe('The one-time token') }).strict()
+export const loginApiQuery = z
+  .object({ token: z.string().min(1).max(200).describe('The one-time token') })
+  .strict()
 
 export const loginApiResponse = z
   .object({

@@ -23,7 +23,11 @@ export interface SecureAuthInput {
  * (the key id stands in for the docs' [API_KEY]); the token is stored hashed, lives 5 minutes and
  * works once.
  */
-export function createSecureAuthService(deps: Pick<AppDeps, 'database'>, keys: ApiKeyService, auth: AuthService) {
+export function createSecureAuthService(
+  deps: Pick<AppDeps, 'database'>,
+  keys: ApiKeyService,
+  auth: AuthService,
+) {
   const { db } = deps.database
 
   return {
