@@ -16,7 +16,12 @@ const base = (communityId: string) => `/apis/v1/communities/${communityId}`
 const histUrl = (communityId: string, rest = '') => `${base(communityId)}/user-field-histories${rest}`
 
 function call(method: 'GET' | 'POST', url: string, headers: Headers, payload?: unknown) {
-  return t.app.inject({ method, url, headers, ...(payload !== undefined ? { payload: payload as object } : {}) })
+  return t.app.inject({
+    method,
+    url,
+    headers,
+    ...(payload !== undefined ? { payload: payload as object } : {}),
+  })
 }
 
 async function createField(c: Community, body: object) {
@@ -45,12 +50,23 @@ const countHistories = async (communityId: string) =>
   )
 
 async function keyIdOf(key: string) {
-  const row = await t.deps.database.db.selectFrom('api_keys').select('id').where('key_hash', '=', hashToken(key)).executeTakeFirstOrThrow()
+  const row = await t.deps.database.db
+    .selectFrom('api_keys')
+    .select('id')
+    .where('key_hash', '=', hashToken(key))
+    .executeTakeFirstOrThrow()
   return row.id
 }
 
 /** A history row at a fixed time, so ordering and date filters are deterministic. */
-async function historyAt(c: string, userId: string, fieldId: string, field: string, at: string, newValue: unknown) {
+async function historyAt(
+  c: string,
+  userId: string,
+  fieldId: string,
+  field: string,
+  at: string,
+  newValue: unknown,
+) {
   const id = newId()
   await t.deps.database.db
     .insertInto('field_histories')
@@ -84,7 +100,10 @@ describe('User field histories', () => {
       const c = await t.factory.community()
       const f = await createField(c, { field: 'userLevel', name: 'User Level', type: 'number' })
       const u = await t.factory.user(c.id)
-      const res = await call('POST', histUrl(c.id, `/users/${u.id}`), c.bearer, { fieldId: f._id, value: '3' })
+      const res = await call('POST', histUrl(c.id, `/users/${u.id}`), c.bearer, {
+        fieldId: f._id,
+        value: '3',
+      })
       expect(res.statusCode).toBe(201)
       const body = res.json()
       expect(body.meta).toEqual({ status: 'success', statusCode: 201 })
@@ -102,7 +121,10 @@ describe('User field histories', () => {
       })
       expect((await userRow(u.id)).custom_fields).toEqual({ userLevel: 3 })
 
-      const next = await call('POST', histUrl(c.id, `/users/${u.id}`), c.bearer, { field: 'userLevel', value: 4 })
+      const next = await call('POST', histUrl(c.id, `/users/${u.id}`), c.bearer, {
+        field: 'userLevel',
+        value: 4,
+      })
       expect(next.statusCode).toBe(201)
       expect(next.json().data).toMatchObject({ oldValue: 3, newValue: 4 })
       expect(await countHistories(c.id)).toBe(2)
@@ -113,7 +135,10 @@ describe('User field histories', () => {
       const f = await createField(c, { field: 'tier', name: 'Tier', type: 'text' })
       const u = await t.factory.user(c.id)
       await call('POST', histUrl(c.id, `/users/${u.id}`), c.bearer, { fieldId: f._id, value: 'gold' })
-      const same = await call('POST', histUrl(c.id, `/users/${u.id}`), c.bearer, { fieldId: f._id, value: 'gold' })
+      const same = await call('POST', histUrl(c.id, `/users/${u.id}`), c.bearer, {
+        fieldId: f._id,
+        value: 'gold',
+      })
       expect(same.statusCode).toBe(200)
       expect(same.json()).toMatchObject({ meta: { status: 'success', statusCode: 200 }, data: null })
       expect(await countHistories(c.id)).toBe(1)
@@ -122,24 +147,42 @@ describe('User field histories', () => {
     it('clears a value with null and records who did it for an admin session', async () => {
       const c = await t.factory.community()
       const admin = await t.factory.user(c.id, { role: 'admin' })
-      const f = await createField(c, { field: 'tier', name: 'Tier', type: 'text' })
+      await createField(c, { field: 'tier', name: 'Tier', type: 'text' })
       const u = await t.factory.user(c.id)
       const session = await t.factory.session(admin)
       await call('POST', histUrl(c.id, `/users/${u.id}`), session, { field: 'tier', value: 'gold' })
       const res = await call('POST', histUrl(c.id, `/users/${u.id}`), session, { field: 'tier', value: null })
       expect(res.statusCode).toBe(201)
-      expect(res.json().data).toMatchObject({ oldValue: 'gold', newValue: null, source: 'admin', changedBy: admin.id })
+      expect(res.json().data).toMatchObject({
+        oldValue: 'gold',
+        newValue: null,
+        source: 'admin',
+        changedBy: admin.id,
+      })
       expect((await userRow(u.id)).custom_fields).toEqual({})
     })
 
     it('moves users.external_id with the identifier field and refuses a taken one', async () => {
       const c = await t.factory.community()
       const f = await createField(c, { field: 'customerId', name: 'Customer', type: 'text' })
-      await t.deps.database.db.updateTable('communities').set({ identifier_field: 'customerId' }).where('id', '=', c.id).execute()
+      await t.deps.database.db
+        .updateTable('communities')
+        .set({ identifier_field: 'customerId' })
+        .where('id', '=', c.id)
+        .execute()
       const [u1, u2] = [await t.factory.user(c.id), await t.factory.user(c.id)]
-      expect((await call('POST', histUrl(c.id, `/users/${u1.id}`), c.bearer, { fieldId: f._id, value: 'CUS-001' })).statusCode).toBe(201)
-      expect(await userRow(u1.id)).toEqual({ custom_fields: { customerId: 'CUS-001' }, external_id: 'CUS-001' })
-      const taken = await call('POST', histUrl(c.id, `/users/${u2.id}`), c.bearer, { fieldId: f._id, value: 'CUS-001' })
+      expect(
+        (await call('POST', histUrl(c.id, `/users/${u1.id}`), c.bearer, { fieldId: f._id, value: 'CUS-001' }))
+          .statusCode,
+      ).toBe(201)
+      expect(await userRow(u1.id)).toEqual({
+        custom_fields: { customerId: 'CUS-001' },
+        external_id: 'CUS-001',
+      })
+      const taken = await call('POST', histUrl(c.id, `/users/${u2.id}`), c.bearer, {
+        fieldId: f._id,
+        value: 'CUS-001',
+      })
       expectError(taken, 409, 'external_id_exists', 'value')
       expect(await userRow(u2.id)).toEqual({ custom_fields: {}, external_id: null })
       expect(await countHistories(c.id)).toBe(1)
@@ -148,9 +191,16 @@ describe('User field histories', () => {
     it('rejects bad input with the field at fault and changes nothing', async () => {
       const c = await t.factory.community()
       const f = await createField(c, { field: 'userLevel', name: 'User Level', type: 'number' })
-      const req = await createField(c, { field: 'plan', name: 'Plan', type: 'select', options: ['a', 'b'], required: true })
+      const req = await createField(c, {
+        field: 'plan',
+        name: 'Plan',
+        type: 'select',
+        options: ['a', 'b'],
+        required: true,
+      })
       const u = await t.factory.user(c.id)
-      const post = (body: unknown, userId = u.id) => call('POST', histUrl(c.id, `/users/${userId}`), c.bearer, body)
+      const post = (body: unknown, userId = u.id) =>
+        call('POST', histUrl(c.id, `/users/${userId}`), c.bearer, body)
       expectError(await post({ fieldId: f._id, value: 'lots' }), 400, 'invalid_value', 'value')
       expectError(await post({ fieldId: req._id, value: 'c' }), 400, 'invalid_value', 'value')
       expectError(await post({ fieldId: req._id, value: null }), 400, 'value_required', 'value')
@@ -215,8 +265,13 @@ describe('User field histories', () => {
       expect(ids(both)).toEqual([h4])
       expect(both.json().meta.total).toBe(1)
 
-      expect(ids(await call('GET', histUrl(c.id, '?from=2025-01-02&to=2025-01-03'), c.bearer))).toEqual([h3, h2])
-      expect(ids(await call('GET', histUrl(c.id, '?from=2025-01-02T10:00:01Z&to=2025-01-04T10:00:00Z'), c.bearer))).toEqual([h4, h3])
+      expect(ids(await call('GET', histUrl(c.id, '?from=2025-01-02&to=2025-01-03'), c.bearer))).toEqual([
+        h3,
+        h2,
+      ])
+      expect(
+        ids(await call('GET', histUrl(c.id, '?from=2025-01-02T10:00:01Z&to=2025-01-04T10:00:00Z'), c.bearer)),
+      ).toEqual([h4, h3])
     })
 
     it('keeps a deleted field readable by its id', async () => {
@@ -224,10 +279,20 @@ describe('User field histories', () => {
       const f = await createField(c, { field: 'note', name: 'Note', type: 'text' })
       const u = await t.factory.user(c.id)
       await call('POST', histUrl(c.id, `/users/${u.id}`), c.bearer, { fieldId: f._id, value: 'hello' })
-      expect((await t.app.inject({ method: 'DELETE', url: `${base(c.id)}/user-fields/${f._id}`, headers: c.bearer })).statusCode).toBe(200)
+      expect(
+        (
+          await t.app.inject({
+            method: 'DELETE',
+            url: `${base(c.id)}/user-fields/${f._id}`,
+            headers: c.bearer,
+          })
+        ).statusCode,
+      ).toBe(200)
       const res = await call('GET', histUrl(c.id, `/fields/${f._id}`), c.bearer)
       expect(res.statusCode).toBe(200)
-      expect(res.json().data.map((r: { oldValue: unknown; newValue: unknown }) => [r.oldValue, r.newValue])).toEqual([
+      expect(
+        res.json().data.map((r: { oldValue: unknown; newValue: unknown }) => [r.oldValue, r.newValue]),
+      ).toEqual([
         ['hello', null],
         [null, 'hello'],
       ])
@@ -253,7 +318,11 @@ describe('User field histories', () => {
       const member = await t.factory.user(c.id)
       expectError(await call('GET', histUrl(c.id), await t.factory.session(member)), 403, 'admin_only')
       const weak = await t.factory.apiKey(c.id, ['getUserData'])
-      expectError(await call('GET', histUrl(c.id), { authorization: `Bearer ${weak}` }), 403, 'missing_permission')
+      expectError(
+        await call('GET', histUrl(c.id), { authorization: `Bearer ${weak}` }),
+        403,
+        'missing_permission',
+      )
       expectError(await call('GET', histUrl(c.id), {}), 401, 'unauthorized')
     })
   })
@@ -269,18 +338,46 @@ describe('User field histories', () => {
       const aUser = await t.factory.user(a.id)
 
       // B's community in the path: refused outright, on all five endpoints.
-      for (const path of ['', `/fields/${bField._id}`, `/users/${bUser.id}`, `/fields/${bField._id}/users/${bUser.id}`]) {
+      for (const path of [
+        '',
+        `/fields/${bField._id}`,
+        `/users/${bUser.id}`,
+        `/fields/${bField._id}/users/${bUser.id}`,
+      ]) {
         expectError(await call('GET', histUrl(b.id, path), a.bearer), 403, 'community_forbidden')
       }
       const write = { fieldId: bField._id, value: 'hacked' }
-      expectError(await call('POST', histUrl(b.id, `/users/${bUser.id}`), a.bearer, write), 403, 'community_forbidden')
+      expectError(
+        await call('POST', histUrl(b.id, `/users/${bUser.id}`), a.bearer, write),
+        403,
+        'community_forbidden',
+      )
 
       // B's ids under A's own path: they do not exist there.
-      expectError(await call('GET', histUrl(a.id, `/fields/${bField._id}`), a.bearer), 404, 'user_field_not_found')
+      expectError(
+        await call('GET', histUrl(a.id, `/fields/${bField._id}`), a.bearer),
+        404,
+        'user_field_not_found',
+      )
       expectError(await call('GET', histUrl(a.id, `/users/${bUser.id}`), a.bearer), 404, 'user_not_found')
-      expectError(await call('GET', histUrl(a.id, `/fields/${aField._id}/users/${bUser.id}`), a.bearer), 404, 'user_not_found')
-      expectError(await call('POST', histUrl(a.id, `/users/${bUser.id}`), a.bearer, { fieldId: aField._id, value: 'y' }), 404, 'user_not_found')
-      expectError(await call('POST', histUrl(a.id, `/users/${aUser.id}`), a.bearer, write), 404, 'user_field_not_found')
+      expectError(
+        await call('GET', histUrl(a.id, `/fields/${aField._id}/users/${bUser.id}`), a.bearer),
+        404,
+        'user_not_found',
+      )
+      expectError(
+        await call('POST', histUrl(a.id, `/users/${bUser.id}`), a.bearer, {
+          fieldId: aField._id,
+          value: 'y',
+        }),
+        404,
+        'user_not_found',
+      )
+      expectError(
+        await call('POST', histUrl(a.id, `/users/${aUser.id}`), a.bearer, write),
+        404,
+        'user_field_not_found',
+      )
       const aList = await call('GET', histUrl(a.id), a.bearer)
       expect(aList.json().meta.total).toBe(0)
 

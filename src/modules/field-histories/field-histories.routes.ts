@@ -1,9 +1,9 @@
+import { z } from 'zod'
 import type { App } from '../../app.ts'
 import type { AppDeps } from '../../lib/deps.ts'
 import { requireCommunity } from '../../lib/http/auth.ts'
 import { application, applicationOk } from '../../lib/http/envelope.ts'
 import { userDataAuth } from '../user-fields/user-fields.routes.ts'
-import { z } from 'zod'
 import { actorOf } from './actor.ts'
 import { fieldHistorySchema, presentHistory } from './field-histories.presenter.ts'
 import {
@@ -19,7 +19,7 @@ import { createFieldHistoryService } from './field-histories.service.ts'
 const family = 'application' as const
 const tags = ['User Data']
 const base = '/apis/v1/communities/:communityId/user-field-histories'
-const OURS = 'The docs list this endpoint as nav only: the path and shapes are Hearth\'s design. '
+const OURS = "The docs list this endpoint as nav only: the path and shapes are Hearth's design. "
 const LISTED =
   'Newest first; `page` from 1, `limit` up to 100 (default 20); `from`/`to` bound the change time (ISO 8601). ' +
   '`meta` carries page, limit and total.'
@@ -123,8 +123,8 @@ export async function registerFieldHistories(app: App, deps: AppDeps) {
       summary: 'Create user field history for specific user',
       description:
         OURS +
-        'Body `{fieldId | field, value}`: sets the user\'s custom value (and the external id when the field is the ' +
-        'community\'s identifier field) and records the change in one transaction; 201 with the history row ' +
+        "Body `{fieldId | field, value}`: sets the user's custom value (and the external id when the field is the " +
+        "community's identifier field) and records the change in one transaction; 201 with the history row " +
         '(source `api` for a key, `admin` for a session). When the user already holds that value nothing changes: ' +
         '200 with `data: null`.',
       params: userHistoryParams,
@@ -138,7 +138,9 @@ export async function registerFieldHistories(app: App, deps: AppDeps) {
       const communityId = requireCommunity(req.auth, req.params.communityId)
       const row = await service.create(communityId, req.params.userId, req.body, actorOf(req.auth!))
       if (!row) return application(null, 'No change: the user already holds this value')
-      return reply.code(201).send(application(presentHistory(row), 'Create user field history successful', 201))
+      return reply
+        .code(201)
+        .send(application(presentHistory(row), 'Create user field history successful', 201))
     },
   })
 }

@@ -2,7 +2,8 @@ import { z } from 'zod'
 import { OBJECT_ID } from '../../lib/ids.ts'
 import { fieldValueSchema } from '../user-fields/user-fields.schema.ts'
 
-const objectId = (what: string) => z.string().regex(OBJECT_ID, 'must be a 24-hex id').describe(`${what} id, 24 hex`)
+const objectId = (what: string) =>
+  z.string().regex(OBJECT_ID, 'must be a 24-hex id').describe(`${what} id, 24 hex`)
 const communityId = objectId('Community')
 
 export const historyParams = z.object({ communityId }).strict()
@@ -16,13 +17,18 @@ const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/
 const ISO = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/
 const isoDate = z
   .string()
-  .refine((s) => ISO.test(s) && !Number.isNaN(Date.parse(DATE_ONLY.test(s) ? `${s}T00:00:00Z` : s)), 'must be an ISO 8601 date')
+  .refine(
+    (s) => ISO.test(s) && !Number.isNaN(Date.parse(DATE_ONLY.test(s) ? `${s}T00:00:00Z` : s)),
+    'must be an ISO 8601 date',
+  )
 
 export const historyQuery = z
   .object({
     page: z.coerce.number().int().min(1).default(1).describe('Page, from 1'),
     limit: z.coerce.number().int().min(1).max(100).default(20).describe('Rows per page, at most 100'),
-    from: isoDate.optional().describe('Changes at or after this instant (YYYY-MM-DD = start of that day, UTC)'),
+    from: isoDate
+      .optional()
+      .describe('Changes at or after this instant (YYYY-MM-DD = start of that day, UTC)'),
     to: isoDate.optional().describe('Changes at or before this instant (YYYY-MM-DD = the whole day, UTC)'),
   })
   .strict()
@@ -31,8 +37,16 @@ export type HistoryQuery = z.infer<typeof historyQuery>
 export const createHistoryBody = z
   .object({
     fieldId: objectId('User field').optional().describe('The custom field, by id (or send `field`)'),
-    field: z.string().trim().min(1).max(50).optional().describe('The custom field, by key (or send `fieldId`)'),
-    value: fieldValueSchema.describe("The user's new value, checked against the field's type; null clears it"),
+    field: z
+      .string()
+      .trim()
+      .min(1)
+      .max(50)
+      .optional()
+      .describe('The custom field, by key (or send `fieldId`)'),
+    value: fieldValueSchema.describe(
+      "The user's new value, checked against the field's type; null clears it",
+    ),
   })
   .strict()
 export type CreateHistoryBody = z.infer<typeof createHistoryBody>

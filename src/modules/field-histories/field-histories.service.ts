@@ -19,7 +19,8 @@ function bounds(q: HistoryQuery): Pick<repo.HistoryFilter, 'from' | 'until' | 'b
   if (q.to && DATE_ONLY.test(q.to)) before = new Date(new Date(`${q.to}T00:00:00Z`).getTime() + DAY_MS)
   else if (q.to) until = new Date(q.to)
   const end = until ?? before
-  if (from && end && from.getTime() > end.getTime()) throw badRequest('invalid_field', '`from` is after `to`', 'to')
+  if (from && end && from.getTime() > end.getTime())
+    throw badRequest('invalid_field', '`from` is after `to`', 'to')
   return { from, until, before }
 }
 
@@ -46,39 +47,59 @@ export function createFieldHistoryService(deps: { database: Database }) {
      * row, or null when the user already held that value (no change, no row).
      */
     async create(communityId: string, userId: string, body: CreateHistoryBody, actor: Actor) {
-      if (!body.fieldId && body.field === undefined) throw badRequest('invalid_field', 'Send fieldId or field', 'fieldId')
+      if (!body.fieldId && body.field === undefined)
+        throw badRequest('invalid_field', 'Send fieldId or field', 'fieldId')
       const key = body.field !== undefined ? normalizeFieldKey(body.field) : undefined
       return db.transaction().execute(async (tx) => {
         const def = await repo.findDefinition(tx, communityId, { id: body.fieldId, field: key })
         if (!def) {
           if (!body.fieldId && key && isReservedKey(key)) {
-            throw badRequest('not_custom_field', `"${key}" is a default field; histories cover custom fields`, 'field')
+            throw badRequest(
+              'not_custom_field',
+              `"${key}" is a default field; histories cover custom fields`,
+              'field',
+            )
           }
           throw notFound('user_field', body.fieldId ? 'fieldId' : 'field')
         }
-        if (key !== undefined && key !== def.field) throw badRequest('invalid_field', '`field` does not match `fieldId`', 'field')
+        if (key !== undefined && key !== def.field)
+          throw badRequest('invalid_field', '`field` does not match `fieldId`', 'field')
         const user = await repo.lockUser(tx, communityId, userId)
         if (!user || user.deleted_at) throw notFound('user', 'userId')
         const options = (def.options ?? null) as string[] | null
         const c = coerceFieldValue({ id: def.id, field: def.field, type: def.type, options }, body.value)
         if (!c.ok) throw badRequest(c.code, c.message, 'value')
-        if (c.value === null && def.required) throw badRequest('value_required', `${def.field} is required`, 'value')
+        if (c.value === null && def.required)
+          throw badRequest('value_required', `${def.field} is required`, 'value')
         const old = ((user.custom_fields ?? {}) as Record<string, FieldValue>)[def.field]
         let externalId: string | null | undefined
         if ((await identifierFieldOf(tx, communityId)) === def.field) {
           externalId = c.value === null ? null : String(c.value)
           if (externalId !== null && (await repo.externalIdOwner(tx, communityId, externalId, userId))) {
-            throw conflict('external_id_exists', `Another user already has ${def.field} "${externalId}"`, 'value')
+            throw conflict(
+              'external_id_exists',
+              `Another user already has ${def.field} "${externalId}"`,
+              'value',
+            )
           }
         }
         try {
           await repo.setUserValue(tx, communityId, userId, def.field, c.value, externalId)
         } catch (err) {
-          if (isUniqueViolation(err)) throw conflict('external_id_exists', `Another user already has this ${def.field}`, 'value')
+          if (isUniqueViolation(err))
+            throw conflict('external_id_exists', `Another user already has this ${def.field}`, 'value')
           throw err
         }
         const written = await recordFieldChanges(tx, [
-          { communityId, userId, fieldId: def.id, field: def.field, oldValue: old, newValue: c.value, ...actorFields(actor) },
+          {
+            communityId,
+            userId,
+            fieldId: def.id,
+            field: def.field,
+            oldValue: old,
+            newValue: c.value,
+            ...actorFields(actor),
+          },
         ])
         return written ? ((await repo.findWrittenNow(tx, communityId, userId, def.id)) ?? null) : null
       })

@@ -19,9 +19,13 @@ export function checkFieldKey(raw: string): KeyCheck {
     return { ok: false, message: `The field key must be 1-${MAX_FIELD_KEY} characters` }
   }
   if (!KEY.test(key)) {
-    return { ok: false, message: 'The field key may hold letters, digits, "_" and "-" only, starting with a letter or digit' }
+    return {
+      ok: false,
+      message: 'The field key may hold letters, digits, "_" and "-" only, starting with a letter or digit',
+    }
   }
-  if (/_op$/i.test(key)) return { ok: false, message: 'The field key may not end in "_op" (bulk update reserves it)' }
+  if (/_op$/i.test(key))
+    return { ok: false, message: 'The field key may not end in "_op" (bulk update reserves it)' }
   return { ok: true, key }
 }
 

@@ -43,7 +43,10 @@ describe('field types', () => {
 
     it('keeps a YYYY-MM-DD date and normalises an ISO instant to UTC', () => {
       expect(coerceFieldValue(def('date'), '2025-06-22')).toEqual({ ok: true, value: '2025-06-22' })
-      expect(coerceFieldValue(def('date'), '2025-06-22T13:28:50+02:00')).toEqual({ ok: true, value: '2025-06-22T11:28:50.000Z' })
+      expect(coerceFieldValue(def('date'), '2025-06-22T13:28:50+02:00')).toEqual({
+        ok: true,
+        value: '2025-06-22T11:28:50.000Z',
+      })
       expect(coerceFieldValue(def('date'), 'not a date')).toMatchObject({ ok: false })
       // Date's own parser would take these; a field does not.
       for (const loose of ['12', 'maybe 1', 'Jun 22 2025', '2025-13-01', 5]) {
@@ -54,12 +57,18 @@ describe('field types', () => {
     it('allows only the options of a select field', () => {
       const level = def('select', ['Beginner', 'Advanced'])
       expect(coerceFieldValue(level, 'Advanced')).toEqual({ ok: true, value: 'Advanced' })
-      expect(coerceFieldValue(level, 'advanced')).toMatchObject({ ok: false, message: expect.stringContaining('Beginner, Advanced') })
+      expect(coerceFieldValue(level, 'advanced')).toMatchObject({
+        ok: false,
+        message: expect.stringContaining('Beginner, Advanced'),
+      })
     })
 
     it('refuses lists and objects whatever the type', () => {
       for (const type of FIELD_TYPES) {
-        expect(coerceFieldValue(def(type, ['1']), ['1']), type).toMatchObject({ ok: false, code: 'invalid_value' })
+        expect(coerceFieldValue(def(type, ['1']), ['1']), type).toMatchObject({
+          ok: false,
+          code: 'invalid_value',
+        })
         expect(coerceFieldValue(def(type, ['1']), { v: 1 }), type).toMatchObject({ ok: false })
       }
     })
@@ -97,7 +106,8 @@ describe('field types', () => {
     })
 
     it('reserves the default fields in both spellings and the identity keys', () => {
-      for (const k of ['email', 'Email', 'first_name', 'firstName', 'xp', 'externalId', '_id']) expect(isReservedKey(k)).toBe(true)
+      for (const k of ['email', 'Email', 'first_name', 'firstName', 'xp', 'externalId', '_id'])
+        expect(isReservedKey(k)).toBe(true)
       expect(isReservedKey('userLevel')).toBe(false)
     })
   })

@@ -49,18 +49,28 @@ const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/
  * refused rather than left to Date's lenient parser (which reads "12" or "maybe 1" as dates).
  * type-change.ts checks stored values with the same pattern in SQL.
  */
-export const ISO_DATE = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/
+export const ISO_DATE =
+  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/
 
 /** Checks one value (from JSON or a CSV cell) against a field's type; the stored form is JSON. */
 export function coerceFieldValue(def: FieldDef, raw: unknown): Coerced {
   if (raw === null || raw === undefined) return { ok: true, value: null }
   const kind = kindOf(def.type)
-  const fail = (message: string): Coerced => ({ ok: false, code: 'invalid_value', message: `${def.field}: ${message}` })
+  const fail = (message: string): Coerced => ({
+    ok: false,
+    code: 'invalid_value',
+    message: `${def.field}: ${message}`,
+  })
   // Arrays and objects are never a value (String([1]) would otherwise read as "1").
   if (typeof raw === 'object') return fail('must be a single value, not an object or a list')
   switch (kind) {
     case 'number': {
-      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw.trim()) : Number.NaN
+      const n =
+        typeof raw === 'number'
+          ? raw
+          : typeof raw === 'string' && raw.trim() !== ''
+            ? Number(raw.trim())
+            : Number.NaN
       return Number.isFinite(n) ? { ok: true, value: n } : fail(`"${String(raw)}" is not a number`)
     }
     case 'boolean': {
@@ -73,7 +83,8 @@ export function coerceFieldValue(def: FieldDef, raw: unknown): Coerced {
     case 'date': {
       const s = String(raw).trim()
       const d = DATE_ONLY.test(s) ? new Date(`${s}T00:00:00Z`) : new Date(s)
-      if (!ISO_DATE.test(s) || Number.isNaN(d.getTime())) return fail(`"${s}" is not a date (use YYYY-MM-DD or ISO 8601)`)
+      if (!ISO_DATE.test(s) || Number.isNaN(d.getTime()))
+        return fail(`"${s}" is not a date (use YYYY-MM-DD or ISO 8601)`)
       return { ok: true, value: DATE_ONLY.test(s) ? s : d.toISOString() }
     }
     case 'select': {

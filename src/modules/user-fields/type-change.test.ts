@@ -11,8 +11,31 @@ beforeAll(async () => {
 afterAll(() => t.drop())
 
 const VALUES: unknown[] = [
-  '12', ' 7.5 ', '+3', '1e3', '.5', 'abc', '', 5, 1, 0, 2, 2.5, true, false, 'Yes', 'n', 'maybe',
-  '2025-06-22', '2025-06-22T10:00:00Z', '2025-06-22 10:00', '2025-13-01', 'Advanced', null, { a: 1 }, [1],
+  '12',
+  ' 7.5 ',
+  '+3',
+  '1e3',
+  '.5',
+  'abc',
+  '',
+  5,
+  1,
+  0,
+  2,
+  2.5,
+  true,
+  false,
+  'Yes',
+  'n',
+  'maybe',
+  '2025-06-22',
+  '2025-06-22T10:00:00Z',
+  '2025-06-22 10:00',
+  '2025-13-01',
+  'Advanced',
+  null,
+  { a: 1 },
+  [1],
 ]
 const OPTIONS = ['Advanced', '12', 'true']
 const KINDS: FieldKind[] = ['text', 'number', 'boolean', 'date', 'select']

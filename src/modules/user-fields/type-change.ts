@@ -59,11 +59,19 @@ export function converted(v: RawBuilder<unknown>, kind: FieldKind): RawBuilder<u
 }
 
 /** How many users of the community hold a value of `key` that does not fit the new kind. */
-export async function countMisfits(tx: Tx, communityId: string, key: string, kind: FieldKind, options: string[] | null) {
+export async function countMisfits(
+  tx: Tx,
+  communityId: string,
+  key: string,
+  kind: FieldKind,
+  options: string[] | null,
+) {
   const v = currentValue(key)
   const res = await sql<{ count: number | string }>`
     SELECT count(*) AS count FROM users u
-    WHERE u.community_id = ${communityId}::text AND u.custom_fields ? ${key}::text AND NOT (${fits(v, kind, options)})`.execute(tx)
+    WHERE u.community_id = ${communityId}::text AND u.custom_fields ? ${key}::text AND NOT (${fits(v, kind, options)})`.execute(
+    tx,
+  )
   return Number(res.rows[0]?.count ?? 0)
 }
 
@@ -73,5 +81,7 @@ export async function convertValues(tx: Tx, communityId: string, key: string, ki
   const next = converted(v, kind)
   await sql`
     UPDATE users u SET custom_fields = jsonb_set(u.custom_fields, ARRAY[${key}::text], ${next}), updated_at = now()
-    WHERE u.community_id = ${communityId}::text AND u.custom_fields ? ${key}::text AND ${next} <> ${v}`.execute(tx)
+    WHERE u.community_id = ${communityId}::text AND u.custom_fields ? ${key}::text AND ${next} <> ${v}`.execute(
+    tx,
+  )
 }

@@ -20,7 +20,9 @@ const fieldColumns = [
 function selectFields(db: Tx, communityId: string) {
   return db
     .selectFrom('user_fields as f')
-    .leftJoin('users as c', (j) => j.onRef('c.id', '=', 'f.creator_id').onRef('c.community_id', '=', 'f.community_id'))
+    .leftJoin('users as c', (j) =>
+      j.onRef('c.id', '=', 'f.creator_id').onRef('c.community_id', '=', 'f.community_id'),
+    )
     .select(fieldColumns)
     .select(['c.id as creator_user_id', 'c.seq as creator_seq', 'c.avatar as creator_avatar'])
     .select(['c.display_name as creator_display_name', 'c.username as creator_username'])
@@ -132,7 +134,11 @@ export async function removeValues(db: Tx, communityId: string, key: string) {
 }
 
 export async function identifierFieldOf(db: Tx, communityId: string) {
-  const c = await db.selectFrom('communities').select('identifier_field').where('id', '=', communityId).executeTakeFirst()
+  const c = await db
+    .selectFrom('communities')
+    .select('identifier_field')
+    .where('id', '=', communityId)
+    .executeTakeFirst()
   return c?.identifier_field ?? null
 }
 

@@ -11,12 +11,21 @@ import {
   presentDefaultField,
   userFieldSchema,
 } from './user-fields.presenter.ts'
-import { communityParams, createUserFieldBody, fieldParams, updateUserFieldBody } from './user-fields.schema.ts'
+import {
+  communityParams,
+  createUserFieldBody,
+  fieldParams,
+  updateUserFieldBody,
+} from './user-fields.schema.ts'
 import { createUserFieldService } from './user-fields.service.ts'
 
 const family = 'application' as const
 /** Docs: owner/admin of the community, or a community API key with the `userFields` permission. */
-export const userDataAuth: AuthSpec = { any: ['communityKey', 'session'], permission: 'userFields', adminOnly: true }
+export const userDataAuth: AuthSpec = {
+  any: ['communityKey', 'session'],
+  permission: 'userFields',
+  adminOnly: true,
+}
 const tags = ['User Data']
 const base = '/apis/v1/communities/:communityId/user-fields'
 
@@ -42,7 +51,10 @@ export async function registerUserFields(app: App, deps: AppDeps) {
     handler: async (req) => {
       const communityId = requireCommunity(req.auth, req.params.communityId)
       const { defaults, custom } = await service.list(communityId)
-      const data = [...defaults.map((f) => presentDefaultField(f, communityId)), ...custom.map(presentCustomField)]
+      const data = [
+        ...defaults.map((f) => presentDefaultField(f, communityId)),
+        ...custom.map(presentCustomField),
+      ]
       return application(data, 'Get user fields successful')
     },
   })
@@ -61,7 +73,10 @@ export async function registerUserFields(app: App, deps: AppDeps) {
     },
     handler: async (req) => {
       const communityId = requireCommunity(req.auth, req.params.communityId)
-      return application(presentCustomField(await service.get(communityId, req.params.fieldId)), 'Get user field successful')
+      return application(
+        presentCustomField(await service.get(communityId, req.params.fieldId)),
+        'Get user field successful',
+      )
     },
   })
 
@@ -120,8 +135,8 @@ export async function registerUserFields(app: App, deps: AppDeps) {
       tags,
       summary: 'Delete custom user field',
       description:
-        'Removes the definition and every user\'s value, writing a history row per removed value (nav only in the ' +
-        'docs; answers with the deleted field). The community\'s identifier field cannot be deleted (409 field_in_use).',
+        "Removes the definition and every user's value, writing a history row per removed value (nav only in the " +
+        "docs; answers with the deleted field). The community's identifier field cannot be deleted (409 field_in_use).",
       params: fieldParams,
       response: { 200: applicationOk(customUserFieldSchema) },
     },

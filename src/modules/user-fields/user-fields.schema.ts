@@ -2,17 +2,22 @@ import { z } from 'zod'
 import { OBJECT_ID } from '../../lib/ids.ts'
 import { FIELD_TYPES } from './field-types.ts'
 
-const objectId = (what: string) => z.string().regex(OBJECT_ID, 'must be a 24-hex id').describe(`${what} id, 24 hex`)
+const objectId = (what: string) =>
+  z.string().regex(OBJECT_ID, 'must be a 24-hex id').describe(`${what} id, 24 hex`)
 
 export const communityParams = z.object({ communityId: objectId('Community') }).strict()
-export const fieldParams = z.object({ communityId: objectId('Community'), fieldId: objectId('User field') }).strict()
+export const fieldParams = z
+  .object({ communityId: objectId('Community'), fieldId: objectId('User field') })
+  .strict()
 
 /** A stored custom value: JSON scalars only (text, number, boolean, date as text) or null. */
 export const fieldValueSchema = z.union([z.string(), z.number(), z.boolean(), z.null()])
 
 const fieldType = z
   .enum(FIELD_TYPES)
-  .describe('Data type; the union of every documented enum (numerical = number, single-/multi-line-text = text)')
+  .describe(
+    'Data type; the union of every documented enum (numerical = number, single-/multi-line-text = text)',
+  )
 const options = z
   .array(z.string().trim().min(1).max(100))
   .max(200)

@@ -17,12 +17,20 @@ function checkOptions(kind: FieldKind, options: string[] | null | undefined): st
     if (options?.length) throw badRequest('invalid_field', 'Only select fields take options', 'options')
     return null
   }
-  if (!options?.length) throw badRequest('options_required', 'A select field needs at least one option', 'options')
-  if (new Set(options).size !== options.length) throw badRequest('invalid_field', 'Options must be unique', 'options')
+  if (!options?.length)
+    throw badRequest('options_required', 'A select field needs at least one option', 'options')
+  if (new Set(options).size !== options.length)
+    throw badRequest('invalid_field', 'Options must be unique', 'options')
   return options
 }
 
-function checkDefault(key: string, type: string, options: string[] | null, raw: unknown, message?: string): FieldValue {
+function checkDefault(
+  key: string,
+  type: string,
+  options: string[] | null,
+  raw: unknown,
+  message?: string,
+): FieldValue {
   const c = coerceFieldValue({ id: null, field: key, type, options }, raw)
   if (!c.ok) throw badRequest(c.code, message ?? c.message, 'defaultValue')
   return c.value
@@ -54,7 +62,8 @@ export function createUserFieldService(deps: { database: Database }) {
 
     async create(communityId: string, body: CreateUserFieldBody, actor: Actor) {
       const checked = body.field !== undefined ? checkFieldKey(body.field) : deriveFieldKey(body.name)
-      if (!checked.ok) throw badRequest('invalid_field', checked.message, body.field !== undefined ? 'field' : 'name')
+      if (!checked.ok)
+        throw badRequest('invalid_field', checked.message, body.field !== undefined ? 'field' : 'name')
       const key = checked.key
       if (isReservedKey(key)) throw conflict('field_exists', `"${key}" is a default user field`, 'field')
       const options = checkOptions(kindOf(body.type), body.options)
@@ -93,14 +102,24 @@ export function createUserFieldService(deps: { database: Database }) {
         const newKind = kindOf(body.type)
         const kindChanged = newKind !== oldKind
         if (kindChanged && (await repo.identifierFieldOf(tx, communityId)) === row.field) {
-          throw conflict('field_in_use', `"${row.field}" is the community's identifier field; its kind of value cannot change`, 'type')
+          throw conflict(
+            'field_in_use',
+            `"${row.field}" is the community's identifier field; its kind of value cannot change`,
+            'type',
+          )
         }
         const oldOptions = (row.options ?? null) as string[] | null
         const options = checkOptions(newKind, body.options ?? (newKind === oldKind ? oldOptions : undefined))
         const defaultValue =
           body.defaultValue !== undefined
             ? checkDefault(row.field, body.type, options, body.defaultValue)
-            : checkDefault(row.field, body.type, options, row.default_value, 'The current default value does not fit the new type; send defaultValue')
+            : checkDefault(
+                row.field,
+                body.type,
+                options,
+                row.default_value,
+                'The current default value does not fit the new type; send defaultValue',
+              )
         const optionsChanged = newKind === 'select' && JSON.stringify(options) !== JSON.stringify(oldOptions)
         if (kindChanged || optionsChanged) {
           const count = await countMisfits(tx, communityId, row.field, newKind, options)
@@ -116,7 +135,14 @@ export function createUserFieldService(deps: { database: Database }) {
         }
         if (kindChanged) {
           const next = converted(currentValue(row.field), newKind)
-          await recordRewrites(tx, { communityId, fieldId: id, field: row.field, next, source: actor.source, changedBy: actor.changedBy })
+          await recordRewrites(tx, {
+            communityId,
+            fieldId: id,
+            field: row.field,
+            next,
+            source: actor.source,
+            changedBy: actor.changedBy,
+          })
           await convertValues(tx, communityId, row.field, newKind)
         }
         await repo.updateField(tx, communityId, id, {
@@ -136,9 +162,20 @@ export function createUserFieldService(deps: { database: Database }) {
       return db.transaction().execute(async (tx) => {
         const row = await lock(tx, communityId, id)
         if ((await repo.identifierFieldOf(tx, communityId)) === row.field) {
-          throw conflict('field_in_use', `"${row.field}" is the community's identifier field; unset it first`, 'fieldId')
+          throw conflict(
+            'field_in_use',
+            `"${row.field}" is the community's identifier field; unset it first`,
+            'fieldId',
+          )
         }
-        await recordRewrites(tx, { communityId, fieldId: id, field: row.field, next: sql`NULL::jsonb`, source: actor.source, changedBy: actor.changedBy })
+        await recordRewrites(tx, {
+          communityId,
+          fieldId: id,
+          field: row.field,
+          next: sql`NULL::jsonb`,
+          source: actor.source,
+          changedBy: actor.changedBy,
+        })
         await repo.removeValues(tx, communityId, row.field)
         await repo.deleteField(tx, communityId, id)
         return row
