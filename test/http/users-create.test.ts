@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { hashToken } from '../../src/lib/auth/secrets.ts'
-import { verifyPassword } from '../../src/lib/auth/secrets.ts'
+import { hashToken, verifyPassword } from '../../src/lib/auth/secrets.ts'
 import { newId } from '../../src/lib/ids.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
@@ -26,15 +25,29 @@ async function defineField(communityId: string, field: string, type: string, nam
 async function brokerCommunity() {
   const c = await t.factory.community()
   const fieldId = await defineField(c.id, 'customerid', 'text', 'Customer ID')
-  await db().updateTable('communities').set({ identifier_field: 'customerid' }).where('id', '=', c.id).execute()
+  await db()
+    .updateTable('communities')
+    .set({ identifier_field: 'customerid' })
+    .where('id', '=', c.id)
+    .execute()
   return { c, fieldId }
 }
 
 const usersOf = (communityId: string) =>
-  db().selectFrom('users').select(['id', 'email', 'external_id', 'referred_by', 'password_hash']).where('community_id', '=', communityId).execute()
+  db()
+    .selectFrom('users')
+    .select(['id', 'email', 'external_id', 'referred_by', 'password_hash'])
+    .where('community_id', '=', communityId)
+    .execute()
 
 const keyIdOf = async (c: Community) =>
-  (await db().selectFrom('api_keys').select('id').where('key_hash', '=', hashToken(c.apiKey)).executeTakeFirstOrThrow()).id
+  (
+    await db()
+      .selectFrom('api_keys')
+      .select('id')
+      .where('key_hash', '=', hashToken(c.apiKey))
+      .executeTakeFirstOrThrow()
+  ).id
 
 const documented = {
   firstname: 'John',
@@ -101,7 +114,11 @@ describe('Users: Create New User (POST /apis/v1/users)', () => {
     })
     expect(res.statusCode).toBe(201)
     const data = res.json().data
-    expect(data).toMatchObject({ email: 'ana@broker.example', customFields: { customerid: 'CUS-001', 'deposit-amount': 250 }, externalId: 'CUS-001' })
+    expect(data).toMatchObject({
+      email: 'ana@broker.example',
+      customFields: { customerid: 'CUS-001', 'deposit-amount': 250 },
+      externalId: 'CUS-001',
+    })
     expect(t.mails.length).toBe(mailsBefore)
     const histories = await db()
       .selectFrom('field_histories')
@@ -110,10 +127,28 @@ describe('Users: Create New User (POST /apis/v1/users)', () => {
       .orderBy('field')
       .execute()
     const keyId = await keyIdOf(c)
-    expect(histories).toEqual([
-      { field_id: depositId, field: 'deposit-amount', old_value: null, new_value: 250, source: 'api', changed_by: keyId, community_id: c.id },
-      { field_id: fieldId, field: 'customerid', old_value: null, new_value: 'CUS-001', source: 'api', changed_by: keyId, community_id: c.id },
-    ].sort((a, b) => a.field.localeCompare(b.field)))
+    expect(histories).toEqual(
+      [
+        {
+          field_id: depositId,
+          field: 'deposit-amount',
+          old_value: null,
+          new_value: 250,
+          source: 'api',
+          changed_by: keyId,
+          community_id: c.id,
+        },
+        {
+          field_id: fieldId,
+          field: 'customerid',
+          old_value: null,
+          new_value: 'CUS-001',
+          source: 'api',
+          changed_by: keyId,
+          community_id: c.id,
+        },
+      ].sort((a, b) => a.field.localeCompare(b.field)),
+    )
     const [row] = await usersOf(c.id)
     expect(row).toMatchObject({ external_id: 'CUS-001', password_hash: null })
   })
@@ -121,10 +156,21 @@ describe('Users: Create New User (POST /apis/v1/users)', () => {
   it('takes externalId as a shortcut for the identifier field, and resolves fields by display name', async () => {
     const { c } = await brokerCommunity()
     await defineField(c.id, 'desk', 'select', 'Trading Desk')
-    const res = await create(c, { email: 'x@example.com', externalId: 'CUS-9', customFields: [{ fieldIdorName: 'trading desk', value: 'London' }] })
+    const res = await create(c, {
+      email: 'x@example.com',
+      externalId: 'CUS-9',
+      customFields: [{ fieldIdorName: 'trading desk', value: 'London' }],
+    })
     expect(res.statusCode).toBe(201)
-    expect(res.json().data).toMatchObject({ externalId: 'CUS-9', customFields: { customerid: 'CUS-9', desk: 'London' } })
-    const rows = await db().selectFrom('field_histories').select('field').where('user_id', '=', res.json().data._id).execute()
+    expect(res.json().data).toMatchObject({
+      externalId: 'CUS-9',
+      customFields: { customerid: 'CUS-9', desk: 'London' },
+    })
+    const rows = await db()
+      .selectFrom('field_histories')
+      .select('field')
+      .where('user_id', '=', res.json().data._id)
+      .execute()
     expect(rows.map((r) => r.field).sort()).toEqual(['customerid', 'desk'])
   })
 
@@ -134,7 +180,11 @@ describe('Users: Create New User (POST /apis/v1/users)', () => {
     expect(none.statusCode).toBe(400)
     expect(none.json().error).toEqual({ code: 'identifier_field_not_configured', field: 'externalId' })
     const { c } = await brokerCommunity()
-    const mismatch = await create(c, { email: 'b@example.com', externalId: 'CUS-1', customFields: [{ fieldIdorName: 'customerid', value: 'CUS-2' }] })
+    const mismatch = await create(c, {
+      email: 'b@example.com',
+      externalId: 'CUS-1',
+      customFields: [{ fieldIdorName: 'customerid', value: 'CUS-2' }],
+    })
     expect(mismatch.json().error).toEqual({ code: 'external_id_mismatch', field: 'externalId' })
     expect(await usersOf(plain.id)).toEqual([])
     expect(await usersOf(c.id)).toEqual([])
@@ -159,7 +209,11 @@ describe('Users: Create New User (POST /apis/v1/users)', () => {
     expect(codes).toEqual([201, 409, 409])
     const created = results.find((r) => r.statusCode === 201)!.json().data
     for (const r of results.filter((x) => x.statusCode === 409)) {
-      expect(r.json().error).toEqual({ code: 'email_taken', field: 'email', details: { _id: created._id, id: created.id } })
+      expect(r.json().error).toEqual({
+        code: 'email_taken',
+        field: 'email',
+        details: { _id: created._id, id: created.id },
+      })
     }
     const again = await create(c, { ...body, email: 'RETRY@example.com' })
     expect(again.statusCode).toBe(409)
@@ -169,10 +223,18 @@ describe('Users: Create New User (POST /apis/v1/users)', () => {
 
   it('refuses a taken external id and a taken username with 409', async () => {
     const { c } = await brokerCommunity()
-    const first = (await create(c, { email: 'one@example.com', username: 'Neo', externalId: 'CUS-1' })).json().data
-    const ext = await create(c, { email: 'two@example.com', customFields: [{ fieldIdorName: 'customerid', value: 'CUS-1' }] })
+    const first = (await create(c, { email: 'one@example.com', username: 'Neo', externalId: 'CUS-1' })).json()
+      .data
+    const ext = await create(c, {
+      email: 'two@example.com',
+      customFields: [{ fieldIdorName: 'customerid', value: 'CUS-1' }],
+    })
     expect(ext.statusCode).toBe(409)
-    expect(ext.json().error).toEqual({ code: 'external_id_taken', field: 'externalId', details: { _id: first._id, id: first.id } })
+    expect(ext.json().error).toEqual({
+      code: 'external_id_taken',
+      field: 'externalId',
+      details: { _id: first._id, id: first.id },
+    })
     const name = await create(c, { email: 'three@example.com', username: 'neo' })
     expect(name.statusCode).toBe(409)
     expect(name.json().error).toEqual({ code: 'username_taken', field: 'username' })
@@ -187,11 +249,36 @@ describe('Users: Create New User (POST /apis/v1/users)', () => {
       [{ password: 'StrongPass1!' }, 'password_mismatch', 'confirmPassword'],
       [{ confirmPassword: 'StrongPass1!' }, 'password_required', 'password'],
       [{ password: 'short', confirmPassword: 'short' }, 'invalid_field', 'password'],
-      [{ customFields: [{ fieldIdorName: 'nope', value: 1 }] }, 'unknown_custom_field', 'customFields.0.fieldIdorName'],
-      [{ customFields: [{ fieldIdorName: 'score', value: 'ten' }] }, 'invalid_custom_field_value', 'customFields.0.value'],
-      [{ customFields: [{ fieldIdorName: 'score', value: 1 }, { fieldIdorName: 'Score', value: 2 }] }, 'duplicate_custom_field', 'customFields.1.fieldIdorName'],
-      [{ customFields: [{ fieldIdorName: 'score', value: { a: 1 } }] }, 'invalid_field', 'customFields.0.value'],
-      [{ customFields: [{ fieldIdorName: 'score', value: 1, extra: true }] }, 'unknown_field', 'customFields.0.extra'],
+      [
+        { customFields: [{ fieldIdorName: 'nope', value: 1 }] },
+        'unknown_custom_field',
+        'customFields.0.fieldIdorName',
+      ],
+      [
+        { customFields: [{ fieldIdorName: 'score', value: 'ten' }] },
+        'invalid_custom_field_value',
+        'customFields.0.value',
+      ],
+      [
+        {
+          customFields: [
+            { fieldIdorName: 'score', value: 1 },
+            { fieldIdorName: 'Score', value: 2 },
+          ],
+        },
+        'duplicate_custom_field',
+        'customFields.1.fieldIdorName',
+      ],
+      [
+        { customFields: [{ fieldIdorName: 'score', value: { a: 1 } }] },
+        'invalid_field',
+        'customFields.0.value',
+      ],
+      [
+        { customFields: [{ fieldIdorName: 'score', value: 1, extra: true }] },
+        'unknown_field',
+        'customFields.0.extra',
+      ],
     ]
     for (const [extra, code, field] of cases) {
       const res = await create(c, { email: 'p@example.com', ...extra })
@@ -217,7 +304,12 @@ describe('Users: Create New User (POST /apis/v1/users)', () => {
       expect(res.statusCode, JSON.stringify(payload)).toBe(400)
       expect(res.json(), JSON.stringify(payload)).toMatchObject({ status: 'error', error: { code, field } })
     }
-    const malformed = await t.app.inject({ method: 'POST', url: '/apis/v1/users', headers: { ...c.bearer, 'content-type': 'application/json' }, payload: '{"email":' })
+    const malformed = await t.app.inject({
+      method: 'POST',
+      url: '/apis/v1/users',
+      headers: { ...c.bearer, 'content-type': 'application/json' },
+      payload: '{"email":',
+    })
     expect(malformed.json().error.code).toBe('malformed_json')
     expect(await usersOf(c.id)).toEqual([])
   })
@@ -229,7 +321,10 @@ describe('Users: Create New User (POST /apis/v1/users)', () => {
     const wrongCommunity = await create(a, { email: 'x@example.com', communityId: b.id })
     expect(wrongCommunity.statusCode).toBe(403)
     expect(wrongCommunity.json().error.code).toBe('community_forbidden')
-    const theirField = await create(a, { email: 'y@example.com', customFields: [{ fieldIdorName: bField, value: 'v' }] })
+    const theirField = await create(a, {
+      email: 'y@example.com',
+      customFields: [{ fieldIdorName: bField, value: 'v' }],
+    })
     expect(theirField.json().error.code).toBe('unknown_custom_field')
     const theirReferrer = await create(a, { email: 'z@example.com', referral: 'B-REF' })
     expect(theirReferrer.json().error.code).toBe('unknown_referral')

@@ -13,7 +13,10 @@ const db = () => t.deps.database.db
 const URL = '/apis/v1/users/filter'
 
 async function defineField(communityId: string, field: string, type: string) {
-  await db().insertInto('user_fields').values({ id: newId(), community_id: communityId, field, name: field, type }).execute()
+  await db()
+    .insertInto('user_fields')
+    .values({ id: newId(), community_id: communityId, field, name: field, type })
+    .execute()
 }
 
 async function addUser(communityId: string, over: Record<string, unknown> = {}) {
@@ -30,7 +33,11 @@ async function addUser(communityId: string, over: Record<string, unknown> = {}) 
 
 /** Inserts n plain users in one statement, so they share one created_at and only the id orders them. */
 async function addMany(communityId: string, n: number) {
-  const rows = Array.from({ length: n }, (_, i) => ({ id: newId(), community_id: communityId, email: `bulk-${i}-${newId()}@example.com` }))
+  const rows = Array.from({ length: n }, (_, i) => ({
+    id: newId(),
+    community_id: communityId,
+    email: `bulk-${i}-${newId()}@example.com`,
+  }))
   await db().insertInto('users').values(rows).execute()
   return rows.map((r) => r.id)
 }
@@ -52,10 +59,28 @@ describe('Users: Get Users with Filters (POST /apis/v1/users/filter)', () => {
     })
     expect(res.statusCode).toBe(200)
     const body = res.json()
-    expect(body).toMatchObject({ status: 'success', message: 'Users fetched successfully', data: { next_cursor: null } })
+    expect(body).toMatchObject({
+      status: 'success',
+      message: 'Users fetched successfully',
+      data: { next_cursor: null },
+    })
     expect(body.data.users).toEqual([
-      { _id: john.id, id: Number(john.seq), email: john.email, join_date: '2025-03-10T12:00:00.000Z', first_name: 'John', last_name: 'User' },
-      { _id: lastDay.id, id: Number(lastDay.seq), email: lastDay.email, join_date: '2025-08-28T23:59:00.000Z', first_name: 'John', last_name: 'User' },
+      {
+        _id: john.id,
+        id: Number(john.seq),
+        email: john.email,
+        join_date: '2025-03-10T12:00:00.000Z',
+        first_name: 'John',
+        last_name: 'User',
+      },
+      {
+        _id: lastDay.id,
+        id: Number(lastDay.seq),
+        email: lastDay.email,
+        join_date: '2025-08-28T23:59:00.000Z',
+        first_name: 'John',
+        last_name: 'User',
+      },
     ])
     expect(body.data).not.toHaveProperty('total_pages')
   })
@@ -66,8 +91,19 @@ describe('Users: Get Users with Filters (POST /apis/v1/users/filter)', () => {
     const u = await addUser(c.id, { xp: 12, custom_fields: { tier: 'gold' } })
     const res = await filter(c, {})
     const [row] = res.json().data.users
-    expect(Object.keys(row).sort()).toEqual(['_id', 'id', ...DEFAULT_FIELDS.map((f) => f.column), 'tier'].sort())
-    expect(row).toMatchObject({ _id: u.id, email: u.email, xp: 12, coins: 0, premium: 0, tier: 'gold', last_login: null, language: 'English' })
+    expect(Object.keys(row).sort()).toEqual(
+      ['_id', 'id', ...DEFAULT_FIELDS.map((f) => f.column), 'tier'].sort(),
+    )
+    expect(row).toMatchObject({
+      _id: u.id,
+      email: u.email,
+      xp: 12,
+      coins: 0,
+      premium: 0,
+      tier: 'gold',
+      last_login: null,
+      language: 'English',
+    })
   })
 
   it('filters custom fields by type: numbers and dates with casts, text and booleans exactly', async () => {
@@ -76,8 +112,12 @@ describe('Users: Get Users with Filters (POST /apis/v1/users/filter)', () => {
     await defineField(c.id, 'kyc_date', 'date')
     await defineField(c.id, 'desk', 'select')
     await defineField(c.id, 'vip', 'boolean')
-    const a = await addUser(c.id, { custom_fields: { deposit: 1500, kyc_date: '2025-02-01', desk: 'London', vip: true } })
-    const b = await addUser(c.id, { custom_fields: { deposit: 99.5, kyc_date: '2025-06-15', desk: 'Paris', vip: false } })
+    const a = await addUser(c.id, {
+      custom_fields: { deposit: 1500, kyc_date: '2025-02-01', desk: 'London', vip: true },
+    })
+    const b = await addUser(c.id, {
+      custom_fields: { deposit: 99.5, kyc_date: '2025-06-15', desk: 'Paris', vip: false },
+    })
     // Written before "deposit" became a number, or plain garbage: never matches, never fails the query.
     await addUser(c.id, { custom_fields: { deposit: 'lots', kyc_date: 'someday' } })
     await addUser(c.id, { custom_fields: { deposit: '2000' } })
@@ -96,7 +136,9 @@ describe('Users: Get Users with Filters (POST /apis/v1/users/filter)', () => {
     expect(await ids({ vip: 'false' })).toEqual([b.id])
     expect(await ids({ desk: null, deposit: { gte: 1 } })).toHaveLength(1)
     const values = await filter(c, { fields: ['deposit', 'vip', 'xp'], filter: { desk: 'London' } })
-    expect(values.json().data.users).toEqual([{ _id: a.id, id: Number(a.seq), deposit: 1500, vip: true, xp: 0 }])
+    expect(values.json().data.users).toEqual([
+      { _id: a.id, id: Number(a.seq), deposit: 1500, vip: true, xp: 0 },
+    ])
   })
 
   it('filters default number fields with ranges and email case-insensitively', async () => {
@@ -175,7 +217,13 @@ describe('Users: Get Users with Filters (POST /apis/v1/users/filter)', () => {
       [{ filter: { xp: {} } }, 'empty_range', 'filter.xp'],
       [{ filter: { xp: { gt: 1 } } }, 'unknown_field', 'filter.xp.gt'],
       [{ cursor: 'not-a-cursor' }, 'invalid_cursor', 'cursor'],
-      [{ cursor: Buffer.from(JSON.stringify(['2025-02-31T00:00:00.000000Z', newId()])).toString('base64url') }, 'invalid_cursor', 'cursor'],
+      [
+        {
+          cursor: Buffer.from(JSON.stringify(['2025-02-31T00:00:00.000000Z', newId()])).toString('base64url'),
+        },
+        'invalid_cursor',
+        'cursor',
+      ],
       [{ page: 0 }, 'invalid_field', 'page'],
       [{ page: 1.5 }, 'invalid_field', 'page'],
       [{ fields: 'email' }, 'invalid_field', 'fields'],
@@ -186,10 +234,20 @@ describe('Users: Get Users with Filters (POST /apis/v1/users/filter)', () => {
       expect(res.statusCode, JSON.stringify(payload)).toBe(400)
       expect(res.json(), JSON.stringify(payload)).toMatchObject({ status: 'error', error: { code, field } })
     }
-    const malformed = await t.app.inject({ method: 'POST', url: URL, headers: { ...c.bearer, 'content-type': 'application/json' }, payload: '{"fields":[' })
+    const malformed = await t.app.inject({
+      method: 'POST',
+      url: URL,
+      headers: { ...c.bearer, 'content-type': 'application/json' },
+      payload: '{"fields":[',
+    })
     expect(malformed.json().error.code).toBe('malformed_json')
     const weak = await t.factory.apiKey(c.id, ['createUser'])
-    const noPerm = await t.app.inject({ method: 'POST', url: URL, headers: { authorization: `Bearer ${weak}` }, payload: {} })
+    const noPerm = await t.app.inject({
+      method: 'POST',
+      url: URL,
+      headers: { authorization: `Bearer ${weak}` },
+      payload: {},
+    })
     expect(noPerm.statusCode).toBe(403)
   })
 })

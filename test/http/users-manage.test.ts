@@ -9,10 +9,16 @@ afterAll(() => t.close())
 
 const db = () => t.deps.database.db
 const manage = (c: { bearer: Record<string, string> }, payload: unknown) =>
-  t.app.inject({ method: 'POST', url: '/apis/v1/users/manage', headers: c.bearer, payload: payload as object })
+  t.app.inject({
+    method: 'POST',
+    url: '/apis/v1/users/manage',
+    headers: c.bearer,
+    payload: payload as object,
+  })
 
 const deletedAt = async (id: string) =>
-  (await db().selectFrom('users').select('deleted_at').where('id', '=', id).executeTakeFirstOrThrow()).deleted_at
+  (await db().selectFrom('users').select('deleted_at').where('id', '=', id).executeTakeFirstOrThrow())
+    .deleted_at
 
 describe('Users: Manage User Account (POST /apis/v1/users/manage)', () => {
   it('soft-deletes the documented example by username, hides the user, and answers the same when repeated', async () => {
@@ -22,18 +28,40 @@ describe('Users: Manage User Account (POST /apis/v1/users/manage)', () => {
     for (let i = 0; i < 2; i++) {
       const res = await manage(c, { action: 'delete', user: 'johndoe' })
       expect(res.statusCode).toBe(200)
-      expect(res.json()).toEqual({ status: 'success', message: 'User deleted successfully', data: { action: 'delete', user: 'johndoe' } })
+      expect(res.json()).toEqual({
+        status: 'success',
+        message: 'User deleted successfully',
+        data: { action: 'delete', user: 'johndoe' },
+      })
     }
-    const row = await db().selectFrom('users').select(['deleted_at', 'xp', 'email']).where('id', '=', u.id).executeTakeFirstOrThrow()
+    const row = await db()
+      .selectFrom('users')
+      .select(['deleted_at', 'xp', 'email'])
+      .where('id', '=', u.id)
+      .executeTakeFirstOrThrow()
     expect(row.deleted_at).not.toBeNull()
     expect(row).toMatchObject({ xp: 40, email: u.email }) // data kept
     const get = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${u.id}`, headers: c.bearer })
     expect(get.statusCode).toBe(404)
-    const info = await t.app.inject({ method: 'POST', url: '/apis/v1/users/info', headers: c.bearer, payload: { idOrEmail: u.email } })
+    const info = await t.app.inject({
+      method: 'POST',
+      url: '/apis/v1/users/info',
+      headers: c.bearer,
+      payload: { idOrEmail: u.email },
+    })
     expect(info.statusCode).toBe(404)
-    const list = await t.app.inject({ method: 'POST', url: '/apis/v1/users/filter', headers: c.bearer, payload: { fields: ['email'] } })
+    const list = await t.app.inject({
+      method: 'POST',
+      url: '/apis/v1/users/filter',
+      headers: c.bearer,
+      payload: { fields: ['email'] },
+    })
     expect(list.json().data.users).toEqual([])
-    const session = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${u.id}`, headers: await t.factory.session(u) })
+    const session = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/${u.id}`,
+      headers: await t.factory.session(u),
+    })
     expect(session.statusCode).toBe(401)
   })
 
@@ -45,7 +73,11 @@ describe('Users: Manage User Account (POST /apis/v1/users/manage)', () => {
       expect(await deletedAt(u.id)).not.toBeNull()
       for (let i = 0; i < 2; i++) {
         const res = await manage(c, { action: 'restore', user: ref })
-        expect(res.json()).toEqual({ status: 'success', message: 'User restored successfully', data: { action: 'restore', user: ref } })
+        expect(res.json()).toEqual({
+          status: 'success',
+          message: 'User restored successfully',
+          data: { action: 'restore', user: ref },
+        })
       }
       expect(await deletedAt(u.id)).toBeNull()
     }
@@ -104,10 +136,16 @@ describe('Users: Manage User Account (POST /apis/v1/users/manage)', () => {
     expect(malformed.json().error.code).toBe('malformed_json')
     const u = await t.factory.user(c.id)
     const weak = await t.factory.apiKey(c.id, ['getUserData', 'createUser'])
-    const noPerm = await manage({ bearer: { authorization: `Bearer ${weak}` } }, { action: 'delete', user: u.id })
+    const noPerm = await manage(
+      { bearer: { authorization: `Bearer ${weak}` } },
+      { action: 'delete', user: u.id },
+    )
     expect(noPerm.statusCode).toBe(403)
     expect(noPerm.json().error.code).toBe('missing_permission')
-    const session = await manage({ bearer: await t.factory.session({ ...u, role: 'owner' }) }, { action: 'delete', user: u.id })
+    const session = await manage(
+      { bearer: await t.factory.session({ ...u, role: 'owner' }) },
+      { action: 'delete', user: u.id },
+    )
     expect(session.statusCode).toBe(401)
     expect(await deletedAt(u.id)).toBeNull()
   })

@@ -12,7 +12,10 @@ const db = () => t.deps.database.db
 
 async function defineField(communityId: string, field: string, type: string) {
   const id = newId()
-  await db().insertInto('user_fields').values({ id, community_id: communityId, field, name: field, type }).execute()
+  await db()
+    .insertInto('user_fields')
+    .values({ id, community_id: communityId, field, name: field, type })
+    .execute()
   return id
 }
 
@@ -22,7 +25,12 @@ describe('Users: Get user (GET /apis/v1/users/:userId)', () => {
     const u = await t.factory.user(c.id)
     await db()
       .updateTable('users')
-      .set({ avatar: 'https://returning-ai.com/avatar.png', display_name: 'Admin', is_online: true, last_login: '2023-12-01T10:30:00Z' })
+      .set({
+        avatar: 'https://returning-ai.com/avatar.png',
+        display_name: 'Admin',
+        is_online: true,
+        last_login: '2023-12-01T10:30:00Z',
+      })
       .where('id', '=', u.id)
       .execute()
     const res = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${u.id}`, headers: c.bearer })
@@ -48,10 +56,27 @@ describe('Users: Get user (GET /apis/v1/users/:userId)', () => {
   it('returns only the fields whose include flag is "true", and leaves out those set to "false"', async () => {
     const c = await t.factory.community()
     const u = await t.factory.user(c.id)
-    const some = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${u.id}?email=true&id=true&avatar=false`, headers: c.bearer })
+    const some = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/${u.id}?email=true&id=true&avatar=false`,
+      headers: c.bearer,
+    })
     expect(some.json().data).toEqual({ id: Number(u.seq), email: u.email })
-    const without = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${u.id}?email=false&lastLogin=false`, headers: c.bearer })
-    expect(Object.keys(without.json().data)).toEqual(['_id', 'id', 'avatar', 'displayName', 'username', 'firstName', 'lastName', 'isOnline'])
+    const without = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/${u.id}?email=false&lastLogin=false`,
+      headers: c.bearer,
+    })
+    expect(Object.keys(without.json().data)).toEqual([
+      '_id',
+      'id',
+      'avatar',
+      'displayName',
+      'username',
+      'firstName',
+      'lastName',
+      'isOnline',
+    ])
   })
 
   it('lets a member session read its own record only, and an admin session any record', async () => {
@@ -59,12 +84,27 @@ describe('Users: Get user (GET /apis/v1/users/:userId)', () => {
     const member = await t.factory.user(c.id)
     const other = await t.factory.user(c.id)
     const admin = await t.factory.user(c.id, { role: 'admin' })
-    const mine = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${member.id}`, headers: await t.factory.session(member) })
+    const mine = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/${member.id}`,
+      headers: await t.factory.session(member),
+    })
     expect(mine.statusCode).toBe(200)
-    const theirs = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${other.id}`, headers: await t.factory.session(member) })
+    const theirs = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/${other.id}`,
+      headers: await t.factory.session(member),
+    })
     expect(theirs.statusCode).toBe(403)
-    expect(theirs.json()).toMatchObject({ meta: { status: 'error', statusCode: 403 }, error: { code: 'own_record_only' } })
-    const byAdmin = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${other.id}`, headers: await t.factory.session(admin) })
+    expect(theirs.json()).toMatchObject({
+      meta: { status: 'error', statusCode: 403 },
+      error: { code: 'own_record_only' },
+    })
+    const byAdmin = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/${other.id}`,
+      headers: await t.factory.session(admin),
+    })
     expect(byAdmin.json().data._id).toBe(other.id)
   })
 
@@ -76,7 +116,11 @@ describe('Users: Get user (GET /apis/v1/users/:userId)', () => {
     expect(viaKey.statusCode).toBe(404)
     expect(viaKey.json().error).toEqual({ code: 'user_not_found', field: 'userId' })
     const adminOfA = await t.factory.user(a.id, { role: 'owner' })
-    const viaSession = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${inB.id}`, headers: await t.factory.session(adminOfA) })
+    const viaSession = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/${inB.id}`,
+      headers: await t.factory.session(adminOfA),
+    })
     expect(viaSession.statusCode).toBe(404)
     const gone = await t.factory.user(a.id)
     await db().updateTable('users').set({ deleted_at: new Date() }).where('id', '=', gone.id).execute()
@@ -90,12 +134,24 @@ describe('Users: Get user (GET /apis/v1/users/:userId)', () => {
     const badId = await t.app.inject({ method: 'GET', url: '/apis/v1/users/123', headers: c.bearer })
     expect(badId.statusCode).toBe(400)
     expect(badId.json().error).toMatchObject({ code: 'invalid_field', field: 'userId' })
-    const unknown = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${u.id}?colour=true`, headers: c.bearer })
+    const unknown = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/${u.id}?colour=true`,
+      headers: c.bearer,
+    })
     expect(unknown.json().error).toMatchObject({ code: 'unknown_field', field: 'colour' })
-    const badFlag = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${u.id}?email=yes`, headers: c.bearer })
+    const badFlag = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/${u.id}?email=yes`,
+      headers: c.bearer,
+    })
     expect(badFlag.json().error).toMatchObject({ code: 'invalid_field', field: 'email' })
     const weak = await t.factory.apiKey(c.id, ['createUser'])
-    const noPerm = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${u.id}`, headers: { authorization: `Bearer ${weak}` } })
+    const noPerm = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/${u.id}`,
+      headers: { authorization: `Bearer ${weak}` },
+    })
     expect(noPerm.statusCode).toBe(403)
     expect(noPerm.json().error.code).toBe('missing_permission')
     const anon = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${u.id}` })
@@ -104,13 +160,18 @@ describe('Users: Get user (GET /apis/v1/users/:userId)', () => {
 })
 
 describe('Users: Get User Data (POST /apis/v1/users/info)', () => {
-  it('answers the documented shape for the numeric id, with balances, today\'s earnings and custom fields', async () => {
+  it("answers the documented shape for the numeric id, with balances, today's earnings and custom fields", async () => {
     const c = await t.factory.community()
     const u = await t.factory.user(c.id)
     await defineField(c.id, 'customerid', 'text')
     await db()
       .updateTable('users')
-      .set({ xp: 123, coins: 45, premium: 7, custom_fields: JSON.stringify({ customerid: 'CUS-1', stale: 'x' }) })
+      .set({
+        xp: 123,
+        coins: 45,
+        premium: 7,
+        custom_fields: JSON.stringify({ customerid: 'CUS-1', stale: 'x' }),
+      })
       .where('id', '=', u.id)
       .execute()
     const ledger = (currency: 'xp' | 'coins', amount: number, key: string, created_at = new Date()) => ({
@@ -133,7 +194,12 @@ describe('Users: Get User Data (POST /apis/v1/users/info)', () => {
         ledger('coins', 100, 'e', new Date(Date.now() - 3 * 86_400_000)),
       ])
       .execute()
-    const res = await t.app.inject({ method: 'POST', url: '/apis/v1/users/info', headers: c.bearer, payload: { idOrEmail: String(u.seq) } })
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/apis/v1/users/info',
+      headers: c.bearer,
+      payload: { idOrEmail: String(u.seq) },
+    })
     expect(res.statusCode).toBe(200)
     expect(res.json()).toEqual({
       status: 'success',
@@ -168,7 +234,12 @@ describe('Users: Get User Data (POST /apis/v1/users/info)', () => {
     const u = await t.factory.user(c.id)
     await db().updateTable('users').set({ external_id: 'BROKER-77' }).where('id', '=', u.id).execute()
     for (const idOrEmail of [u.id, u.email.toUpperCase(), 'BROKER-77']) {
-      const res = await t.app.inject({ method: 'POST', url: '/apis/v1/users/info', headers: c.bearer, payload: { idOrEmail } })
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/users/info',
+        headers: c.bearer,
+        payload: { idOrEmail },
+      })
       expect(res.statusCode, idOrEmail).toBe(200)
       expect(res.json().data._id).toBe(u.id)
     }
@@ -180,23 +251,62 @@ describe('Users: Get User Data (POST /apis/v1/users/info)', () => {
     const inB = await t.factory.user(b.id)
     const gone = await t.factory.user(a.id)
     await db().updateTable('users').set({ deleted_at: new Date() }).where('id', '=', gone.id).execute()
-    for (const idOrEmail of ['nobody@example.com', '999999999', inB.id, inB.email, String(inB.seq), gone.email]) {
-      const res = await t.app.inject({ method: 'POST', url: '/apis/v1/users/info', headers: a.bearer, payload: { idOrEmail } })
+    for (const idOrEmail of [
+      'nobody@example.com',
+      '999999999',
+      inB.id,
+      inB.email,
+      String(inB.seq),
+      gone.email,
+    ]) {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/users/info',
+        headers: a.bearer,
+        payload: { idOrEmail },
+      })
       expect(res.statusCode, idOrEmail).toBe(404)
-      expect(res.json()).toMatchObject({ status: 'error', error: { code: 'user_not_found', field: 'idOrEmail' } })
+      expect(res.json()).toMatchObject({
+        status: 'error',
+        error: { code: 'user_not_found', field: 'idOrEmail' },
+      })
     }
   })
 
   it('rejects a missing or non-string idOrEmail, unknown fields, malformed JSON and a key without getUserData', async () => {
     const c = await t.factory.community()
     const post = (payload: unknown, headers: Record<string, string> = c.bearer) =>
-      t.app.inject({ method: 'POST', url: '/apis/v1/users/info', headers: { ...headers, 'content-type': 'application/json' }, payload: payload as string })
+      t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/users/info',
+        headers: { ...headers, 'content-type': 'application/json' },
+        payload: payload as string,
+      })
     expect((await post({})).json().error).toMatchObject({ code: 'invalid_field', field: 'idOrEmail' })
-    expect((await post({ idOrEmail: 42 })).json().error).toMatchObject({ code: 'invalid_field', field: 'idOrEmail' })
+    expect((await post({ idOrEmail: 42 })).json().error).toMatchObject({
+      code: 'invalid_field',
+      field: 'idOrEmail',
+    })
     expect((await post({ idOrEmail: '  ' })).statusCode).toBe(400)
-    expect((await post({ idOrEmail: 'a@b.c', extra: 1 })).json().error).toMatchObject({ code: 'unknown_field', field: 'extra' })
+    expect((await post({ idOrEmail: 'a@b.c', extra: 1 })).json().error).toMatchObject({
+      code: 'unknown_field',
+      field: 'extra',
+    })
     expect((await post('{"idOrEmail":')).json().error.code).toBe('malformed_json')
     const weak = await t.factory.apiKey(c.id, ['manageUser'])
     expect((await post({ idOrEmail: 'a@b.c' }, { authorization: `Bearer ${weak}` })).statusCode).toBe(403)
+  })
+})
+
+describe('Users: OpenAPI', () => {
+  it('documents every Users route, and records the decisions where the docs are silent', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/openapi.json' })
+    expect(res.statusCode).toBe(200)
+    const paths = res.json().paths
+    expect(paths['/apis/v1/users/{userId}'].get.operationId).toBe('getUser')
+    expect(paths['/apis/v1/users/filter'].post.description).toContain('do not show this path')
+    expect(paths['/apis/v1/users'].post.operationId).toBe('createUser')
+    expect(paths['/apis/v1/users/info'].post.operationId).toBe('getUserData')
+    expect(paths['/apis/v1/users/manage'].post.description).toContain('echo')
   })
 })

@@ -8,8 +8,8 @@ import type { Mailer } from '../../lib/mailer.ts'
 import { recordFieldChanges } from '../field-histories/field-histories.writer.ts'
 import { coerceFieldValue, type FieldValue } from '../user-fields/field-types.ts'
 import { type ResolvedCustomField, resolveCustomFields } from './custom-field-input.ts'
-import type { CreateUserBody } from './users.schema.ts'
 import * as repo from './users.repo.ts'
+import type { CreateUserBody } from './users.schema.ts'
 
 export interface CreateUserDeps {
   database: Database
@@ -20,17 +20,29 @@ export interface CreateUserDeps {
 
 /** 409 for an email already in the community, carrying the holder's ids so a retried create can pick it up. */
 function emailTaken(holder: { id: string; seq: number }) {
-  return new AppError(409, 'email_taken', 'A user with this email already exists in this community', 'email', {
-    _id: holder.id,
-    id: Number(holder.seq),
-  })
+  return new AppError(
+    409,
+    'email_taken',
+    'A user with this email already exists in this community',
+    'email',
+    {
+      _id: holder.id,
+      id: Number(holder.seq),
+    },
+  )
 }
 
 function externalIdTaken(holder: { id: string; seq: number }) {
-  return new AppError(409, 'external_id_taken', 'A user with this external id already exists in this community', 'externalId', {
-    _id: holder.id,
-    id: Number(holder.seq),
-  })
+  return new AppError(
+    409,
+    'external_id_taken',
+    'A user with this external id already exists in this community',
+    'externalId',
+    {
+      _id: holder.id,
+      id: Number(holder.seq),
+    },
+  )
 }
 
 const isUniqueViolation = (err: unknown): err is { constraint?: string } =>
@@ -62,7 +74,11 @@ export function createUserCreator(deps: CreateUserDeps) {
       if (!c.ok) throw badRequest('invalid_external_id', c.message, 'externalId')
       const given = fields.find((f) => f.def.id === identifier.id)
       if (given && given.value !== c.value) {
-        throw badRequest('external_id_mismatch', `externalId and customFields give "${identifier.field}" different values`, 'externalId')
+        throw badRequest(
+          'external_id_mismatch',
+          `externalId and customFields give "${identifier.field}" different values`,
+          'externalId',
+        )
       }
       if (!given) fields.push({ def: identifier, value: c.value })
     }
@@ -83,7 +99,10 @@ export function createUserCreator(deps: CreateUserDeps) {
     const holder = await repo.findUserHolding(db, communityId, { email })
     if (holder) throw emailTaken(holder)
 
-    const [defs, community] = await Promise.all([repo.listFieldDefs(db, communityId), repo.findIdentifierField(db, communityId)])
+    const [defs, community] = await Promise.all([
+      repo.listFieldDefs(db, communityId),
+      repo.findIdentifierField(db, communityId),
+    ])
     const fields = resolveCustomFields(defs, body.customFields ?? [])
     const identifier = defs.find((d) => d.field === community.identifier_field) ?? null
     const externalId = applyExternalId(body, identifier, fields)
@@ -94,7 +113,8 @@ export function createUserCreator(deps: CreateUserDeps) {
     let referredBy: string | null = null
     if (body.referral !== undefined) {
       const referrer = await repo.findReferrer(db, communityId, body.referral, identifier?.field ?? null)
-      if (!referrer) throw badRequest('unknown_referral', `No user with identifier "${body.referral}"`, 'referral')
+      if (!referrer)
+        throw badRequest('unknown_referral', `No user with identifier "${body.referral}"`, 'referral')
       referredBy = referrer.id
     }
     if (body.username !== undefined && (await repo.usernameTaken(db, communityId, body.username))) {
@@ -142,7 +162,8 @@ export function createUserCreator(deps: CreateUserDeps) {
       if (!isUniqueViolation(err)) throw err
       const byEmail = await repo.findUserHolding(db, communityId, { email })
       if (byEmail) throw emailTaken(byEmail)
-      const byExternal = externalId !== null ? await repo.findUserHolding(db, communityId, { externalId }) : undefined
+      const byExternal =
+        externalId !== null ? await repo.findUserHolding(db, communityId, { externalId }) : undefined
       if (byExternal) throw externalIdTaken(byExternal)
       throw err
     }

@@ -48,11 +48,16 @@ export function resolveCustomFields(defs: FieldDefRow[], inputs: CustomFieldInpu
       )
     }
     if (seen.has(def.id)) {
-      throw badRequest('duplicate_custom_field', `Custom field "${def.field}" is given twice`, `customFields.${i}.fieldIdorName`)
+      throw badRequest(
+        'duplicate_custom_field',
+        `Custom field "${def.field}" is given twice`,
+        `customFields.${i}.fieldIdorName`,
+      )
     }
     seen.add(def.id)
     const coerced = coerceFieldValue(def, input.value)
-    if (!coerced.ok) throw badRequest('invalid_custom_field_value', coerced.message, `customFields.${i}.value`)
+    if (!coerced.ok)
+      throw badRequest('invalid_custom_field_value', coerced.message, `customFields.${i}.value`)
     return { def, value: coerced.value }
   })
 }

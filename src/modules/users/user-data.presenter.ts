@@ -1,6 +1,6 @@
 import { z } from 'zod'
-import type { UserRow } from './users.repo.ts'
 import { pickCustomFields, scalarSchema } from './users.presenter.ts'
+import type { UserRow } from './users.repo.ts'
 
 /** Get User Data (api-reference 2.4): the documented keys, plus premium, _id and email. */
 export const userDataSchema = z
@@ -23,7 +23,9 @@ export const userDataSchema = z
     replySent: z.number(),
     timeSpent: z.number(),
     loginStreak: z.number(),
-    customFields: z.record(z.string(), scalarSchema).describe('Values of the defined custom fields the user has'),
+    customFields: z
+      .record(z.string(), scalarSchema)
+      .describe('Values of the defined custom fields the user has'),
     _id: z.string(),
     email: z.string(),
   })
@@ -36,7 +38,11 @@ export interface UserDataInput {
   fieldKeys: string[]
 }
 
-export function presentUserData({ user: u, earnedToday, fieldKeys }: UserDataInput): z.infer<typeof userDataSchema> {
+export function presentUserData({
+  user: u,
+  earnedToday,
+  fieldKeys,
+}: UserDataInput): z.infer<typeof userDataSchema> {
   return {
     userId: String(u.seq),
     username: u.username,

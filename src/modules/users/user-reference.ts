@@ -57,12 +57,20 @@ function matches(c: Candidate, row: ReferencedRow): boolean {
  * Picks the row matched by the highest-priority kind. Only usernames can match several rows;
  * then the reference is ambiguous and the caller must use a unique one (409, never a guess).
  */
-export function pickReferenced<R extends ReferencedRow>(candidates: Candidate[], rows: R[], field: string): R | null {
+export function pickReferenced<R extends ReferencedRow>(
+  candidates: Candidate[],
+  rows: R[],
+  field: string,
+): R | null {
   for (const c of candidates) {
     const hit = rows.filter((r) => matches(c, r))
     if (hit.length === 1) return hit[0]
     if (hit.length > 1) {
-      throw conflict('ambiguous_user', `Several users match "${String(c.value)}"; use the _id, numeric id or email`, field)
+      throw conflict(
+        'ambiguous_user',
+        `Several users match "${String(c.value)}"; use the _id, numeric id or email`,
+        field,
+      )
     }
   }
   return null

@@ -1,6 +1,6 @@
 import { z } from 'zod'
-import { GET_USER_FLAGS, type GetUserFlag } from './users.schema.ts'
 import type { UserRow } from './users.repo.ts'
+import { GET_USER_FLAGS, type GetUserFlag } from './users.schema.ts'
 
 export const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString())
 
@@ -8,7 +8,11 @@ export const iso = (d: Date | string | null) => (d === null ? null : new Date(d)
 export const scalarSchema = z.union([z.string(), z.number(), z.boolean(), z.null()])
 export type Scalar = z.infer<typeof scalarSchema>
 export const toScalar = (v: unknown): Scalar =>
-  v === null || v === undefined ? null : ['string', 'number', 'boolean'].includes(typeof v) ? (v as Scalar) : JSON.stringify(v)
+  v === null || v === undefined
+    ? null
+    : ['string', 'number', 'boolean'].includes(typeof v)
+      ? (v as Scalar)
+      : JSON.stringify(v)
 
 /** The stored custom values of `keys` that the user has, as scalars. */
 export function pickCustomFields(stored: unknown, keys: Iterable<string>): Record<string, Scalar> {
@@ -34,7 +38,10 @@ export const publicUserSchema = z
   })
   .meta({ id: 'PublicUser' })
 
-export function presentPublicUser(u: UserRow, include: ReadonlySet<GetUserFlag>): z.infer<typeof publicUserSchema> {
+export function presentPublicUser(
+  u: UserRow,
+  include: ReadonlySet<GetUserFlag>,
+): z.infer<typeof publicUserSchema> {
   const all = {
     _id: u.id,
     id: Number(u.seq),

@@ -79,7 +79,7 @@ export async function findUserByReference(
               return eb('users.email', '=', String(c.value))
             case 'externalId':
               return eb('users.external_id', '=', String(c.value))
-            case 'username':
+            default: // username, compared case-insensitively
               return eb(eb.fn('lower', ['users.username']), '=', String(c.value))
           }
         }),
@@ -144,7 +144,9 @@ export function findUserHolding(db: Tx, communityId: string, by: { email: string
     .select(['users.id', 'users.seq', 'users.deleted_at'])
     .where('users.community_id', '=', communityId)
     .$if('email' in by, (q) => q.where('users.email', '=', (by as { email: string }).email))
-    .$if('externalId' in by, (q) => q.where('users.external_id', '=', (by as { externalId: string }).externalId))
+    .$if('externalId' in by, (q) =>
+      q.where('users.external_id', '=', (by as { externalId: string }).externalId),
+    )
     .executeTakeFirst()
 }
 

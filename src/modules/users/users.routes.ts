@@ -27,14 +27,21 @@ const tags = ['Users']
 /** Users (api-reference section 2): get, filter, create, user data, manage. */
 export async function registerUsers(app: App, deps: AppDeps) {
   const service = createUsersService(deps)
-  const createUser = createUserCreator({ ...deps, onMailError: (err) => app.log.warn({ err }, 'welcome mail failed') })
+  const createUser = createUserCreator({
+    ...deps,
+    onMailError: (err) => app.log.warn({ err }, 'welcome mail failed'),
+  })
 
   app.route({
     method: 'GET',
     url: '/apis/v1/users/:userId',
     config: {
       family: 'application',
-      auth: { any: ['communityKey', 'session', 'userKey'], permission: 'getUserData', userPermission: 'readOwnProfile' },
+      auth: {
+        any: ['communityKey', 'session', 'userKey'],
+        permission: 'getUserData',
+        userPermission: 'readOwnProfile',
+      },
     },
     schema: {
       operationId: 'getUser',
@@ -78,7 +85,8 @@ export async function registerUsers(app: App, deps: AppDeps) {
         ),
       },
     },
-    handler: async (req) => integration(await service.filter(req.auth!.communityId, req.body), 'Users fetched successfully'),
+    handler: async (req) =>
+      integration(await service.filter(req.auth!.communityId, req.body), 'Users fetched successfully'),
   })
 
   app.route({
@@ -117,7 +125,8 @@ export async function registerUsers(app: App, deps: AppDeps) {
       body: userInfoBody,
       response: { 200: integrationOk(userDataSchema) },
     },
-    handler: async (req) => integration(presentUserData(await service.info(req.auth!.communityId, req.body.idOrEmail))),
+    handler: async (req) =>
+      integration(presentUserData(await service.info(req.auth!.communityId, req.body.idOrEmail))),
   })
 
   app.route({
@@ -137,7 +146,8 @@ export async function registerUsers(app: App, deps: AppDeps) {
     },
     handler: async (req) => {
       await service.manage(req.auth!.communityId, req.body)
-      const message = req.body.action === 'delete' ? 'User deleted successfully' : 'User restored successfully'
+      const message =
+        req.body.action === 'delete' ? 'User deleted successfully' : 'User restored successfully'
       return integration({ action: req.body.action, user: req.body.user }, message)
     },
   })

@@ -25,10 +25,11 @@ export const GET_USER_FLAGS = [
 export type GetUserFlag = (typeof GET_USER_FLAGS)[number]
 
 export const getUserQuery = z
-  .object(Object.fromEntries(GET_USER_FLAGS.map((f) => [f, includeFlag.describe(`Include ${f} in the response`)])) as Record<
-    GetUserFlag,
-    typeof includeFlag
-  >)
+  .object(
+    Object.fromEntries(
+      GET_USER_FLAGS.map((f) => [f, includeFlag.describe(`Include ${f} in the response`)]),
+    ) as Record<GetUserFlag, typeof includeFlag>,
+  )
   .strict()
 
 const filterScalar = z.union([z.string().max(1000), z.number(), z.boolean(), z.null()])
@@ -39,7 +40,9 @@ export const filterUsersBody = z
       .array(z.string().min(1).max(100))
       .max(200)
       .optional()
-      .describe('Field names to return (default fields by database name, custom fields by key); default: all'),
+      .describe(
+        'Field names to return (default fields by database name, custom fields by key); default: all',
+      ),
     filter: z
       .record(
         z.string().min(1).max(100),
@@ -52,7 +55,9 @@ export const filterUsersBody = z
         ]),
       )
       .optional()
-      .describe('Exact value, or {gte, lte} on number and date fields. A date-only value covers that whole UTC day'),
+      .describe(
+        'Exact value, or {gte, lte} on number and date fields. A date-only value covers that whole UTC day',
+      ),
     cursor: z.string().min(1).max(500).optional().describe('next_cursor of the previous page (cursor mode)'),
     page: z.number().int().min(1).max(1_000_000).optional().describe('Page number from 1 (page mode)'),
   })
@@ -76,10 +81,19 @@ export const createUserBody = z
     password: z.string().min(8).max(200).optional().describe('Omit in the SSO/broker flow'),
     confirmPassword: z.string().max(200).optional().describe('Must equal password'),
     accessLevel: z.number().int().min(0).max(1000).optional(),
-    joinServer: z.boolean().optional().describe('Accepted for compatibility; a created user is always a member'),
+    joinServer: z
+      .boolean()
+      .optional()
+      .describe('Accepted for compatibility; a created user is always a member'),
     sendEmail: z.boolean().optional().describe('Send a welcome mail (it never contains the password)'),
-    emailPassword: z.boolean().optional().describe('Accepted for compatibility; Hearth never mails passwords'),
-    emailTemplate: z.union([z.string().max(100), z.number()]).optional().describe('Accepted for compatibility'),
+    emailPassword: z
+      .boolean()
+      .optional()
+      .describe('Accepted for compatibility; Hearth never mails passwords'),
+    emailTemplate: z
+      .union([z.string().max(100), z.number()])
+      .optional()
+      .describe('Accepted for compatibility'),
     customFields: z.array(customFieldEntry).max(200).optional(),
     externalId: z
       .string()
@@ -95,7 +109,11 @@ export const createUserBody = z
       .max(200)
       .optional()
       .describe("The referrer's identifier-field value (external id)"),
-    communityId: z.string().regex(OBJECT_ID, 'must be a 24-hex id').optional().describe("Must be the key's community"),
+    communityId: z
+      .string()
+      .regex(OBJECT_ID, 'must be a 24-hex id')
+      .optional()
+      .describe("Must be the key's community"),
   })
   .strict()
 export type CreateUserBody = z.infer<typeof createUserBody>

@@ -2,13 +2,14 @@ import type { Database } from '../../lib/db/database.ts'
 import { badRequest, forbidden, notFound } from '../../lib/errors.ts'
 import type { AuthContext } from '../../lib/http/auth.ts'
 import { decodeCursor, encodeCursor } from './filter/cursor.ts'
-import { planFilter } from './filter/filter-plan.ts'
 import { presentFilteredUser } from './filter/filter.presenter.ts'
 import { countUsers, FILTER_PAGE_SIZE, findUsersAfter, findUsersPage } from './filter/filter.repo.ts'
-import type { FilterUsersBody, ManageUserBody } from './users.schema.ts'
+import { planFilter } from './filter/filter-plan.ts'
 import * as repo from './users.repo.ts'
+import type { FilterUsersBody, ManageUserBody } from './users.schema.ts'
 
-const startOfUtcDay = (now: Date) => new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()))
+const startOfUtcDay = (now: Date) =>
+  new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()))
 
 /** Reading and managing the users of one community; every query is scoped by the caller's community. */
 export function createUsersService(deps: { database: Database }) {
@@ -21,7 +22,8 @@ export function createUsersService(deps: { database: Database }) {
      */
     async get(auth: AuthContext, userId: string) {
       const own = auth.credential === 'userKey' || (auth.credential === 'session' && auth.role === 'member')
-      if (own && auth.userId !== userId) throw forbidden('You may read only your own user record', 'own_record_only')
+      if (own && auth.userId !== userId)
+        throw forbidden('You may read only your own user record', 'own_record_only')
       const user = await repo.findUserById(db, auth.communityId, userId)
       if (!user) throw notFound('user', 'userId')
       return user
@@ -50,16 +52,23 @@ export function createUsersService(deps: { database: Database }) {
       const last = page[page.length - 1]
       return {
         users: page.map((r) => presentFilteredUser(r, plan)),
-        next_cursor: rows.length > FILTER_PAGE_SIZE ? encodeCursor({ createdAt: last.cursor_at, id: last.id }) : null,
+        next_cursor:
+          rows.length > FILTER_PAGE_SIZE ? encodeCursor({ createdAt: last.cursor_at, id: last.id }) : null,
       }
     },
 
     /** Get User Data by numeric id, _id, email or external id (in that priority). */
     async info(communityId: string, idOrEmail: string) {
-      const user = await repo.findUserByReference(db, communityId, idOrEmail, ['id', 'seq', 'email', 'externalId'], {
-        includeDeleted: false,
-        field: 'idOrEmail',
-      })
+      const user = await repo.findUserByReference(
+        db,
+        communityId,
+        idOrEmail,
+        ['id', 'seq', 'email', 'externalId'],
+        {
+          includeDeleted: false,
+          field: 'idOrEmail',
+        },
+      )
       if (!user) throw notFound('user', 'idOrEmail')
       const [earnedToday, defs] = await Promise.all([
         repo.earnedSince(db, communityId, user.id, startOfUtcDay(new Date())),
@@ -73,10 +82,16 @@ export function createUsersService(deps: { database: Database }) {
      * from reads); restore clears it. Repeating either is a no-op with the same answer.
      */
     async manage(communityId: string, body: ManageUserBody) {
-      const user = await repo.findUserByReference(db, communityId, body.user, ['id', 'seq', 'email', 'username'], {
-        includeDeleted: true,
-        field: 'user',
-      })
+      const user = await repo.findUserByReference(
+        db,
+        communityId,
+        body.user,
+        ['id', 'seq', 'email', 'username'],
+        {
+          includeDeleted: true,
+          field: 'user',
+        },
+      )
       if (!user) throw notFound('user', 'user')
       if (body.action === 'delete' && user.role === 'owner') {
         throw forbidden('The owner of the community cannot be deleted', 'owner_protected')

@@ -35,6 +35,7 @@ export function decodeCursor(raw: string): UserCursor {
   if (!MICRO_ISO.test(createdAt) || !OBJECT_ID.test(id)) throw invalid()
   // Round-trip the calendar part so 2025-02-31 or 25:00 are refused here, not by PostgreSQL.
   const millis = new Date(`${createdAt.slice(0, 23)}Z`)
-  if (Number.isNaN(millis.getTime()) || millis.toISOString().slice(0, 19) !== createdAt.slice(0, 19)) throw invalid()
+  if (Number.isNaN(millis.getTime()) || millis.toISOString().slice(0, 19) !== createdAt.slice(0, 19))
+    throw invalid()
   return { createdAt, id }
 }

@@ -49,10 +49,14 @@ const kindOfCustom = (def: FieldDef): ValueKind => {
 function resolve(name: string, customByKey: Map<string, FieldDef>): { target: Target; def: FieldDef } | null {
   const column = DEFAULT_FIELD_BY_COLUMN.get(name)
   if (column) {
-    return { target: { source: 'column', name, kind: column.type }, def: { id: null, field: name, type: column.type } }
+    return {
+      target: { source: 'column', name, kind: column.type },
+      def: { id: null, field: name, type: column.type },
+    }
   }
   const custom = customByKey.get(name)
-  if (custom) return { target: { source: 'custom', name: custom.field, kind: kindOfCustom(custom) }, def: custom }
+  if (custom)
+    return { target: { source: 'custom', name: custom.field, kind: kindOfCustom(custom) }, def: custom }
   return null
 }
 
@@ -67,7 +71,11 @@ function conditionsFor(name: string, target: Target, def: FieldDef, value: Filte
   const path = `filter.${name}`
   if (value !== null && typeof value === 'object') {
     if (target.kind !== 'number' && target.kind !== 'date') {
-      throw badRequest('range_not_supported', `gte/lte work only on number and date fields; "${name}" is ${target.kind}`, path)
+      throw badRequest(
+        'range_not_supported',
+        `gte/lte work only on number and date fields; "${name}" is ${target.kind}`,
+        path,
+      )
     }
     if (value.gte === undefined && value.lte === undefined) {
       throw badRequest('empty_range', `Give gte, lte or both for "${name}"`, path)
@@ -77,7 +85,8 @@ function conditionsFor(name: string, target: Target, def: FieldDef, value: Filte
       const raw = value[op]
       if (raw === undefined) continue
       const v = raw === null ? null : coerce(def, raw, `${path}.${op}`)
-      if (v === null || typeof v === 'boolean') throw badRequest('invalid_filter_value', `${op} needs a value`, `${path}.${op}`)
+      if (v === null || typeof v === 'boolean')
+        throw badRequest('invalid_filter_value', `${op} needs a value`, `${path}.${op}`)
       // A date-only upper bound takes in the whole of that day.
       if (op === 'lte' && target.kind === 'date' && typeof v === 'string' && DATE_ONLY.test(v)) {
         out.push({ target, op: 'lt', value: nextDay(v) })
@@ -103,7 +112,9 @@ function conditionsFor(name: string, target: Target, def: FieldDef, value: Filte
 /** Builds the plan; unknown names are a 400 unknown_field naming where they were given. */
 export function planFilter(input: FilterInput, allCustomDefs: FieldDef[]): FilterPlan {
   // A custom key equal to a default column or to _id/id would shadow it in the answer: unreachable here.
-  const customDefs = allCustomDefs.filter((d) => !DEFAULT_FIELD_BY_COLUMN.has(d.field) && d.field !== '_id' && d.field !== 'id')
+  const customDefs = allCustomDefs.filter(
+    (d) => !DEFAULT_FIELD_BY_COLUMN.has(d.field) && d.field !== '_id' && d.field !== 'id',
+  )
   const customByKey = new Map(customDefs.map((d) => [d.field, d]))
   const columns: DefaultField[] = []
   const customFields: FieldDef[] = []

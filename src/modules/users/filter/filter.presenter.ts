@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { iso, scalarSchema, toScalar } from '../users.presenter.ts'
-import type { FilterPlan } from './filter-plan.ts'
 import type { FilteredRow } from './filter.repo.ts'
+import type { FilterPlan } from './filter-plan.ts'
 
 /** One user of Get Users with Filters: _id, id, then the requested fields by database name. */
 export const filteredUserSchema = z

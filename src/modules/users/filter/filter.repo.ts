@@ -13,7 +13,7 @@ const OPERATORS = { eq: '=', gte: '>=', lte: '<=', lt: '<' } as const
  * custom keys travel as bound parameters. Custom values are cast safely (migration 000020), so
  * a value stored before a field changed type does not match instead of failing the query.
  */
-function valueOf(t: Target): RawBuilder<unknown> {
+function targetSql(t: Target): RawBuilder<unknown> {
   if (t.source === 'column') return sql.ref(`users.${t.name}`)
   const json = sql`users.custom_fields -> ${t.name}::text`
   const text = sql`users.custom_fields ->> ${t.name}::text`
@@ -32,12 +32,13 @@ function valueOf(t: Target): RawBuilder<unknown> {
 function param(t: Target, value: string | number | boolean): RawBuilder<unknown> {
   if (t.kind === 'number') return sql`${value}::numeric`
   if (t.kind === 'date') return sql`${value}::timestamptz`
-  if (t.kind === 'boolean') return t.source === 'custom' ? sql`${JSON.stringify(value)}::jsonb` : sql`${value}::boolean`
+  if (t.kind === 'boolean')
+    return t.source === 'custom' ? sql`${JSON.stringify(value)}::jsonb` : sql`${value}::boolean`
   return sql`${String(value)}::text`
 }
 
 function conditionSql(c: Condition): RawBuilder<SqlBool> {
-  const v = valueOf(c.target)
+  const v = targetSql(c.target)
   if (c.op === 'is_null') {
     return c.target.source === 'column'
       ? sql<SqlBool>`${v} IS NULL`
@@ -47,7 +48,10 @@ function conditionSql(c: Condition): RawBuilder<SqlBool> {
 }
 
 function matching(db: Tx, communityId: string, plan: FilterPlan) {
-  let q = db.selectFrom('users').where('users.community_id', '=', communityId).where('users.deleted_at', 'is', null)
+  let q = db
+    .selectFrom('users')
+    .where('users.community_id', '=', communityId)
+    .where('users.deleted_at', 'is', null)
   for (const c of plan.conditions) q = q.where(conditionSql(c))
   return q
 }
@@ -63,13 +67,25 @@ function selecting(db: Tx, communityId: string, plan: FilterPlan) {
     .orderBy('users.id')
 }
 
-export type FilteredRow = Record<string, unknown> & { id: string; seq: number; cursor_at: string; custom_fields?: unknown }
+export type FilteredRow = Record<string, unknown> & {
+  id: string
+  seq: number
+  cursor_at: string
+  custom_fields?: unknown
+}
 
 /** One page after a keyset position; fetches one extra row to know whether another page follows. */
-export async function findUsersAfter(db: Tx, communityId: string, plan: FilterPlan, after: UserCursor | null) {
+export async function findUsersAfter(
+  db: Tx,
+  communityId: string,
+  plan: FilterPlan,
+  after: UserCursor | null,
+) {
   const rows = await selecting(db, communityId, plan)
     .$if(after !== null, (q) =>
-      q.where(sql<SqlBool>`(users.created_at, users.id) > (${after!.createdAt}::timestamptz, ${after!.id}::text)`),
+      q.where(
+        sql<SqlBool>`(users.created_at, users.id) > (${after!.createdAt}::timestamptz, ${after!.id}::text)`,
+      ),
     )
     .limit(FILTER_PAGE_SIZE + 1)
     .execute()
