@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { OBJECT_ID } from '../../lib/ids.ts'
+import { parseIsoDate } from '../user-fields/field-types.ts'
 import { fieldValueSchema } from '../user-fields/user-fields.schema.ts'
 
 const objectId = (what: string) =>
@@ -13,14 +14,9 @@ export const fieldUserHistoryParams = z
   .object({ communityId, fieldId: objectId('User field'), userId: objectId('User') })
   .strict()
 
-const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/
-const ISO = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/
 const isoDate = z
   .string()
-  .refine(
-    (s) => ISO.test(s) && !Number.isNaN(Date.parse(DATE_ONLY.test(s) ? `${s}T00:00:00Z` : s)),
-    'must be an ISO 8601 date',
-  )
+  .refine((s) => parseIsoDate(s) !== null, 'must be an ISO 8601 date (YYYY-MM-DD[THH:mm[:ss]][Z|±hh:mm])')
 
 export const historyQuery = z
   .object({

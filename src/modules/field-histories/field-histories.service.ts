@@ -1,7 +1,12 @@
 import type { Database } from '../../lib/db/database.ts'
 import { badRequest, conflict, notFound } from '../../lib/errors.ts'
 import { isReservedKey } from '../user-fields/field-keys.ts'
-import { coerceFieldValue, type FieldValue, normalizeFieldKey } from '../user-fields/field-types.ts'
+import {
+  coerceFieldValue,
+  type FieldValue,
+  normalizeFieldKey,
+  parseIsoDate,
+} from '../user-fields/field-types.ts'
 import { identifierFieldOf, isUniqueViolation } from '../user-fields/user-fields.repo.ts'
 import type { Actor } from './actor.ts'
 import * as repo from './field-histories.repo.ts'
@@ -11,13 +16,14 @@ import { recordFieldChanges } from './field-histories.writer.ts'
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/
 const DAY_MS = 86_400_000
 
-/** Turns from/to into bounds: a YYYY-MM-DD `to` covers that whole day (UTC). */
+/** Turns from/to into bounds: a YYYY-MM-DD `to` covers that whole day, times without an offset are UTC. */
 function bounds(q: HistoryQuery): Pick<repo.HistoryFilter, 'from' | 'until' | 'before'> {
-  const from = q.from ? new Date(DATE_ONLY.test(q.from) ? `${q.from}T00:00:00Z` : q.from) : undefined
+  const from = q.from ? (parseIsoDate(q.from) ?? undefined) : undefined
   let until: Date | undefined
   let before: Date | undefined
-  if (q.to && DATE_ONLY.test(q.to)) before = new Date(new Date(`${q.to}T00:00:00Z`).getTime() + DAY_MS)
-  else if (q.to) until = new Date(q.to)
+  const to = q.to ? parseIsoDate(q.to) : null
+  if (to && DATE_ONLY.test(q.to ?? '')) before = new Date(to.getTime() + DAY_MS)
+  else if (to) until = to
   const end = until ?? before
   if (from && end && from.getTime() > end.getTime())
     throw badRequest('invalid_field', '`from` is after `to`', 'to')

@@ -48,8 +48,12 @@ describe('field types', () => {
         value: '2025-06-22T11:28:50.000Z',
       })
       expect(coerceFieldValue(def('date'), 'not a date')).toMatchObject({ ok: false })
-      // Date's own parser would take these; a field does not.
-      for (const loose of ['12', 'maybe 1', 'Jun 22 2025', '2025-13-01', 5]) {
+      expect(coerceFieldValue(def('date'), '2025-06-22 10:00')).toEqual({
+        ok: true,
+        value: '2025-06-22T10:00:00.000Z',
+      })
+      // Date's own parser would take these (or roll 02-30 over to March); a field does not.
+      for (const loose of ['12', 'maybe 1', 'Jun 22 2025', '2025-13-01', '2025-02-30', 5]) {
         expect(coerceFieldValue(def('date'), loose), String(loose)).toMatchObject({ ok: false })
       }
     })

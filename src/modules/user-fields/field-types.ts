@@ -52,6 +52,20 @@ const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/
 export const ISO_DATE =
   /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/
 
+/**
+ * Reads an ISO_DATE string; a date or a time without an offset is UTC (never the server's zone),
+ * and a day that does not exist (2025-02-30) is refused. Null when it is not a date.
+ */
+export function parseIsoDate(s: string): Date | null {
+  const m = ISO_DATE.exec(s)
+  if (!m) return null
+  const day = s.slice(0, 10)
+  const time = s.length > 10 ? s.slice(11) : '00:00:00'
+  const d = new Date(`${day}T${/(Z|[+-]\d{2}:?\d{2})$/.test(time) ? time : `${time}Z`}`)
+  if (Number.isNaN(d.getTime())) return null
+  return new Date(`${day}T00:00:00Z`).toISOString().startsWith(day) ? d : null
+}
+
 /** Checks one value (from JSON or a CSV cell) against a field's type; the stored form is JSON. */
 export function coerceFieldValue(def: FieldDef, raw: unknown): Coerced {
   if (raw === null || raw === undefined) return { ok: true, value: null }
@@ -82,9 +96,8 @@ export function coerceFieldValue(def: FieldDef, raw: unknown): Coerced {
     }
     case 'date': {
       const s = String(raw).trim()
-      const d = DATE_ONLY.test(s) ? new Date(`${s}T00:00:00Z`) : new Date(s)
-      if (!ISO_DATE.test(s) || Number.isNaN(d.getTime()))
-        return fail(`"${s}" is not a date (use YYYY-MM-DD or ISO 8601)`)
+      const d = parseIsoDate(s)
+      if (!d) return fail(`"${s}" is not a date (use YYYY-MM-DD or ISO 8601)`)
       return { ok: true, value: DATE_ONLY.test(s) ? s : d.toISOString() }
     }
     case 'select': {

@@ -6,7 +6,9 @@ import type { FieldKind } from './field-types.ts'
 /*
  * When a field changes type, the values users already hold must fit the new type, checked in SQL
  * over users.custom_fields (a community may hold millions of users). The rules mirror
- * coerceFieldValue; values that fit are then rewritten into the new type's stored form.
+ * coerceFieldValue (type-change.test.ts checks them side by side); values that fit are then rewritten
+ * into the new type's stored form. One gap: SQL checks a date's shape, not the calendar, so a stored
+ * "2025-02-30" passes here though coerceFieldValue refuses it.
  */
 
 const NUMBER_TEXT = '^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$'
