@@ -7,6 +7,7 @@ import { newId } from '../../lib/ids.ts'
 import type { Mailer } from '../../lib/mailer.ts'
 import { recordFieldChanges } from '../field-histories/field-histories.writer.ts'
 import { coerceFieldValue, type FieldValue } from '../user-fields/field-types.ts'
+import { isUniqueViolation } from '../user-fields/user-fields.repo.ts'
 import { type ResolvedCustomField, resolveCustomFields } from './custom-field-input.ts'
 import * as repo from './users.repo.ts'
 import type { CreateUserBody } from './users.schema.ts'
@@ -18,35 +19,19 @@ export interface CreateUserDeps {
   onMailError?: (err: unknown) => void
 }
 
-/** 409 for an email already in the community, carrying the holder's ids so a retried create can pick it up. */
-function emailTaken(holder: { id: string; seq: number }) {
-  return new AppError(
-    409,
-    'email_taken',
-    'A user with this email already exists in this community',
-    'email',
-    {
-      _id: holder.id,
-      id: Number(holder.seq),
-    },
-  )
-}
+const TAKEN = {
+  email: { code: 'email_taken', field: 'email', what: 'email' },
+  external_id: { code: 'external_id_taken', field: 'externalId', what: 'external id' },
+} as const
 
-function externalIdTaken(holder: { id: string; seq: number }) {
-  return new AppError(
-    409,
-    'external_id_taken',
-    'A user with this external id already exists in this community',
-    'externalId',
-    {
-      _id: holder.id,
-      id: Number(holder.seq),
-    },
-  )
+/** 409 naming the user who holds the value, so a retried create can pick that user up. */
+function taken(column: keyof typeof TAKEN, holder: { id: string; seq: number }) {
+  const t = TAKEN[column]
+  return new AppError(409, t.code, `A user with this ${t.what} already exists in this community`, t.field, {
+    _id: holder.id,
+    id: Number(holder.seq),
+  })
 }
-
-const isUniqueViolation = (err: unknown): err is { constraint?: string } =>
-  typeof err === 'object' && err !== null && (err as { code?: string }).code === '23505'
 
 /**
  * Create New User (api-reference 2.3), in both documented flows: with a password, or SSO/broker
@@ -96,19 +81,19 @@ export function createUserCreator(deps: CreateUserDeps) {
     }
     const email = body.email.trim().toLowerCase()
     // First, so a retried create answers with the user the first attempt made.
-    const holder = await repo.findUserHolding(db, communityId, { email })
-    if (holder) throw emailTaken(holder)
+    const holder = await repo.findUserHolding(db, communityId, 'email', email)
+    if (holder) throw taken('email', holder)
 
     const [defs, community] = await Promise.all([
       repo.listFieldDefs(db, communityId),
-      repo.findIdentifierField(db, communityId),
+      repo.findCommunitySettings(db, communityId),
     ])
     const fields = resolveCustomFields(defs, body.customFields ?? [])
     const identifier = defs.find((d) => d.field === community.identifier_field) ?? null
     const externalId = applyExternalId(body, identifier, fields)
     if (externalId !== null) {
-      const other = await repo.findUserHolding(db, communityId, { externalId })
-      if (other) throw externalIdTaken(other)
+      const other = await repo.findUserHolding(db, communityId, 'external_id', externalId)
+      if (other) throw taken('external_id', other)
     }
     let referredBy: string | null = null
     if (body.referral !== undefined) {
@@ -121,8 +106,10 @@ export function createUserCreator(deps: CreateUserDeps) {
       throw conflict('username_taken', 'This username is already used in this community', 'username')
     }
 
-    const customFields: Record<string, FieldValue> = {}
-    for (const f of fields) if (f.value !== null) customFields[f.def.field] = f.value
+    const setFields = fields.filter((f) => f.value !== null)
+    const customFields: Record<string, FieldValue> = Object.fromEntries(
+      setFields.map((f) => [f.def.field, f.value]),
+    )
     const passwordHash = body.password !== undefined ? await hashPassword(body.password) : null
     const id = newId()
     let user: repo.UserRow
@@ -144,13 +131,13 @@ export function createUserCreator(deps: CreateUserDeps) {
         })
         await recordFieldChanges(
           tx,
-          Object.entries(customFields).map(([field, value]) => ({
+          setFields.map((f) => ({
             communityId,
             userId: id,
-            fieldId: fields.find((f) => f.def.field === field)?.def.id ?? null,
-            field,
+            fieldId: f.def.id,
+            field: f.def.field,
             oldValue: undefined,
-            newValue: value,
+            newValue: f.value,
             source: 'api' as const,
             changedBy: auth.apiKeyId,
           })),
@@ -160,11 +147,13 @@ export function createUserCreator(deps: CreateUserDeps) {
     } catch (err) {
       // Lost a race with an identical create: answer as the retry would.
       if (!isUniqueViolation(err)) throw err
-      const byEmail = await repo.findUserHolding(db, communityId, { email })
-      if (byEmail) throw emailTaken(byEmail)
+      const byEmail = await repo.findUserHolding(db, communityId, 'email', email)
+      if (byEmail) throw taken('email', byEmail)
       const byExternal =
-        externalId !== null ? await repo.findUserHolding(db, communityId, { externalId }) : undefined
-      if (byExternal) throw externalIdTaken(byExternal)
+        externalId !== null
+          ? await repo.findUserHolding(db, communityId, 'external_id', externalId)
+          : undefined
+      if (byExternal) throw taken('external_id', byExternal)
       throw err
     }
     if (body.sendEmail) await sendWelcome(user, community.name)

@@ -137,16 +137,13 @@ export function setDeletedAt(db: Tx, communityId: string, userId: string, delete
     .executeTakeFirst()
 }
 
-/** Any user (deleted ones too: they keep their email) holding this email or external id. */
-export function findUserHolding(db: Tx, communityId: string, by: { email: string } | { externalId: string }) {
+/** Any user (deleted ones too: they keep their email and external id) holding this value. */
+export function findUserHolding(db: Tx, communityId: string, column: 'email' | 'external_id', value: string) {
   return db
     .selectFrom('users')
-    .select(['users.id', 'users.seq', 'users.deleted_at'])
+    .select(['users.id', 'users.seq'])
     .where('users.community_id', '=', communityId)
-    .$if('email' in by, (q) => q.where('users.email', '=', (by as { email: string }).email))
-    .$if('externalId' in by, (q) =>
-      q.where('users.external_id', '=', (by as { externalId: string }).externalId),
-    )
+    .where(`users.${column}`, '=', value)
     .executeTakeFirst()
 }
 
@@ -194,7 +191,8 @@ export async function listFieldDefs(db: Tx, communityId: string): Promise<FieldD
   return rows.map((r) => ({ ...r, options: Array.isArray(r.options) ? (r.options as string[]) : null }))
 }
 
-export function findIdentifierField(db: Tx, communityId: string) {
+/** What creating a user needs of its community. */
+export function findCommunitySettings(db: Tx, communityId: string) {
   return db
     .selectFrom('communities')
     .select(['identifier_field', 'name'])
