@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { hashToken, randomToken } from '../../src/lib/auth/secrets.ts'
 import { newId } from '../../src/lib/ids.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
@@ -106,6 +107,32 @@ describe('Users: Get user (GET /apis/v1/users/:userId)', () => {
       headers: await t.factory.session(admin),
     })
     expect(byAdmin.json().data._id).toBe(other.id)
+  })
+
+  it('lets a user API key with readOwnProfile read its own record only', async () => {
+    const c = await t.factory.community()
+    const me = await t.factory.user(c.id)
+    const other = await t.factory.user(c.id)
+    const token = randomToken(32)
+    await db()
+      .insertInto('api_keys')
+      .values({
+        id: newId(),
+        community_id: c.id,
+        kind: 'user',
+        user_id: me.id,
+        name: 'mine',
+        key_hash: hashToken(token),
+        key_prefix: token.slice(0, 6),
+        permissions: ['readOwnProfile'],
+      })
+      .execute()
+    const headers = { authorization: `Bearer ${token}` }
+    const mine = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${me.id}?email=true`, headers })
+    expect(mine.json()).toMatchObject({ meta: { status: 'success' }, data: { email: me.email } })
+    const theirs = await t.app.inject({ method: 'GET', url: `/apis/v1/users/${other.id}`, headers })
+    expect(theirs.statusCode).toBe(403)
+    expect(theirs.json().error.code).toBe('own_record_only')
   })
 
   it('answers 404 for a user of another community, for an admin session of another community and for a deleted user', async () => {
