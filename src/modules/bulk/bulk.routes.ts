@@ -181,6 +181,7 @@ export async function registerBulk(app: App, deps: AppDeps) {
       summary: 'Cancel a bulk job',
       description: 'A queued job is cancelled at once; a running job stops after the chunk in progress (rows already applied stay).',
       params: jobIdParams,
+      body: z.object({}).strict().optional().describe('No fields'),
       response: { 200: jobResponse },
     },
     handler: async (req) => integration(presentJob(await service.cancel(requireCommunity(req.auth), req.params.jobId)), 'Bulk job cancel requested'),

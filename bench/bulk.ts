@@ -1,0 +1,240 @@
+/**
+ * Bulk import benchmark: `npm run bench:bulk -- --rows N [--update] [--modes import,reimport,update]`.
+ *
+ * Starts a real `hearth serve` (on DATABASE_URL's server in a fresh database, else on PGlite in a
+ * temporary folder), generates a CSV of N users (default fields + two custom fields), runs the whole
+ * path through HTTP (upload, queue, worker, done), and prints one JSON line per run with rows,
+ * seconds, rows/s, the server's peak RSS, and the seconds of a raw COPY of the same file into a
+ * plain table with a unique index on (community, email), measured in the same run, and the ratio.
+ */
+import { spawn } from 'node:child_process'
+import { createWriteStream, mkdtempSync, openAsBlob, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { PGlite } from '@electric-sql/pglite'
+import pg from 'pg'
+import copyStreams from 'pg-copy-streams'
+import { createReadStream } from 'node:fs'
+import { pipeline } from 'node:stream/promises'
+
+const { values } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '100000' },
+    update: { type: 'boolean', default: false },
+    modes: { type: 'string' },
+    port: { type: 'string', default: '3917' },
+  },
+})
+const rows = Number(values.rows)
+const modes = (values.modes ?? (values.update ? 'import,update' : 'import,reimport,update')).split(',')
+const databaseUrl = process.env.DATABASE_URL
+const port = Number(values.port)
+const base = `http://127.0.0.1:${port}`
+const work = mkdtempSync(join(tmpdir(), 'hearth-bench-'))
+const benchDb = `hearth_bench_${process.pid}`
+
+const IMPORT_COLUMNS = ['email', 'username', 'first_name', 'last_name', 'display_name', 'phone', 'country', 'join_date', 'xp', 'coins', 'deposit', 'tier']
+const UPDATE_COLUMNS = ['email', 'xp_op', 'xp', 'coins_op', 'coins', 'deposit_op', 'deposit', 'tier']
+
+async function writeCsv(path: string, columns: string[], row: (i: number) => (string | number)[]) {
+  const out = createWriteStream(path)
+  const write = (s: string) => (out.write(s) ? undefined : new Promise<void>((r) => out.once('drain', () => r())))
+  await write(`${columns.join(',')}\n`)
+  let buf = ''
+  for (let i = 0; i < rows; i++) {
+    buf += `${row(i).join(',')}\n`
+    if (buf.length > 1 << 20) {
+      await write(buf)
+      buf = ''
+    }
+  }
+  await write(buf)
+  await new Promise<void>((r) => out.end(() => r()))
+}
+
+const TIERS = ['bronze', 'silver', 'gold', '"platinum, plus"']
+const importRow = (i: number) => [
+  `user${i}@bench.example`,
+  `user_${i}`,
+  `First${i}`,
+  `Last${i}`,
+  `User ${i}`,
+  `+4477009${String(i).padStart(5, '0')}`,
+  ['GB', 'DE', 'SG', 'AE'][i % 4],
+  `2025-${String((i % 12) + 1).padStart(2, '0')}-${String((i % 28) + 1).padStart(2, '0')}`,
+  i % 1000,
+  i % 500,
+  (i % 10000) / 4,
+  TIERS[i % 4],
+]
+const updateRow = (i: number) => [`user${i}@bench.example`, 'add', 5, 'subtract', i % 500 === 0 ? 0 : 1, 'add', 10, TIERS[(i + 1) % 4]]
+
+function startServer(env: NodeJS.ProcessEnv) {
+  const child = spawn(process.execPath, ['bin/hearth.mjs', 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+  let log = ''
+  child.stderr.on('data', (d) => {
+    log += d
+  })
+  const ready = new Promise<void>((resolve, reject) => {
+    const check = setInterval(() => {
+      if (log.includes('ready on')) {
+        clearInterval(check)
+        resolve()
+      }
+    }, 100)
+    child.once('exit', (code) => reject(new Error(`server exited ${code}: ${log}`)))
+  })
+  return { child, ready, log: () => log }
+}
+
+/** Peak resident memory of a process since the last reset, in MB (Linux VmHWM). */
+function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m ? Math.round(Number(m[1]) / 1024) : -1
+}
+function resetPeak(pid: number) {
+  try {
+    // Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
+    writeFileSync(`/proc/${pid}/clear_refs`, '5')
+  } catch {}
+}
+
+async function cli(env: NodeJS.ProcessEnv, args: string[]): Promise<any> {
+  const child = spawn(process.execPath, ['bin/hearth.mjs', ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (d) => {
+    out += d
+  })
+  await new Promise((r) => child.once('exit', r))
+  return JSON.parse(out)
+}
+
+async function api(path: string, key: string, init: RequestInit = {}) {
+  const res = await fetch(`${base}${path}`, { ...init, headers: { authorization: `Bearer ${key}`, ...(init.headers ?? {}) } })
+  const body = await res.json()
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${JSON.stringify(body)}`)
+  return body
+}
+
+async function runJob(key: string, path: string, file: string) {
+  const form = new FormData()
+  form.append('data', await openAsBlob(file), 'bench.csv')
+  const started = performance.now()
+  const queued = await api(path, key, { method: 'POST', body: form })
+  const jobId = queued.data.jobId
+  for (;;) {
+    const { data: job } = await api(`/apis/v1/users/bulk-updates/${jobId}`, key)
+    if (['completed', 'completed_with_errors', 'failed', 'cancelled'].includes(job.status)) {
+      return { job, seconds: (performance.now() - started) / 1000 }
+    }
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
+/** The baseline: COPY of the same file into a plain table of the same columns with a unique (community, email) index. */
+async function rawCopySeconds(file: string, columns: string[]): Promise<number> {
+  const ddl = `CREATE TABLE bench_raw (community_id text NOT NULL DEFAULT 'c', ${columns.map((c) => `${c} text`).join(', ')});
+    CREATE UNIQUE INDEX bench_raw_key ON bench_raw (community_id, email);`
+  const copy = `COPY bench_raw (${columns.join(', ')}) FROM STDIN WITH (FORMAT csv, HEADER true)`
+  if (databaseUrl) {
+    const client = new pg.Client({ connectionString: withDb(databaseUrl, benchDb) })
+    await client.connect()
+    await client.query('DROP TABLE IF EXISTS bench_raw')
+    await client.query(ddl)
+    const started = performance.now()
+    await pipeline(createReadStream(file), client.query(copyStreams.from(copy)))
+    const seconds = (performance.now() - started) / 1000
+    await client.query('DROP TABLE bench_raw')
+    await client.end()
+    return seconds
+  }
+  const db = await PGlite.create(join(work, 'raw-pglite'))
+  await db.exec(ddl)
+  const blob = await openAsBlob(file)
+  const started = performance.now()
+  await db.query(copy.replace('FROM STDIN', "FROM '/dev/blob'"), [], { blob })
+  const seconds = (performance.now() - started) / 1000
+  await db.close()
+  rmSync(join(work, 'raw-pglite'), { recursive: true, force: true })
+  return seconds
+}
+
+function withDb(url: string, name: string) {
+  const u = new URL(url)
+  u.pathname = `/${name}`
+  return u.toString()
+}
+
+async function main() {
+  const importFile = join(work, 'import.csv')
+  const updateFile = join(work, 'update.csv')
+  await writeCsv(importFile, IMPORT_COLUMNS, importRow)
+  if (modes.includes('update')) await writeCsv(updateFile, UPDATE_COLUMNS, updateRow)
+
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_PER_MINUTE: '100000' }
+  if (databaseUrl) {
+    const admin = new pg.Client({ connectionString: databaseUrl })
+    await admin.connect()
+    await admin.query(`DROP DATABASE IF EXISTS ${benchDb} WITH (FORCE)`)
+    await admin.query(`CREATE DATABASE ${benchDb}`)
+    await admin.end()
+    env.DATABASE_URL = withDb(databaseUrl, benchDb)
+  } else {
+    env.DATA_DIR = join(work, 'data')
+  }
+  const server = startServer(env)
+  await server.ready
+  try {
+    const community = await cli(env, ['community', 'create', '--name', 'Bench'])
+    const { key } = await cli(env, ['keys', 'create', '--community', community.id])
+    for (const [field, type] of [['deposit', 'number'], ['tier', 'text']]) {
+      await api(`/apis/v1/communities/${community.id}/user-fields`, key, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ field, name: field, type }),
+      })
+    }
+    for (const mode of modes) {
+      const file = mode === 'update' ? updateFile : importFile
+      const path = mode === 'update' ? '/apis/v1/users/bulk-update' : '/apis/v1/users/bulk-import'
+      resetPeak(server.child.pid!)
+      const { job, seconds } = await runJob(key, path, file)
+      const peak = peakRssMb(server.child.pid!)
+      const copySeconds = await rawCopySeconds(file, mode === 'update' ? UPDATE_COLUMNS : IMPORT_COLUMNS)
+      console.log(
+        JSON.stringify({
+          database: databaseUrl ? 'postgres' : 'pglite',
+          mode,
+          rows,
+          fileMB: Math.round(statSync(file).size / 1e5) / 10,
+          status: job.status,
+          created: job.created,
+          updated: job.updated,
+          skipped: job.skipped,
+          failed: job.failed,
+          seconds: Math.round(seconds * 100) / 100,
+          rowsPerSecond: Math.round(rows / seconds),
+          peakRssMB: peak,
+          rawCopySeconds: Math.round(copySeconds * 100) / 100,
+          ratioToCopy: Math.round((seconds / copySeconds) * 100) / 100,
+        }),
+      )
+    }
+  } finally {
+    server.child.kill('SIGTERM')
+    await new Promise((r) => server.child.once('exit', r))
+    if (databaseUrl) {
+      const admin = new pg.Client({ connectionString: databaseUrl })
+      await admin.connect()
+      await admin.query(`DROP DATABASE IF EXISTS ${benchDb} WITH (FORCE)`)
+      await admin.end()
+    }
+    rmSync(work, { recursive: true, force: true })
+  }
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})
