@@ -21,6 +21,8 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
   await migrate(database.db)
   const secret = await loadSecret(database, config.secret)
   const queue = createQueue(database, { onError: (err) => log(`queue error: ${String(err)}`) })
+  // Started here, never lazily inside a transaction: on PGlite that would wait on the transaction's own lock.
+  await queue.start()
   const mailer = opts.mailer ?? (config.smtpUrl ? smtpMailer(config.smtpUrl, config.mailFrom) : consoleMailer(log))
   return { config, database, queue, mailer, jwt: createJwt(secret), secret, instanceId: newInstanceId() }
 }
