@@ -10,13 +10,17 @@ const migrations = loadMigrations()
 const allVersions = migrations.map((m) => m.version)
 
 async function appliedVersions(database: Database) {
-  const { rows } = await sql<{ version: number }>`SELECT version FROM hearth_migrations ORDER BY version`.execute(database.db)
+  const { rows } = await sql<{
+    version: number
+  }>`SELECT version FROM hearth_migrations ORDER BY version`.execute(database.db)
   return rows.map((r) => r.version)
 }
 
 /** Records a version this code has never heard of, as a newer Hearth would. */
 async function addFutureVersion(database: Database) {
-  await sql`INSERT INTO hearth_migrations (version, name) VALUES (999999, 'from_the_future')`.execute(database.db)
+  await sql`INSERT INTO hearth_migrations (version, name) VALUES (999999, 'from_the_future')`.execute(
+    database.db,
+  )
 }
 
 describe('migrate', () => {
@@ -85,7 +89,9 @@ describe('migrate', () => {
         expect([...appliedA, ...appliedB].sort((x, y) => x - y)).toEqual(allVersions)
         expect(appliedA.filter((v) => appliedB.includes(v))).toEqual([])
         expect(await appliedVersions(a)).toEqual(allVersions)
-        const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM hearth_migrations`.execute(b.db)
+        const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM hearth_migrations`.execute(
+          b.db,
+        )
         expect(rows[0].n).toBe(migrations.length)
         expect(await migrate(a.db)).toEqual([])
       } finally {

@@ -48,7 +48,9 @@ class Rollback extends Error {}
 const pause = () => new Promise((r) => setTimeout(r, Math.floor(Math.random() * 4)))
 
 async function count(db: Kysely<any>, where: ReturnType<typeof sql>) {
-  const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM tx_probe WHERE ${where}`.execute(db)
+  const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM tx_probe WHERE ${where}`.execute(
+    db,
+  )
   return rows[0].n
 }
 
@@ -73,11 +75,18 @@ describe.each(targets)('concurrent transactions on $name', (target) => {
     const transaction = (i: number) =>
       db.transaction().execute(async (tx) => {
         for (let k = 0; k < ROWS_PER_TX; k++) {
-          await tx.insertInto('tx_probe' as never).values({ tx_no: i, doomed: doomed(i), marker: `tx-${i}` } as never).execute()
+          await tx
+            .insertInto('tx_probe' as never)
+            .values({ tx_no: i, doomed: doomed(i), marker: `tx-${i}` } as never)
+            .execute()
           await pause()
         }
         if (enqueuesInside(i)) {
-          await queue.enqueue('mail.send', { to: `tx-${i}@probe.test`, subject: 'inside', text: String(i) }, { tx })
+          await queue.enqueue(
+            'mail.send',
+            { to: `tx-${i}@probe.test`, subject: 'inside', text: String(i) },
+            { tx },
+          )
         }
         const own = await count(tx, sql`tx_no = ${i}`)
         // Rows of doomed transactions are never committed: seeing one would be a dirty read.
@@ -89,7 +98,10 @@ describe.each(targets)('concurrent transactions on $name', (target) => {
       })
     const plainWrite = async (j: number) => {
       await pause()
-      await db.insertInto('tx_probe' as never).values({ tx_no: 1000 + j, doomed: false, marker: `plain-${j}` } as never).execute()
+      await db
+        .insertInto('tx_probe' as never)
+        .values({ tx_no: 1000 + j, doomed: false, marker: `plain-${j}` } as never)
+        .execute()
       plainDirtyReads.push(await count(db, sql`doomed`))
       await queue.enqueue('mail.send', { to: `plain-${j}@probe.test`, subject: 'outside', text: String(j) })
     }
@@ -117,7 +129,9 @@ describe.each(targets)('concurrent transactions on $name', (target) => {
     const { db } = database
     expect(await count(db, sql`doomed`)).toBe(0)
     const { rows } = await sql<{ tx_no: number; n: number }>`
-      SELECT tx_no, count(*)::int AS n FROM tx_probe WHERE tx_no < 1000 GROUP BY tx_no ORDER BY tx_no`.execute(db)
+      SELECT tx_no, count(*)::int AS n FROM tx_probe WHERE tx_no < 1000 GROUP BY tx_no ORDER BY tx_no`.execute(
+      db,
+    )
     const committed = Array.from({ length: TRANSACTIONS }, (_, i) => i).filter((i) => !doomed(i))
     expect(rows).toEqual(committed.map((i) => ({ tx_no: i, n: ROWS_PER_TX })))
   })

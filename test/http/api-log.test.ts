@@ -2,10 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { hashToken, randomToken } from '../../src/lib/auth/secrets.ts'
 import { newId } from '../../src/lib/ids.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
+import { multipart } from '../support/multipart.ts'
 
 let t: TestApp
 beforeAll(async () => {
-  t = await startTestApp()
+  // The worker runs real bulk jobs for the end-to-end progress test.
+  t = await startTestApp({ worker: true })
 })
 afterAll(() => t.close())
 
@@ -52,7 +54,10 @@ async function insertLog(
   return id
 }
 
-async function insertBulkJob(communityId: string, over: { total?: number; processed?: number; status?: string } = {}) {
+async function insertBulkJob(
+  communityId: string,
+  over: { total?: number; processed?: number; status?: string } = {},
+) {
   const id = newId()
   await t.deps.database.db
     .insertInto('bulk_jobs')
@@ -120,9 +125,23 @@ describe('API log', () => {
       expect(body.meta).toEqual({ status: 'success', statusCode: 200, limit: 50, nextCursor: null })
       expect(body.message).toBe('Read API logs success.')
       // The summary holds the validated query, so the limit is a number there.
-      const entry = body.data.find((e: { summary: { query?: { limit?: number } } }) => e.summary.query?.limit === 5)
+      const entry = body.data.find(
+        (e: { summary: { query?: { limit?: number } } }) => e.summary.query?.limit === 5,
+      )
       expect(Object.keys(entry).sort()).toEqual(
-        ['_id', 'apiKeyId', 'bulkJob', 'createdAt', 'durationMs', 'kind', 'method', 'path', 'requestId', 'status', 'summary'].sort(),
+        [
+          '_id',
+          'apiKeyId',
+          'bulkJob',
+          'createdAt',
+          'durationMs',
+          'kind',
+          'method',
+          'path',
+          'requestId',
+          'status',
+          'summary',
+        ].sort(),
       )
       expect(entry).toMatchObject({
         kind: 'request',
@@ -153,7 +172,8 @@ describe('API log', () => {
       const failed = await waitForLog(c.id, `/api/v1/servers/${c.id}`)
       expect(failed).toMatchObject({ status: 400, api_key_id: `system:${c.id}` })
 
-      const res = await list(c, { 'x-api-key': c.systemKey }, '?apiKeyId=' + encodeURIComponent(`system:${c.id}`))
+      const query = `?apiKeyId=${encodeURIComponent(`system:${c.id}`)}`
+      const res = await list(c, { 'x-api-key': c.systemKey }, query)
       expect(res.statusCode).toBe(200)
       const paths = res.json().data.map((e: { path: string }) => e.path)
       expect(paths).toEqual(expect.arrayContaining(['/api/v1/servers', `/api/v1/servers/${c.id}`]))
@@ -164,7 +184,11 @@ describe('API log', () => {
       const session = await ownerSession(c.id)
       expect((await list(c, session)).statusCode).toBe(200)
       await new Promise((r) => setTimeout(r, 100))
-      const rows = await t.deps.database.db.selectFrom('api_log').select('id').where('community_id', '=', c.id).execute()
+      const rows = await t.deps.database.db
+        .selectFrom('api_log')
+        .select('id')
+        .where('community_id', '=', c.id)
+        .execute()
       expect(rows).toEqual([])
     })
 
@@ -177,7 +201,11 @@ describe('API log', () => {
         headers: { 'x-api-key': c.systemKey },
         payload: {
           name: 'With secrets',
-          appearance: { password: secret, apiToken: secret, nested: { clientSecret: secret, colour: 'blue' } },
+          appearance: {
+            password: secret,
+            apiToken: secret,
+            nested: { clientSecret: secret, colour: 'blue' },
+          },
         },
       })
       expect(res.statusCode).toBe(201)
@@ -197,11 +225,24 @@ describe('API log', () => {
       const created = listed.json().data.find((e: { method: string }) => e.method === 'POST')
       expect(created.summary.body).toEqual({
         name: 'With secrets',
-        appearance: { password: '[redacted]', apiToken: '[redacted]', nested: { clientSecret: '[redacted]', colour: 'blue' } },
+        appearance: {
+          password: '[redacted]',
+          apiToken: '[redacted]',
+          nested: { clientSecret: '[redacted]', colour: 'blue' },
+        },
       })
       const put = listed.json().data.find((e: { method: string }) => e.method === 'PUT')
-      expect(put.summary.body).toEqual({ name: 'x', password: '[redacted]', token: '[redacted]', confirmPassword: '[redacted]' })
-      const stored = await t.deps.database.db.selectFrom('api_log').select('summary').where('community_id', '=', c.id).execute()
+      expect(put.summary.body).toEqual({
+        name: 'x',
+        password: '[redacted]',
+        token: '[redacted]',
+        confirmPassword: '[redacted]',
+      })
+      const stored = await t.deps.database.db
+        .selectFrom('api_log')
+        .select('summary')
+        .where('community_id', '=', c.id)
+        .execute()
       expect(JSON.stringify(stored)).not.toContain(secret)
     })
   })
@@ -213,12 +254,40 @@ describe('API log', () => {
     beforeAll(async () => {
       c = await t.factory.community()
       session = await ownerSession(c.id)
-      ids.get = await insertLog(c.id, { method: 'GET', path: '/apis/v1/users/info', status: 200, createdAt: '2020-01-01T00:00:00Z' })
-      ids.post = await insertLog(c.id, { method: 'POST', path: '/apis/v1/users', status: 201, createdAt: '2020-02-01T00:00:00Z' })
-      ids.notFound = await insertLog(c.id, { method: 'GET', path: '/apis/v1/users/x', status: 404, createdAt: '2020-03-01T00:00:00Z' })
-      ids.error = await insertLog(c.id, { method: 'PUT', path: '/api/v1/servers/x', status: 500, apiKeyId: 'other-key', createdAt: '2020-04-01T00:00:00Z' })
+      ids.get = await insertLog(c.id, {
+        method: 'GET',
+        path: '/apis/v1/users/info',
+        status: 200,
+        createdAt: '2020-01-01T00:00:00Z',
+      })
+      ids.post = await insertLog(c.id, {
+        method: 'POST',
+        path: '/apis/v1/users',
+        status: 201,
+        createdAt: '2020-02-01T00:00:00Z',
+      })
+      ids.notFound = await insertLog(c.id, {
+        method: 'GET',
+        path: '/apis/v1/users/x',
+        status: 404,
+        createdAt: '2020-03-01T00:00:00Z',
+      })
+      ids.error = await insertLog(c.id, {
+        method: 'PUT',
+        path: '/api/v1/servers/x',
+        status: 500,
+        apiKeyId: 'other-key',
+        createdAt: '2020-04-01T00:00:00Z',
+      })
       const job = await insertBulkJob(c.id)
-      ids.bulk = await insertLog(c.id, { kind: 'bulk_job', method: 'POST', path: '/apis/v1/users/bulk-update', status: 200, bulkJobId: job, createdAt: '2020-05-01T00:00:00Z' })
+      ids.bulk = await insertLog(c.id, {
+        kind: 'bulk_job',
+        method: 'POST',
+        path: '/apis/v1/users/bulk-update',
+        status: 200,
+        bulkJobId: job,
+        createdAt: '2020-05-01T00:00:00Z',
+      })
     })
 
     const cases: Array<[string, string, string[]]> = [
@@ -258,13 +327,20 @@ describe('API log', () => {
         ['?limit=ten', 'invalid_field', 'limit'],
         ['?colour=red', 'unknown_field', 'colour'],
         ['?cursor=not-a-cursor', 'invalid_cursor', 'cursor'],
-        [`?cursor=${Buffer.from('["2020-01-01T00:00:00.000000Z","nope"]').toString('base64url')}`, 'invalid_cursor', 'cursor'],
+        [
+          `?cursor=${Buffer.from('["2020-01-01T00:00:00.000000Z","nope"]').toString('base64url')}`,
+          'invalid_cursor',
+          'cursor',
+        ],
         [`?cursor=${Buffer.from('{"a":1}').toString('base64url')}`, 'invalid_cursor', 'cursor'],
       ]
       for (const [query, code, field] of bad) {
         const res = await list(c, session, query)
         expect(res.statusCode, query).toBe(400)
-        expect(res.json(), query).toMatchObject({ meta: { status: 'error', statusCode: 400 }, error: { code, field } })
+        expect(res.json(), query).toMatchObject({
+          meta: { status: 'error', statusCode: 400 },
+          error: { code, field },
+        })
       }
     })
   })
@@ -315,12 +391,55 @@ describe('API log', () => {
   })
 
   describe('bulk jobs', () => {
+    it('follows a real bulk update from upload to finish', async (ctx) => {
+      if (!t.app.hasRoute({ method: 'POST', url: '/apis/v1/users/bulk-update' })) ctx.skip()
+      const c = await t.factory.community()
+      const a = await t.factory.user(c.id)
+      const b = await t.factory.user(c.id)
+      const form = multipart({
+        file: `email,first_name\n${a.email},Ann\n${b.email},Bob\nnobody@example.com,Zed\n`,
+      })
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/users/bulk-update',
+        headers: { ...c.bearer, ...form.headers },
+        payload: form.payload,
+      })
+      expect(res.statusCode, res.body).toBe(200)
+      const jobId = res.json().data.jobId
+      const session = await ownerSession(c.id)
+      let entry: any
+      for (let i = 0; i < 600; i++) {
+        const listed = await list(c, session, '?kind=bulk_job')
+        entry = listed.json().data.find((e: { bulkJob: { _id: string } | null }) => e.bulkJob?._id === jobId)
+        if (entry?.bulkJob.finishedAt) break
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      expect(entry).toMatchObject({
+        kind: 'bulk_job',
+        method: 'POST',
+        path: '/apis/v1/users/bulk-update',
+        apiKeyId: await keyId(c.apiKey),
+        bulkJob: { _id: jobId, type: 'update', total: 3, processed: 3, updated: 2, percentage: 100 },
+      })
+      expect(['completed', 'completed_with_errors']).toContain(entry.bulkJob.status)
+      expect(
+        entry.bulkJob.updated + entry.bulkJob.skipped + entry.bulkJob.failed + entry.bulkJob.created,
+      ).toBe(3)
+    })
+
     it('shows the linked job with its live progress', async () => {
       const c = await t.factory.community()
       const session = await ownerSession(c.id)
       const job = await insertBulkJob(c.id, { total: 3, processed: 1 })
-      const logId = await insertLog(c.id, { kind: 'bulk_job', bulkJobId: job, method: 'POST', path: '/apis/v1/users/bulk-update' })
-      const read = async () => (await t.app.inject({ method: 'GET', url: logsUrl(c.id, `/${logId}`), headers: session })).json()
+      const logId = await insertLog(c.id, {
+        kind: 'bulk_job',
+        bulkJobId: job,
+        method: 'POST',
+        path: '/apis/v1/users/bulk-update',
+      })
+      const read = async () =>
+        (await t.app.inject({ method: 'GET', url: logsUrl(c.id, `/${logId}`), headers: session })).json()
 
       const before = await read()
       expect(before.message).toBe('Read API log success.')
@@ -340,11 +459,23 @@ describe('API log', () => {
       })
       await t.deps.database.db
         .updateTable('bulk_jobs')
-        .set({ processed: 3, updated: 2, failed: 1, status: 'completed_with_errors', finished_at: new Date('2020-06-01T12:10:00Z') })
+        .set({
+          processed: 3,
+          updated: 2,
+          failed: 1,
+          status: 'completed_with_errors',
+          finished_at: new Date('2020-06-01T12:10:00Z'),
+        })
         .where('id', '=', job)
         .execute()
       const after = await read()
-      expect(after.data.bulkJob).toMatchObject({ status: 'completed_with_errors', processed: 3, failed: 1, percentage: 100, finishedAt: '2020-06-01T12:10:00.000Z' })
+      expect(after.data.bulkJob).toMatchObject({
+        status: 'completed_with_errors',
+        processed: 3,
+        failed: 1,
+        percentage: 100,
+        finishedAt: '2020-06-01T12:10:00.000Z',
+      })
     })
 
     it('reports 100% for a finished empty job and 0% for a queued one', async () => {
@@ -355,7 +486,9 @@ describe('API log', () => {
       await insertLog(c.id, { kind: 'bulk_job', bulkJobId: done, createdAt: '2020-01-02T00:00:00Z' })
       await insertLog(c.id, { kind: 'bulk_job', bulkJobId: queued, createdAt: '2020-01-01T00:00:00Z' })
       const res = await list(c, session, '?kind=bulk_job')
-      expect(res.json().data.map((e: { bulkJob: { percentage: number } }) => e.bulkJob.percentage)).toEqual([100, 0])
+      expect(res.json().data.map((e: { bulkJob: { percentage: number } }) => e.bulkJob.percentage)).toEqual([
+        100, 0,
+      ])
     })
 
     it("never joins another community's job, even when the id matches", async () => {
@@ -363,7 +496,11 @@ describe('API log', () => {
       const b = await t.factory.community()
       const bJob = await insertBulkJob(b.id)
       const logId = await insertLog(a.id, { kind: 'bulk_job', bulkJobId: bJob })
-      const res = await t.app.inject({ method: 'GET', url: logsUrl(a.id, `/${logId}`), headers: await ownerSession(a.id) })
+      const res = await t.app.inject({
+        method: 'GET',
+        url: logsUrl(a.id, `/${logId}`),
+        headers: await ownerSession(a.id),
+      })
       expect(res.statusCode).toBe(200)
       expect(res.json().data.bulkJob).toBeNull()
     })
@@ -408,7 +545,11 @@ describe('API log', () => {
       for (const [headers, status, code] of expectations) {
         const res = await list(c, headers)
         expect(res.statusCode, code).toBe(status)
-        expect(res.json()).toMatchObject({ meta: { status: 'error', statusCode: status }, error: { code }, requestId: expect.any(String) })
+        expect(res.json()).toMatchObject({
+          meta: { status: 'error', statusCode: status },
+          error: { code },
+          requestId: expect.any(String),
+        })
       }
     })
 
@@ -420,7 +561,11 @@ describe('API log', () => {
       const badLog = await t.app.inject({ method: 'GET', url: logsUrl(c.id, '/zzz'), headers: c.bearer })
       expect(badLog.statusCode).toBe(400)
       expect(badLog.json().error).toMatchObject({ code: 'invalid_field', field: 'logId' })
-      const missing = await t.app.inject({ method: 'GET', url: logsUrl(c.id, `/${newId()}`), headers: c.bearer })
+      const missing = await t.app.inject({
+        method: 'GET',
+        url: logsUrl(c.id, `/${newId()}`),
+        headers: c.bearer,
+      })
       expect(missing.statusCode).toBe(404)
       expect(missing.json().error).toMatchObject({ code: 'api_log_not_found', field: 'logId' })
     })
@@ -432,7 +577,11 @@ describe('API log', () => {
       const b = await t.factory.community()
       const bLog = await insertLog(b.id, { path: '/b/only' })
       const aSession = await ownerSession(a.id)
-      const before = await t.deps.database.db.selectFrom('api_log').select(['id', 'path']).where('community_id', '=', b.id).execute()
+      const before = await t.deps.database.db
+        .selectFrom('api_log')
+        .select(['id', 'path'])
+        .where('community_id', '=', b.id)
+        .execute()
 
       for (const headers of [a.bearer, { 'x-api-key': a.systemKey }, aSession]) {
         const listB = await t.app.inject({ method: 'GET', url: logsUrl(b.id), headers })
@@ -449,7 +598,11 @@ describe('API log', () => {
       const listA = await t.app.inject({ method: 'GET', url: logsUrl(a.id), headers: aSession })
       expect(listA.json().data.map((e: { _id: string }) => e._id)).not.toContain(bLog)
 
-      const after = await t.deps.database.db.selectFrom('api_log').select(['id', 'path']).where('community_id', '=', b.id).execute()
+      const after = await t.deps.database.db
+        .selectFrom('api_log')
+        .select(['id', 'path'])
+        .where('community_id', '=', b.id)
+        .execute()
       expect(after).toEqual(before)
       // A's attempts are logged in A's log, never in B's.
       await waitForLog(a.id, logsUrl(b.id))

@@ -3,7 +3,15 @@ import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { type App, buildApp } from '../../src/app.ts'
-import { application, applicationOk, type Family, integration, integrationOk, system, systemOk } from '../../src/lib/http/envelope.ts'
+import {
+  application,
+  applicationOk,
+  type Family,
+  integration,
+  integrationOk,
+  system,
+  systemOk,
+} from '../../src/lib/http/envelope.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
@@ -152,7 +160,11 @@ describe('Error envelopes', () => {
   describe('missing or invalid credentials answer 401', () => {
     it('system: /api/v1/servers', async () => {
       expectError('system', await send(t.app, { method: 'GET', url: '/api/v1/servers' }), 401, 'unauthorized')
-      const bad = await send(t.app, { method: 'GET', url: '/api/v1/servers', headers: { 'x-api-key': 'nope' } })
+      const bad = await send(t.app, {
+        method: 'GET',
+        url: '/api/v1/servers',
+        headers: { 'x-api-key': 'nope' },
+      })
       expectError('system', bad, 401, 'invalid_api_key')
     })
 
@@ -161,7 +173,11 @@ describe('Error envelopes', () => {
       expectError('application', await send(t.app, { method: 'GET', url }), 401, 'unauthorized')
       const bad = await send(t.app, { method: 'GET', url, headers: { authorization: 'Bearer not-a-key' } })
       expectError('application', bad, 401, 'invalid_api_key')
-      const malformedHeader = await send(t.app, { method: 'GET', url, headers: { authorization: 'Basic abc' } })
+      const malformedHeader = await send(t.app, {
+        method: 'GET',
+        url,
+        headers: { authorization: 'Basic abc' },
+      })
       expectError('application', malformedHeader, 401, 'invalid_authorization_header')
     })
 
@@ -171,14 +187,30 @@ describe('Error envelopes', () => {
         { method: 'POST', url: '/apis/v1/users/info' },
       ]
       const real = candidates.find((r) => t.app.hasRoute(r))
-      const target = real ? { app: t.app, ...real } : { app: probes, method: 'POST' as const, url: PROBE.integration }
-      expectError('integration', await send(target.app, { method: target.method, url: target.url }), 401, 'unauthorized')
-      const bad = await send(target.app, { method: target.method, url: target.url, headers: { authorization: 'Bearer nope' } })
+      const target = real
+        ? { app: t.app, ...real }
+        : { app: probes, method: 'POST' as const, url: PROBE.integration }
+      expectError(
+        'integration',
+        await send(target.app, { method: target.method, url: target.url }),
+        401,
+        'unauthorized',
+      )
+      const bad = await send(target.app, {
+        method: target.method,
+        url: target.url,
+        headers: { authorization: 'Bearer nope' },
+      })
       expectError('integration', bad, 401, 'invalid_api_key')
     })
 
     it.each(FAMILIES)('%s probe route', async (family) => {
-      expectError(family, await send(probes, { method: 'POST', url: PROBE[family], payload: { name: 'a' } }), 401, 'unauthorized')
+      expectError(
+        family,
+        await send(probes, { method: 'POST', url: PROBE[family], payload: { name: 'a' } }),
+        401,
+        'unauthorized',
+      )
       const bad = await send(probes, {
         method: 'POST',
         url: PROBE[family],
@@ -205,17 +237,36 @@ describe('Error envelopes', () => {
       expectError('system', xml, 415, 'unsupported_media_type')
       const malformed = await send(t.app, { method: 'PUT', url: serverUrl(), headers, payload: '{"name":' })
       expectError('system', malformed, 400, 'malformed_json')
-      const name = await t.deps.database.db.selectFrom('communities').select('name').where('id', '=', c.id).executeTakeFirst()
+      const name = await t.deps.database.db
+        .selectFrom('communities')
+        .select('name')
+        .where('id', '=', c.id)
+        .executeTakeFirst()
       expect(name?.name).toBe(c.community.name)
     })
 
     it.each(FAMILIES)('%s: 413, 415, malformed JSON, wrong types and unknown fields', async (family) => {
       const headers = { ...c.bearer, 'content-type': 'application/json' }
       const url = PROBE[family]
-      expectError(family, await send(probes, { method: 'POST', url, headers, payload: oversized() }), 413, 'body_too_large')
-      const xml = await send(probes, { method: 'POST', url, headers: { ...headers, 'content-type': 'application/xml' }, payload: '<a/>' })
+      expectError(
+        family,
+        await send(probes, { method: 'POST', url, headers, payload: oversized() }),
+        413,
+        'body_too_large',
+      )
+      const xml = await send(probes, {
+        method: 'POST',
+        url,
+        headers: { ...headers, 'content-type': 'application/xml' },
+        payload: '<a/>',
+      })
       expectError(family, xml, 415, 'unsupported_media_type')
-      expectError(family, await send(probes, { method: 'POST', url, headers, payload: '{"name":' }), 400, 'malformed_json')
+      expectError(
+        family,
+        await send(probes, { method: 'POST', url, headers, payload: '{"name":' }),
+        400,
+        'malformed_json',
+      )
       const wrongType = await send(probes, { method: 'POST', url, headers, payload: { name: 42 } })
       expectError(family, wrongType, 400, 'invalid_field')
       expect(wrongType.json().error.field).toBe('name')
@@ -230,11 +281,14 @@ describe('Error envelopes', () => {
   })
 
   describe('server errors', () => {
-    it.each(FAMILIES)('%s: a thrown error and a failing query become a bare 500 with the request id', async (family) => {
-      for (const path of ['crash', 'bad-sql']) {
-        const res = await send(probes, { method: 'GET', url: `${PROBE[family]}/${path}` })
-        expectError(family, res, 500, 'internal_error')
-      }
-    })
+    it.each(FAMILIES)(
+      '%s: a thrown error and a failing query become a bare 500 with the request id',
+      async (family) => {
+        for (const path of ['crash', 'bad-sql']) {
+          const res = await send(probes, { method: 'GET', url: `${PROBE[family]}/${path}` })
+          expectError(family, res, 500, 'internal_error')
+        }
+      },
+    )
   })
 })

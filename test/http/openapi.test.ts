@@ -26,7 +26,14 @@ interface OpenApiDoc {
 const METHODS = ['get', 'post', 'put', 'patch', 'delete', 'head', 'options']
 const WRITE_METHODS = new Set(['post', 'put', 'patch'])
 // Served without schemas on purpose: health probes, the document itself, and static assets.
-const EXEMPT = [/^\/healthz$/, /^\/readyz$/, /^\/openapi\.json$/, /^\/docs(\/|$)/, /^\/admin(\/|$)/, /^\/widgets(\/|$)/]
+const EXEMPT = [
+  /^\/healthz$/,
+  /^\/readyz$/,
+  /^\/openapi\.json$/,
+  /^\/docs(\/|$)/,
+  /^\/admin(\/|$)/,
+  /^\/widgets(\/|$)/,
+]
 
 interface Operation {
   method: string
@@ -49,7 +56,9 @@ const label = (o: Operation) => `${o.method.toUpperCase()} ${o.path}`
 function isRealSchema(schema: unknown): boolean {
   if (!schema || typeof schema !== 'object') return false
   const s = schema as Json
-  return ['$ref', 'type', 'properties', 'anyOf', 'oneOf', 'allOf', 'enum', 'const', 'items'].some((k) => k in s)
+  return ['$ref', 'type', 'properties', 'anyOf', 'oneOf', 'allOf', 'enum', 'const', 'items'].some(
+    (k) => k in s,
+  )
 }
 
 function contentSchemas(content: Json | undefined): unknown[] {
@@ -73,9 +82,11 @@ function problemsOf(o: Operation): string[] {
   if (WRITE_METHODS.has(o.method)) {
     const body = o.op.requestBody as Json | undefined
     const content: Json = body?.content ?? {}
-    const multipart = 'multipart/form-data' in content || [o.op.consumes ?? []].flat().includes('multipart/form-data')
+    const multipart =
+      'multipart/form-data' in content || [o.op.consumes ?? []].flat().includes('multipart/form-data')
     const schemas = contentSchemas(content)
-    if (!multipart && (schemas.length === 0 || !schemas.every(isRealSchema))) problems.push('no requestBody schema')
+    if (!multipart && (schemas.length === 0 || !schemas.every(isRealSchema)))
+      problems.push('no requestBody schema')
   }
   const params: Json[] = o.op.parameters ?? []
   for (const name of [...o.path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1])) {
@@ -113,7 +124,9 @@ describe('OpenAPI document', () => {
       ]),
     )
     expect(paths.filter((p) => EXEMPT.some((re) => re.test(p)))).toEqual([])
-    expect(Object.keys(doc.components?.securitySchemes ?? {})).toEqual(expect.arrayContaining(['bearer', 'systemKey']))
+    expect(Object.keys(doc.components?.securitySchemes ?? {})).toEqual(
+      expect.arrayContaining(['bearer', 'systemKey']),
+    )
   })
 
   it('documents a success response schema, a request body for writes and every path param', () => {

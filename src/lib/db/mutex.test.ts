@@ -56,11 +56,16 @@ describe('Mutex', () => {
       const mutex = new Mutex()
       const order: string[] = []
       const first = await mutex.lock()
-      const a = mutex.lock().then((r) => (order.push('a'), r))
-      const b = mutex.lock().then((r) => (order.push('b'), r))
+      const take = (name: string) =>
+        mutex.lock().then((release) => {
+          order.push(name)
+          return release
+        })
+      const a = take('a')
+      const b = take('b')
       first()
       const releaseA = await a
-      const c = mutex.lock().then((r) => (order.push('c'), r))
+      const c = take('c')
       await tick()
       expect(order).toEqual(['a'])
       releaseA()

@@ -7,7 +7,9 @@ export const logBulkJobSchema = z
   .object({
     _id: z.string(),
     type: z.enum(['import', 'update', 'premium_currency']),
-    status: z.string().describe('queued, validating, processing, completed, completed_with_errors, failed or cancelled'),
+    status: z
+      .string()
+      .describe('queued, validating, processing, completed, completed_with_errors, failed or cancelled'),
     total: z.number(),
     processed: z.number(),
     created: z.number(),

@@ -22,7 +22,9 @@ function baseQuery(db: Tx, communityId: string) {
   return db
     .selectFrom('api_log')
     .leftJoin('bulk_jobs', (j) =>
-      j.onRef('bulk_jobs.id', '=', 'api_log.bulk_job_id').onRef('bulk_jobs.community_id', '=', 'api_log.community_id'),
+      j
+        .onRef('bulk_jobs.id', '=', 'api_log.bulk_job_id')
+        .onRef('bulk_jobs.community_id', '=', 'api_log.community_id'),
     )
     .select([
       'api_log.id',
@@ -74,7 +76,9 @@ function applyFilters(q: Base, f: LogFilters): Base {
 export function listLogs(db: Tx, communityId: string, filters: LogFilters, limit: number, after?: LogCursor) {
   let q = applyFilters(baseQuery(db, communityId), filters)
   if (after) {
-    q = q.where(sql<boolean>`(api_log.created_at, api_log.id) < (${after.createdAt}::timestamptz, ${after.id})`)
+    q = q.where(
+      sql<boolean>`(api_log.created_at, api_log.id) < (${after.createdAt}::timestamptz, ${after.id})`,
+    )
   }
   return q
     .orderBy('api_log.created_at', 'desc')

@@ -10,7 +10,11 @@ import { createApiLogService } from './api-log.service.ts'
 
 const family = 'application' as const
 // Community keys need readApiLog; sessions must be owner or admin; the system key has every right.
-const auth: AuthSpec = { any: ['communityKey', 'systemKey', 'session'], permission: 'readApiLog', adminOnly: true }
+const auth: AuthSpec = {
+  any: ['communityKey', 'systemKey', 'session'],
+  permission: 'readApiLog',
+  adminOnly: true,
+}
 const tags = ['API Log']
 
 /** The API log (community settings > API Log): requests made with keys, and bulk jobs with live progress. */
@@ -40,7 +44,10 @@ export async function registerApiLog(app: App, deps: AppDeps) {
     handler: async (req) => {
       const communityId = requireCommunity(req.auth, req.params.communityId)
       const { rows, nextCursor } = await service.list(communityId, req.query)
-      return application(rows.map(presentLog), 'Read API logs success.', 200, { limit: req.query.limit, nextCursor })
+      return application(rows.map(presentLog), 'Read API logs success.', 200, {
+        limit: req.query.limit,
+        nextCursor,
+      })
     },
   })
 

@@ -23,9 +23,22 @@ export const listLogsQuery = z
       .optional()
       .describe('HTTP method (any case)'),
     status: z.coerce.number().int().min(100).max(599).optional().describe('Exact HTTP status'),
-    statusClass: z.enum(STATUS_CLASSES).optional().describe('Status class such as 2xx; not together with status'),
-    apiKeyId: z.string().min(1).max(100).optional().describe('Key id; `system:<communityId>` for the system key'),
-    path: z.string().regex(/^\//, 'must start with /').max(500).optional().describe('Path prefix, e.g. /apis/v1/users'),
+    statusClass: z
+      .enum(STATUS_CLASSES)
+      .optional()
+      .describe('Status class such as 2xx; not together with status'),
+    apiKeyId: z
+      .string()
+      .min(1)
+      .max(100)
+      .optional()
+      .describe('Key id; `system:<communityId>` for the system key'),
+    path: z
+      .string()
+      .regex(/^\//, 'must start with /')
+      .max(500)
+      .optional()
+      .describe('Path prefix, e.g. /apis/v1/users'),
     from: z.iso.datetime({ offset: true }).optional().describe('Entries at or after this ISO 8601 time'),
     to: z.iso.datetime({ offset: true }).optional().describe('Entries at or before this ISO 8601 time'),
     limit: z.coerce

@@ -15,10 +15,22 @@ describe('log cursor', () => {
   it.each([
     ['not base64 JSON', 'not-a-cursor'],
     ['an object', Buffer.from('{"createdAt":"x"}').toString('base64url')],
-    ['a millisecond time', Buffer.from('["2021-01-01T00:00:00.000Z","6b09ecb5c88f29f51d6809ca"]').toString('base64url')],
-    ['an impossible date', Buffer.from('["2021-13-45T00:00:00.000000Z","6b09ecb5c88f29f51d6809ca"]').toString('base64url')],
-    ['a bad id', Buffer.from('["2021-01-01T00:00:00.000000Z","x\'; DROP TABLE api_log"]').toString('base64url')],
-    ['extra items', Buffer.from('["2021-01-01T00:00:00.000000Z","6b09ecb5c88f29f51d6809ca",1]').toString('base64url')],
+    [
+      'a millisecond time',
+      Buffer.from('["2021-01-01T00:00:00.000Z","6b09ecb5c88f29f51d6809ca"]').toString('base64url'),
+    ],
+    [
+      'an impossible date',
+      Buffer.from('["2021-13-45T00:00:00.000000Z","6b09ecb5c88f29f51d6809ca"]').toString('base64url'),
+    ],
+    [
+      'a bad id',
+      Buffer.from('["2021-01-01T00:00:00.000000Z","x\'; DROP TABLE api_log"]').toString('base64url'),
+    ],
+    [
+      'extra items',
+      Buffer.from('["2021-01-01T00:00:00.000000Z","6b09ecb5c88f29f51d6809ca",1]').toString('base64url'),
+    ],
   ])('rejects %s with 400 invalid_cursor', (_name, text) => {
     let caught: unknown
     try {

@@ -35,4 +35,5 @@ export function decodeCursor(text: string): LogCursor {
   return { createdAt, id }
 }
 
-const invalidCursor = () => badRequest('invalid_cursor', 'The cursor is invalid; use meta.nextCursor as given', 'cursor')
+const invalidCursor = () =>
+  badRequest('invalid_cursor', 'The cursor is invalid; use meta.nextCursor as given', 'cursor')
