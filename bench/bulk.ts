@@ -112,7 +112,7 @@ async function cli(env: NodeJS.ProcessEnv, args: string[]): Promise<any> {
 
 async function api(path: string, key: string, init: RequestInit = {}) {
   const res = await fetch(`${base}${path}`, { ...init, headers: { authorization: `Bearer ${key}`, ...(init.headers ?? {}) } })
-  const body = await res.json()
+  const body: any = await res.json()
   if (!res.ok) throw new Error(`${path}: ${res.status} ${JSON.stringify(body)}`)
   return body
 }

@@ -40,49 +40,70 @@ export async function runBulkJob(deps: AppDeps, jobId: string): Promise<void> {
   }
 }
 
+type Batch = { rowNo: number; record: CsvRecord }[]
+type Prepared = { checked: Checked[] }
+
 async function processJob(deps: AppDeps, job: repo.JobRow) {
-  const { db } = deps.database
-  const ctx = await repo.loadPlanContext(db, job.community_id)
+  const ctx = await repo.loadPlanContext(deps.database.db, job.community_id)
+  const source = preparedBatches(deps, job, ctx)
+  const first = await source.next()
+  if (first.done) {
+    const failure = first.value
+    if (failure) await finish(deps, job, 'failed', failure)
+    return
+  }
+  const { plan } = first.value
+  let state = { processed: job.processed, chunkNo: job.chunks_done }
+  // Read, parse and check the next chunk while the database applies this one.
+  let pending = source.next()
+  for (;;) {
+    const { value, done } = await pending
+    if (done) break
+    pending = source.next()
+    state = await commitChunk(deps, job, plan, value.prepared!, state)
+  }
+  await finish(deps, job, 'done')
+}
+
+/**
+ * Yields the plan first (prepared: null), then each chunk of rows not yet committed, checked in JS.
+ * Returns a failure when the header makes the job impossible.
+ */
+async function* preparedBatches(
+  deps: AppDeps,
+  job: repo.JobRow,
+  ctx: Awaited<ReturnType<typeof repo.loadPlanContext>>,
+): AsyncGenerator<{ plan: Plan; prepared: Prepared | null }, { code: string; message: string } | null> {
   const parser = new CsvParser()
+  const size = chunkRows(deps)
   let plan: Plan | null = null
   let rowNo = 0
-  let batch: { rowNo: number; record: CsvRecord }[] = []
-  let state = { processed: job.processed, chunkNo: job.chunks_done }
-  const size = chunkRows(deps)
-
-  const handle = async (record: CsvRecord) => {
+  let batch: Batch = []
+  const records = async function* () {
+    for await (const piece of readUpload(deps.database.db, job.id, job.file_chunks)) yield* parser.push(piece)
+    yield* parser.end()
+  }
+  for await (const record of records()) {
     if (!plan) {
-      if (isCsvError(record)) {
-        return finish(deps, job, 'failed', { code: 'malformed_header', message: `Header: ${record.error.message}` })
-      }
+      if (isCsvError(record)) return { code: 'malformed_header', message: `Header: ${record.error.message}` }
       const p = planColumns(record.cells, { type: job.type, ...ctx })
-      if (!p.ok) return finish(deps, job, 'failed', { code: p.code, message: p.message })
+      if (!p.ok) return { code: p.code, message: p.message }
       plan = p.plan
       await startProcessing(deps, job, plan)
-      return
+      yield { plan, prepared: null }
+      continue
     }
     rowNo++
-    if (rowNo <= state.processed) return // committed by an earlier attempt
+    if (rowNo <= job.processed) continue // committed by an earlier attempt
     batch.push({ rowNo, record })
     if (batch.length >= size) {
-      state = await commitChunk(deps, job, plan, batch, state)
+      yield { plan, prepared: { checked: checkRows(plan, batch) } }
       batch = []
     }
   }
-
-  for await (const piece of readUpload(db, job.id, job.file_chunks)) {
-    for (const record of parser.push(piece)) {
-      await handle(record)
-      if (job.status === 'failed') return
-    }
-  }
-  for (const record of parser.end()) await handle(record)
-  if (!plan) {
-    if (job.status !== 'failed') await finish(deps, job, 'failed', { code: 'empty_file', message: 'The file has no header row' })
-    return
-  }
-  if (batch.length > 0) state = await commitChunk(deps, job, plan, batch, state)
-  await finish(deps, job, 'done')
+  if (!plan) return { code: 'empty_file', message: 'The file has no header row' }
+  if (batch.length > 0) yield { plan, prepared: { checked: checkRows(plan, batch) } }
+  return null
 }
 
 async function startProcessing(deps: AppDeps, job: repo.JobRow, plan: Plan) {
@@ -134,10 +155,10 @@ async function commitChunk(
   deps: AppDeps,
   job: repo.JobRow,
   plan: Plan,
-  batch: { rowNo: number; record: CsvRecord }[],
+  prepared: Prepared,
   state: { processed: number; chunkNo: number },
 ) {
-  const checked = checkRows(plan, batch) // outside the transaction: PGlite's lock is held only for SQL
+  const { checked } = prepared // checked outside the transaction: PGlite's lock is held only for SQL
   const valid = checked.flatMap((c) => (c.ok ? [c.ok] : []))
   await deps.database.db.transaction().execute(async (tx) => {
     const cur = await tx
