@@ -19,8 +19,13 @@ export async function serve(config: Config, opts: ServeOptions) {
   let control: Server | null = null
   if (!config.databaseUrl) control = await startControlSocket(deps)
   const stopWorker = opts.worker ? await startWorker(deps) : null
-  if (app) await app.listen({ port: config.port, host: config.host })
-  const where = app ? ` on http://${config.host}:${config.port}` : ''
+  let where = ''
+  if (app) {
+    await app.listen({ port: config.port, host: config.host })
+    const address = app.server.address()
+    const port = typeof address === 'object' && address ? address.port : config.port
+    where = ` on http://${config.host}:${port}`
+  }
   process.stderr.write(
     `hearth ${opts.api ? 'api' : ''}${opts.api && opts.worker ? '+' : ''}${opts.worker ? 'worker' : ''} ready${where} (${deps.database.kind})\n`,
   )
