@@ -24,10 +24,11 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
   // Started here, never lazily inside a transaction: on PGlite that would wait on the transaction's own lock.
   await queue.start()
   const mailer = opts.mailer ?? (config.smtpUrl ? smtpMailer(config.smtpUrl, config.mailFrom) : consoleMailer(log))
-  return { config, database, queue, mailer, jwt: createJwt(secret), secret, instanceId: newInstanceId() }
+  return { config, database, queue, mailer, jwt: createJwt(secret), secret, instanceId: newInstanceId(), shutdown: new AbortController() }
 }
 
 export async function closeRuntime(deps: AppDeps) {
+  deps.shutdown.abort()
   await deps.queue.stop()
   await deps.database.close()
 }

@@ -34,6 +34,9 @@ export async function serve(config: Config, opts: ServeOptions) {
   const stop = async () => {
     if (stopping) return
     stopping = true
+    deps.shutdown.abort()
+    // A stop that hangs must not keep the process alive: leases let another worker finish the work.
+    setTimeout(() => process.exit(1), 15_000).unref()
     await app?.close()
     await stopWorker?.()
     control?.close()

@@ -15,4 +15,6 @@ export interface AppDeps {
   secret: string
   /** Identifies this process in job leases. */
   instanceId: string
+  /** Aborted when the process shuts down: long work (bulk jobs) stops between chunks. */
+  shutdown: AbortController
 }

@@ -117,7 +117,7 @@ async function runPlain(key: string, path: string, file: string) {
 async function fingerprint(communityId: string) {
   const database = await openDatabase(testDb ? { databaseUrl: testDb.url } : { dataDir: join(work, 'data') })
   try {
-    const one = async (q: ReturnType<typeof sql>) => (await q.execute(database.db)).rows[0]
+    const one = async (q: ReturnType<typeof sql>) => (await q.execute(database.db)).rows[0] as { n: number; h?: string }
     return {
       users: await one(sql`SELECT count(*)::int AS n, md5(string_agg(email || '|' || first_name || '|' || xp || '|' || coins || '|' || premium
         || '|' || custom_fields::text, ',' ORDER BY email)) AS h FROM users WHERE community_id = ${communityId}`),

@@ -11,6 +11,7 @@ import { readUpload } from './bulk.files.ts'
 import { CsvParser, type CsvRecord, isCsvError } from './csv/csv-parser.ts'
 
 class LeaseLost extends Error {}
+class ShuttingDown extends Error {}
 class CancelRequested extends Error {}
 
 const MAX_ATTEMPTS = 5
@@ -35,6 +36,7 @@ export async function runBulkJob(deps: AppDeps, jobId: string): Promise<void> {
     await processJob(deps, job)
   } catch (err) {
     if (err instanceof LeaseLost) return
+    if (err instanceof ShuttingDown) return releaseLease(deps, job.id)
     if (err instanceof CancelRequested) return finish(deps, job, 'cancelled')
     throw err // pg-boss retries; the lease expires and the next attempt resumes
   }
@@ -60,6 +62,7 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
     const { value, done } = await pending
     if (done) break
     pending = source.next()
+    if (deps.shutdown.signal.aborted) throw new ShuttingDown()
     state = await commitChunk(deps, job, plan, value.prepared!, state)
   }
   await finish(deps, job, 'done')
@@ -104,6 +107,17 @@ async function* preparedBatches(
   if (!plan) return { code: 'empty_file', message: 'The file has no header row' }
   if (batch.length > 0) yield { plan, prepared: { checked: checkRows(plan, batch) } }
   return null
+}
+
+/** On a graceful stop the lease is handed back at once, so another worker resumes without waiting for it to expire. */
+async function releaseLease(deps: AppDeps, jobId: string) {
+  await deps.database.db
+    .updateTable('bulk_jobs')
+    .set({ lease_until: sql`now()` })
+    .where('id', '=', jobId)
+    .where('lease_owner', '=', deps.instanceId)
+    .execute()
+    .catch(() => {})
 }
 
 async function startProcessing(deps: AppDeps, job: repo.JobRow, plan: Plan) {
