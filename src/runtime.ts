@@ -1,3 +1,4 @@
+import { sql } from 'kysely'
 import type { Config } from './lib/config.ts'
 import { createJwt } from './lib/auth/jwt.ts'
 import { type Database, openDatabase } from './lib/db/database.ts'
@@ -22,9 +23,26 @@ export async function createRuntime(config: Config, opts: RuntimeOptions = {}): 
   const secret = await loadSecret(database, config.secret)
   const queue = createQueue(database, { onError: (err) => log(`queue error: ${String(err)}`) })
   // Started here, never lazily inside a transaction: on PGlite that would wait on the transaction's own lock.
-  await queue.start()
+  await startQueueOnce(database, queue)
   const mailer = opts.mailer ?? (config.smtpUrl ? smtpMailer(config.smtpUrl, config.mailFrom) : consoleMailer(log))
   return { config, database, queue, mailer, jwt: createJwt(secret), secret, instanceId: newInstanceId(), shutdown: new AbortController() }
+}
+
+/**
+ * pg-boss installs its schema on first start; two processes doing that at once on PostgreSQL
+ * collide on CREATE SCHEMA, so starts are serialised with a session advisory lock held on one
+ * pooled connection while pg-boss works through the others. (PGlite has one process, one start.)
+ */
+async function startQueueOnce(database: Database, queue: ReturnType<typeof createQueue>) {
+  if (database.kind !== 'postgres') return queue.start()
+  await database.db.connection().execute(async (conn) => {
+    await sql`SELECT pg_advisory_lock(724118002)`.execute(conn)
+    try {
+      await queue.start()
+    } finally {
+      await sql`SELECT pg_advisory_unlock(724118002)`.execute(conn)
+    }
+  })
 }
 
 export async function closeRuntime(deps: AppDeps) {
