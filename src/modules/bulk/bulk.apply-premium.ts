@@ -37,8 +37,18 @@ export async function applyPremiumChunk(
 ): Promise<RowOutcome[]> {
   if (rows.length === 0) return []
   await createStage(tx, COLUMNS)
-  const { waves, count } = assignWaves(rows.map((r) => r.key.toLowerCase()))
-  await fillStage(tx, COLUMNS, rows.map((r, i) => [r.rowNo, waves[i], r.key, r.amount, r.op, r.reason]))
+  await fillStage(tx, COLUMNS, rows.map((r) => [r.rowNo, 0, r.key, r.amount, r.op, r.reason]))
+  // Waves by the user each row resolves to (one user may be named by _id in one row and by numeric id in another).
+  const resolved = await sql<{ row_no: number; uid: string | null }>`
+    SELECT s.row_no, (SELECT u.id FROM users u WHERE u.community_id = ${ctx.communityId} AND ${matchUser(ctx.plan)} LIMIT 1) AS uid
+    FROM bulk_stage s`.execute(tx)
+  const order = new Map(rows.map((r, i) => [r.rowNo, i]))
+  const byRow = [...resolved.rows].sort((a, b) => order.get(a.row_no)! - order.get(b.row_no)!)
+  const { waves, count } = assignWaves(byRow.map((r) => r.uid ?? `row:${r.row_no}`))
+  if (count > 1) {
+    await sql`UPDATE bulk_stage s SET wave = w.wave FROM (SELECT unnest(${byRow.map((r) => r.row_no)}::int[]) AS row_no,
+      unnest(${waves}::int[]) AS wave) w WHERE s.row_no = w.row_no`.execute(tx)
+  }
   const outcomes: RowOutcome[] = []
   for (let w = 0; w < count; w++) {
     const res = await sql<{ row_no: number; found: boolean; deleted: boolean; negative: boolean; applied: boolean; unchanged: boolean }>`

@@ -52,6 +52,10 @@ export async function storeUpload(
       if (pendingBytes >= PIECE_BYTES) await flush()
     }
     await flush()
+    // The multipart parser stops a file at the size limit and marks the stream truncated.
+    if ((source as { truncated?: boolean }).truncated) {
+      throw tooLarge('file_too_large', `The file is larger than ${limits.maxBytes} bytes`, 'data')
+    }
     const rows = counter.end()
     if (rows > limits.maxRows) throw tooLarge('too_many_rows', `The file has ${rows} rows; the limit is ${limits.maxRows}`, 'data')
     return { uploadId, bytes, pieces, rows }

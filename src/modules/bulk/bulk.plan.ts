@@ -83,6 +83,9 @@ export interface PlanContext {
 
 export function planColumns(rawHeader: string[], ctx: PlanContext): PlanResult {
   const columns = rawHeader.map(canonical)
+  // `externalId` (the create-user API's name) means the community's identifier field.
+  const alias = columns.indexOf('externalId')
+  if (ctx.identifierField && alias >= 0 && !columns.includes(ctx.identifierField)) columns[alias] = ctx.identifierField
   const seen = new Set<string>()
   for (const c of columns) {
     if (c === '') return { ok: false, code: 'empty_column_name', message: 'The header has an empty column name' }
@@ -93,7 +96,7 @@ export function planColumns(rawHeader: string[], ctx: PlanContext): PlanResult {
     const i = columns.indexOf(name)
     return i < 0 ? null : i
   }
-  const ext = ctx.identifierField ? indexOf(ctx.identifierField) ?? indexOf('externalId') : null
+  const ext = ctx.identifierField ? indexOf(ctx.identifierField) : null
   if (ctx.type === 'premium_currency') return planPremium(columns, ext, indexOf)
 
   const keyKind: KeyKind = ext !== null ? 'external_id' : 'email'

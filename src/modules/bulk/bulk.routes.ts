@@ -181,7 +181,7 @@ export async function registerBulk(app: App, deps: AppDeps) {
       summary: 'Cancel a bulk job',
       description: 'A queued job is cancelled at once; a running job stops after the chunk in progress (rows already applied stay).',
       params: jobIdParams,
-      body: z.object({}).strict().optional().describe('No fields'),
+      body: z.object({}).strict().nullish().describe('No fields'),
       response: { 200: jobResponse },
     },
     handler: async (req) => integration(presentJob(await service.cancel(requireCommunity(req.auth), req.params.jobId)), 'Bulk job cancel requested'),
@@ -190,15 +190,15 @@ export async function registerBulk(app: App, deps: AppDeps) {
 
 /** The failed rows as CSV: the job's columns, then `line` and `error`; every cell neutralised. */
 async function* failedRowsCsv(source: AsyncGenerator<{ columns: string[] } | { row: { line: number; code: string; message: string; cells: string[] } }>) {
-  let width = 0
+  let keep: number[] = []
   for await (const item of source) {
     if ('columns' in item) {
-      width = item.columns.length
-      yield csvLine([...item.columns, 'line', 'error'])
+      // A file that is itself a fixed failed-rows CSV brings old line/error columns: replace them.
+      keep = item.columns.flatMap((c, i) => (c === 'line' || c === 'error' ? [] : [i]))
+      yield csvLine([...keep.map((i) => item.columns[i]), 'line', 'error'])
       continue
     }
     const { cells, line, code, message } = item.row
-    const padded = cells.length === width ? cells : [...cells.slice(0, width), ...Array(Math.max(0, width - cells.length)).fill('')]
-    yield csvLine([...padded, line, `${code}: ${message}`])
+    yield csvLine([...keep.map((i) => cells[i] ?? ''), line, `${code}: ${message}`])
   }
 }

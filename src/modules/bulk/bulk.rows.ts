@@ -1,5 +1,5 @@
 import { newId } from '../../lib/ids.ts'
-import { coerceFieldValue, type FieldValue } from '../user-fields/field-types.ts'
+import { coerceFieldValue, type FieldValue, parseIsoDate } from '../user-fields/field-types.ts'
 import { type ImportPlan, type Op, OPS, type PremiumPlan } from './bulk.plan.ts'
 
 /** One CSV row checked in JS before it reaches SQL: a value per target, or the reason it fails. */
@@ -63,8 +63,10 @@ function checkKey(raw: string, kind: string): Fail | string {
   return key
 }
 
+const INTEGER = /^[+-]?\d+$/
+
 function parseInteger(raw: string, field: string): number | Fail {
-  const n = Number(raw)
+  const n = INTEGER.test(raw) ? Number(raw) : Number.NaN
   if (!Number.isInteger(n) || Math.abs(n) > MAX_INT) {
     return { key: null, code: 'invalid_number', field, message: `${field}: "${raw}" is not a whole number` }
   }
@@ -81,6 +83,14 @@ function parseOp(raw: string | undefined, field: string, fallback: Op): Op | Fai
     field: `${field}_op`,
     message: `${field}_op: "${op}" must be add, subtract or overwrite (lower case)`,
   }
+}
+
+/**
+ * The CSVs Hearth writes prefix formula-looking cells with a quote (see csv-writer.ts); a failed-rows
+ * file fixed and uploaded again gets its original value back.
+ */
+export function restoreNeutralized(cell: string): string {
+  return cell.length > 1 && cell[0] === "'" && '=+-@\t\r'.includes(cell[1]) ? cell.slice(1) : cell
 }
 
 const isFail = (v: unknown): v is Fail => typeof v === 'object' && v !== null && 'code' in v
@@ -103,22 +113,22 @@ export function checkImportRow(plan: ImportPlan, cells: string[], rowNo: number,
   const values: (FieldValue | undefined)[] = []
   const ops: (Op | null)[] = []
   for (const t of plan.targets) {
-    const raw = cells[t.index]
+    const raw = restoreNeutralized(cells[t.index]).trim()
     const name = t.kind === 'default' ? t.def.column : t.def.field
     const op = t.opIndex === null ? 'overwrite' : parseOp(cells[t.opIndex], name, 'overwrite')
     if (isFail(op)) return bad(op, key)
     ops.push(t.opIndex === null ? null : op)
-    if (raw.trim() === '') {
+    if (raw === '') {
       values.push(undefined) // an empty cell leaves the value as it is
       continue
     }
     if (t.kind === 'custom') {
-      const c = coerceFieldValue(t.def, t.def.type === 'text' ? raw : raw.trim())
+      const c = coerceFieldValue(t.def, raw)
       if (!c.ok) return bad({ key, code: 'invalid_value', field: name, message: c.message })
       values.push(c.value)
       continue
     }
-    const v = raw.trim()
+    const v = raw
     if (t.def.type === 'number') {
       const n = parseInteger(v, name)
       if (isFail(n)) return bad(n, key)
@@ -127,8 +137,8 @@ export function checkImportRow(plan: ImportPlan, cells: string[], rowNo: number,
       }
       values.push(n)
     } else if (t.def.type === 'date') {
-      const d = new Date(/^\d{4}-\d{2}-\d{2}$/.test(v) ? `${v}T00:00:00Z` : v)
-      if (Number.isNaN(d.getTime())) {
+      const d = parseIsoDate(v)
+      if (!d) {
         return bad({ key, code: 'invalid_date', field: name, message: `${name}: "${v}" is not a date (YYYY-MM-DD or ISO 8601)` })
       }
       values.push(d.toISOString())
@@ -153,7 +163,7 @@ export function checkPremiumRow(plan: PremiumPlan, cells: string[], rowNo: numbe
   if (count) return bad(count)
   const key = checkKey(cells[plan.keyIndex], plan.keyKind)
   if (isFail(key)) return bad(key)
-  const rawAmount = cells[plan.amountIndex].trim()
+  const rawAmount = restoreNeutralized(cells[plan.amountIndex]).trim()
   if (rawAmount === '') return bad({ key, code: 'missing_amount', field: 'amount', message: 'amount is empty' })
   const amount = parseInteger(rawAmount, 'amount')
   if (isFail(amount)) return bad(amount, key)

@@ -424,7 +424,24 @@ describe('CsvRecordCounter', () => {
   it('agrees with the parser on a generated corpus, for any chunking', () => {
     const rand = rng(42)
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T
-    const pieces = ['a', 'Bob', 'x@y.io', '42', ' ', 'é', '€', '😀', ',', '"', '\n', '\r\n', '\r', 'Zoë']
+    const long = 'a long piece of text, '.repeat(3) // exercises the native indexOf paths
+    const pieces = [
+      'a',
+      'Bob',
+      'x@y.io',
+      '42',
+      ' ',
+      'é',
+      '€',
+      '😀',
+      ',',
+      '"',
+      '\n',
+      '\r\n',
+      '\r',
+      'Zoë',
+      long,
+    ]
     for (let file = 0; file < 150; file++) {
       const eol = pick(['\n', '\r\n', '\r'])
       const rows: string[][] = []
