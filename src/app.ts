@@ -93,7 +93,7 @@ export async function buildApp(deps: AppDeps, opts: BuildOptions = {}): Promise<
     max: deps.config.rateLimitPerMinute,
     timeWindow: '1 minute',
     keyGenerator: (req) => {
-      const header = req.headers['x-api-key'] ?? req.headers.authorization
+      const header = req.headers['x-api-key'] ?? req.headers.authorization ?? req.headers.apikey
       return typeof header === 'string' ? `k:${hashToken(header)}` : `ip:${req.ip}`
     },
   })

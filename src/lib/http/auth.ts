@@ -96,6 +96,11 @@ export async function resolveCredential(req: FastifyRequest, database: Database,
   if (key.expire_date && new Date(key.expire_date).getTime() < Date.now()) {
     throw unauthorized('This API key has expired', 'api_key_expired')
   }
+  if (key.user_id) {
+    // A user API key dies with its user (soft delete included).
+    const owner = await db.selectFrom('users').select('deleted_at').where('id', '=', key.user_id).executeTakeFirst()
+    if (!owner || owner.deleted_at) throw unauthorized('The owner of this API key is deleted', 'api_key_owner_deleted')
+  }
   return {
     credential: key.kind === 'user' ? 'userKey' : 'communityKey',
     communityId: key.community_id,
