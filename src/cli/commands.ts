@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs'
 import { basename } from 'node:path'
-import { COMMUNITY_KEY_PERMISSIONS } from '../lib/auth/permissions.ts'
-import { hashPassword, hashToken, randomToken } from '../lib/auth/secrets.ts'
+import { hashPassword } from '../lib/auth/secrets.ts'
 import type { AppDeps } from '../lib/deps.ts'
 import { AppError, badRequest, conflict, notFound } from '../lib/errors.ts'
 import { newId } from '../lib/ids.ts'
+import { createApiKeyService } from '../modules/api-keys/api-keys.service.ts'
 import { createBulkService } from '../modules/bulk/bulk.service.ts'
 import { presentJob } from '../modules/bulk/bulk.presenter.ts'
 import { createCommunityService } from '../modules/communities/communities.service.ts'
@@ -32,28 +32,13 @@ export const commands: Record<string, (deps: AppDeps, args: CommandArgs) => Prom
     const communityId = str(args, 'community')
     await requireCommunityExists(deps, communityId)
     const requested = str(args, 'permissions', false) || 'all'
-    const permissions = requested === 'all' ? ['all'] : requested.split(',').map((p) => p.trim())
-    const unknown = permissions.filter((p) => !(COMMUNITY_KEY_PERMISSIONS as readonly string[]).includes(p))
-    if (requested !== 'all' && unknown.length) {
-      throw badRequest('invalid_permission', `Unknown permission(s): ${unknown.join(', ')}`, 'permissions')
-    }
-    const key = randomToken(32)
-    const id = newId()
     const name = str(args, 'name', false) || 'CLI key'
-    await deps.database.db
-      .insertInto('api_keys')
-      .values({
-        id,
-        community_id: communityId,
-        kind: 'community',
-        name,
-        key_hash: hashToken(key),
-        key_prefix: key.slice(0, 6),
-        permissions,
-        created_by: 'cli',
-      })
-      .execute()
-    return { id, name, key, permissions, communityId }
+    const { row, key } = await createApiKeyService(deps).create(
+      { communityId, kind: 'community' },
+      { name, permissions: requested.split(',').map((p) => p.trim()), expirePeriod: 0 },
+      'cli',
+    )
+    return { id: row.id, name: row.name, key, permissions: row.permissions, communityId }
   },
 
   async 'admin create'(deps, args) {

@@ -48,7 +48,7 @@ describe('hearth CLI', () => {
     expect(community.code, community.stderr).toBe(0)
     expect(community.json).toMatchObject({ id: expect.stringMatching(/^[0-9a-f]{24}$/), systemKey: expect.stringMatching(/^[0-9a-f]{64}$/) })
     const key = await hearth(e, ['keys', 'create', '--community', community.json.id, '--permissions', 'getUserData,bulkUpdateUser'])
-    expect(key.json).toMatchObject({ id: expect.any(String), key: expect.stringMatching(/^[0-9a-f]{64}$/), permissions: ['getUserData', 'bulkUpdateUser'] })
+    expect(key.json).toMatchObject({ id: expect.any(String), key: expect.stringMatching(/^[0-9a-f]{64}$/), permissions: ['bulkUpdateUser', 'getUserData'] })
     const owner = await hearth(e, ['admin', 'create', '--email', 'Owner@Acme.test', '--password', 'correct horse', '--community', community.json.id])
     expect(owner.json).toMatchObject({ email: 'owner@acme.test', role: 'owner' })
 
