@@ -8,15 +8,23 @@
  * plain table with a unique index on (community, email), measured in the same run, and the ratio.
  */
 import { spawn } from 'node:child_process'
-import { createWriteStream, mkdtempSync, openAsBlob, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import {
+  createReadStream,
+  createWriteStream,
+  mkdtempSync,
+  openAsBlob,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
 import { PGlite } from '@electric-sql/pglite'
 import pg from 'pg'
 import copyStreams from 'pg-copy-streams'
-import { createReadStream } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
 
 const { values } = parseArgs({
   options: {
@@ -34,12 +42,26 @@ const base = `http://127.0.0.1:${port}`
 const work = mkdtempSync(join(tmpdir(), 'hearth-bench-'))
 const benchDb = `hearth_bench_${process.pid}`
 
-const IMPORT_COLUMNS = ['email', 'username', 'first_name', 'last_name', 'display_name', 'phone', 'country', 'join_date', 'xp', 'coins', 'deposit', 'tier']
+const IMPORT_COLUMNS = [
+  'email',
+  'username',
+  'first_name',
+  'last_name',
+  'display_name',
+  'phone',
+  'country',
+  'join_date',
+  'xp',
+  'coins',
+  'deposit',
+  'tier',
+]
 const UPDATE_COLUMNS = ['email', 'xp_op', 'xp', 'coins_op', 'coins', 'deposit_op', 'deposit', 'tier']
 
 async function writeCsv(path: string, columns: string[], row: (i: number) => (string | number)[]) {
   const out = createWriteStream(path)
-  const write = (s: string) => (out.write(s) ? undefined : new Promise<void>((r) => out.once('drain', () => r())))
+  const write = (s: string) =>
+    out.write(s) ? undefined : new Promise<void>((r) => out.once('drain', () => r()))
   await write(`${columns.join(',')}\n`)
   let buf = ''
   for (let i = 0; i < rows; i++) {
@@ -68,10 +90,22 @@ const importRow = (i: number) => [
   (i % 10000) / 4,
   TIERS[i % 4],
 ]
-const updateRow = (i: number) => [`user${i}@bench.example`, 'add', 5, 'subtract', i % 500 === 0 ? 0 : 1, 'add', 10, TIERS[(i + 1) % 4]]
+const updateRow = (i: number) => [
+  `user${i}@bench.example`,
+  'add',
+  5,
+  'subtract',
+  i % 500 === 0 ? 0 : 1,
+  'add',
+  10,
+  TIERS[(i + 1) % 4],
+]
 
 function startServer(env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, ['bin/hearth.mjs', 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(process.execPath, ['bin/hearth.mjs', 'serve'], {
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
   let log = ''
   child.stderr.on('data', (d) => {
     log += d
@@ -101,7 +135,10 @@ function resetPeak(pid: number) {
 }
 
 async function cli(env: NodeJS.ProcessEnv, args: string[]): Promise<any> {
-  const child = spawn(process.execPath, ['bin/hearth.mjs', ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, ['bin/hearth.mjs', ...args], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   let out = ''
   child.stdout.on('data', (d) => {
     out += d
@@ -111,7 +148,10 @@ async function cli(env: NodeJS.ProcessEnv, args: string[]): Promise<any> {
 }
 
 async function api(path: string, key: string, init: RequestInit = {}) {
-  const res = await fetch(`${base}${path}`, { ...init, headers: { authorization: `Bearer ${key}`, ...(init.headers ?? {}) } })
+  const res = await fetch(`${base}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${key}`, ...(init.headers ?? {}) },
+  })
   const body: any = await res.json()
   if (!res.ok) throw new Error(`${path}: ${res.status} ${JSON.stringify(body)}`)
   return body
@@ -172,7 +212,13 @@ async function main() {
   await writeCsv(importFile, IMPORT_COLUMNS, importRow)
   if (modes.includes('update')) await writeCsv(updateFile, UPDATE_COLUMNS, updateRow)
 
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_PER_MINUTE: '100000' }
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_PER_MINUTE: '100000',
+  }
   if (databaseUrl) {
     const admin = new pg.Client({ connectionString: databaseUrl })
     await admin.connect()
@@ -188,7 +234,10 @@ async function main() {
   try {
     const community = await cli(env, ['community', 'create', '--name', 'Bench'])
     const { key } = await cli(env, ['keys', 'create', '--community', community.id])
-    for (const [field, type] of [['deposit', 'number'], ['tier', 'text']]) {
+    for (const [field, type] of [
+      ['deposit', 'number'],
+      ['tier', 'text'],
+    ]) {
       await api(`/apis/v1/communities/${community.id}/user-fields`, key, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },

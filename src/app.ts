@@ -57,8 +57,8 @@ export async function buildApp(deps: AppDeps, opts: BuildOptions = {}): Promise<
   // Every route answers errors in its family's envelope; declare that for validation and OpenAPI.
   app.addHook('onRoute', (route) => {
     const family: Family = route.config?.family ?? 'plain'
-    const schema = (route.schema ??= {}) as { response?: Record<string, unknown> }
-    if (schema.response && !schema.response['4xx']) {
+    const schema = route.schema as { response?: Record<string, unknown> } | undefined
+    if (schema?.response && !schema.response['4xx']) {
       schema.response['4xx'] = errorSchemas[family]
       schema.response['5xx'] = errorSchemas[family]
     }
@@ -76,8 +76,17 @@ export async function buildApp(deps: AppDeps, opts: BuildOptions = {}): Promise<
       },
       components: {
         securitySchemes: {
-          bearer: { type: 'http', scheme: 'bearer', description: 'Community API key, user API key or session JWT' },
-          systemKey: { type: 'apiKey', in: 'header', name: 'x-api-key', description: "The community's system key" },
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'Community API key, user API key or session JWT',
+          },
+          systemKey: {
+            type: 'apiKey',
+            in: 'header',
+            name: 'x-api-key',
+            description: "The community's system key",
+          },
         },
       },
     },

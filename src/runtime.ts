@@ -1,6 +1,6 @@
 import { sql } from 'kysely'
-import type { Config } from './lib/config.ts'
 import { createJwt } from './lib/auth/jwt.ts'
+import type { Config } from './lib/config.ts'
 import { type Database, openDatabase } from './lib/db/database.ts'
 import { migrate } from './lib/db/migrate.ts'
 import type { AppDeps } from './lib/deps.ts'
@@ -18,14 +18,25 @@ export interface RuntimeOptions {
 /** Opens the database, migrates it and builds the dependencies every role shares. */
 export async function createRuntime(config: Config, opts: RuntimeOptions = {}): Promise<AppDeps> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`${m}\n`))
-  const database = opts.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }))
+  const database =
+    opts.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }))
   await migrate(database.db)
   const secret = await loadSecret(database, config.secret)
   const queue = createQueue(database, { onError: (err) => log(`queue error: ${String(err)}`) })
   // Started here, never lazily inside a transaction: on PGlite that would wait on the transaction's own lock.
   await startQueueOnce(database, queue)
-  const mailer = opts.mailer ?? (config.smtpUrl ? smtpMailer(config.smtpUrl, config.mailFrom) : consoleMailer(log))
-  return { config, database, queue, mailer, jwt: createJwt(secret), secret, instanceId: newInstanceId(), shutdown: new AbortController() }
+  const mailer =
+    opts.mailer ?? (config.smtpUrl ? smtpMailer(config.smtpUrl, config.mailFrom) : consoleMailer(log))
+  return {
+    config,
+    database,
+    queue,
+    mailer,
+    jwt: createJwt(secret),
+    secret,
+    instanceId: newInstanceId(),
+    shutdown: new AbortController(),
+  }
 }
 
 /**

@@ -5,8 +5,8 @@ import type { AppDeps } from '../lib/deps.ts'
 import { AppError, badRequest, conflict, notFound } from '../lib/errors.ts'
 import { newId } from '../lib/ids.ts'
 import { createApiKeyService } from '../modules/api-keys/api-keys.service.ts'
-import { createBulkService } from '../modules/bulk/bulk.service.ts'
 import { presentJob } from '../modules/bulk/bulk.presenter.ts'
+import { createBulkService } from '../modules/bulk/bulk.service.ts'
 import { createCommunityService } from '../modules/communities/communities.service.ts'
 
 /**
@@ -46,7 +46,8 @@ export const commands: Record<string, (deps: AppDeps, args: CommandArgs) => Prom
     await requireCommunityExists(deps, communityId)
     const email = str(args, 'email').toLowerCase()
     const password = str(args, 'password')
-    if (password.length < 8) throw badRequest('weak_password', 'The password needs at least 8 characters', 'password')
+    if (password.length < 8)
+      throw badRequest('weak_password', 'The password needs at least 8 characters', 'password')
     const { db } = deps.database
     const taken = await db
       .selectFrom('users')
@@ -102,7 +103,11 @@ export const commands: Record<string, (deps: AppDeps, args: CommandArgs) => Prom
 }
 
 async function requireCommunityExists(deps: AppDeps, id: string) {
-  const c = await deps.database.db.selectFrom('communities').select('id').where('id', '=', id).executeTakeFirst()
+  const c = await deps.database.db
+    .selectFrom('communities')
+    .select('id')
+    .where('id', '=', id)
+    .executeTakeFirst()
   if (!c) throw notFound('community', 'community')
 }
 

@@ -21,13 +21,22 @@ export async function startControlSocket(deps: AppDeps): Promise<Server> {
     let status = 200
     let body: unknown
     try {
-      const { command, args } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { command: string; args: CommandArgs }
+      const { command, args } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+        command: string
+        args: CommandArgs
+      }
       const run = commands[command]
       if (!run) throw new AppError(404, 'unknown_command', `Unknown command ${command}`)
       body = { ok: true, result: await run(deps, args) }
     } catch (err) {
       status = err instanceof AppError ? err.status : 500
-      body = { ok: false, error: err instanceof AppError ? { code: err.code, message: err.message } : { code: 'internal_error', message: String(err) } }
+      body = {
+        ok: false,
+        error:
+          err instanceof AppError
+            ? { code: err.code, message: err.message }
+            : { code: 'internal_error', message: String(err) },
+      }
     }
     res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
   })
@@ -40,17 +49,20 @@ export function sendControl(dataDir: string, command: string, args: CommandArgs)
   const socketPath = controlSocketPath(dataDir)
   if (!existsSync(socketPath)) return Promise.resolve(null)
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path: '/', method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c) => chunks.push(c))
-      res.on('end', () => {
-        const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as
-          | { ok: true; result: unknown }
-          | { ok: false; error: { code: string; message: string } }
-        if (parsed.ok) resolve(parsed.result)
-        else reject(new AppError(res.statusCode ?? 500, parsed.error.code, parsed.error.message))
-      })
-    })
+    const req = request(
+      { socketPath, path: '/', method: 'POST', headers: { 'content-type': 'application/json' } },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c) => chunks.push(c))
+        res.on('end', () => {
+          const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as
+            | { ok: true; result: unknown }
+            | { ok: false; error: { code: string; message: string } }
+          if (parsed.ok) resolve(parsed.result)
+          else reject(new AppError(res.statusCode ?? 500, parsed.error.code, parsed.error.message))
+        })
+      },
+    )
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') resolve(null)
       else reject(err)

@@ -22,7 +22,8 @@ const TERMINAL = new Set(['completed', 'completed_with_errors', 'failed', 'cance
  * bar on stderr and prints the final job as JSON on stdout.
  */
 export async function runImport(config: Config, file: string | undefined, args: CommandArgs) {
-  if (!file) throw new Error('Usage: hearth import FILE --community ID [--update|--premium-currency] [--dry-run]')
+  if (!file)
+    throw new Error('Usage: hearth import FILE --community ID [--update|--premium-currency] [--dry-run]')
   const startArgs = { ...args, file: resolve(file) }
   let call: (name: string, a: CommandArgs) => Promise<unknown>
   let cleanup = async () => {}
@@ -63,5 +64,7 @@ function drawProgress(job: JobView) {
   const width = 30
   const filled = Math.round((job.percentage / 100) * width)
   const bar = `${'#'.repeat(filled)}${'-'.repeat(width - filled)}`
-  process.stderr.write(`\r[${bar}] ${job.percentage.toFixed(1)}% ${job.processed}/${job.total} ${job.status}   `)
+  process.stderr.write(
+    `\r[${bar}] ${job.percentage.toFixed(1)}% ${job.processed}/${job.total} ${job.status}   `,
+  )
 }

@@ -24,7 +24,11 @@ const envSchema = z.object({
   /** Requests per minute allowed per API key (or per IP without a key). */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(600),
   /** Largest bulk CSV upload, in bytes. */
-  BULK_MAX_FILE_BYTES: z.coerce.number().int().positive().default(512 * 1024 * 1024),
+  BULK_MAX_FILE_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(512 * 1024 * 1024),
   /** Most data rows in one bulk CSV. */
   BULK_MAX_ROWS: z.coerce.number().int().positive().default(2_000_000),
   /** Most bulk jobs queued or running at once per community. */

@@ -19,8 +19,10 @@ export const unauthorized = (message = 'Missing or invalid credentials', code = 
 export const forbidden = (message = 'Not allowed', code = 'forbidden') => new AppError(403, code, message)
 export const notFound = (resource: string, field?: string) =>
   new AppError(404, `${resource}_not_found`, `${humanize(resource)} not found`, field)
-export const conflict = (code: string, message: string, field?: string) => new AppError(409, code, message, field)
-export const tooLarge = (code: string, message: string, field?: string) => new AppError(413, code, message, field)
+export const conflict = (code: string, message: string, field?: string) =>
+  new AppError(409, code, message, field)
+export const tooLarge = (code: string, message: string, field?: string) =>
+  new AppError(413, code, message, field)
 export const tooMany = (code: string, message: string) => new AppError(429, code, message)
 
 function humanize(resource: string): string {

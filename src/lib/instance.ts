@@ -1,8 +1,8 @@
-import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
 import { sql } from 'kysely'
-import type { Database } from './db/database.ts'
 import { randomToken } from './auth/secrets.ts'
+import type { Database } from './db/database.ts'
 
 /** A name for this process in job leases and logs. */
 export const newInstanceId = () => `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
@@ -17,6 +17,10 @@ export async function loadSecret(database: Database, configured: string | undefi
   await sql`INSERT INTO hearth_settings (key, value) VALUES ('secret', ${fresh}) ON CONFLICT (key) DO NOTHING`.execute(
     database.db,
   )
-  const row = await database.db.selectFrom('hearth_settings').select('value').where('key', '=', 'secret').executeTakeFirstOrThrow()
+  const row = await database.db
+    .selectFrom('hearth_settings')
+    .select('value')
+    .where('key', '=', 'secret')
+    .executeTakeFirstOrThrow()
   return row.value
 }

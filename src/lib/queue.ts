@@ -59,7 +59,8 @@ export function createQueue(database: Database, opts: { onError?: (err: unknown)
   }
   return {
     async enqueue(name, payload, o = {}) {
-      if (!started) throw new Error('queue.start() must run before enqueue (at start-up, outside any transaction)')
+      if (!started)
+        throw new Error('queue.start() must run before enqueue (at start-up, outside any transaction)')
       await started
       return boss.send(name, payload as object, {
         retryLimit: o.retryLimit ?? 5,

@@ -22,12 +22,16 @@ async function usersOf(communityId: string) {
 describe('POST /apis/v1/users/bulk-import', () => {
   it('answers at once in the documented envelope and imports the rows in the background', async () => {
     const c = await t.factory.community()
-    const res = await upload(t, IMPORT, c.bearer, { file: 'email,username,first_name,xp\na@x.io,ann,Ann,10\nb@x.io,bob,Bob,\n' })
+    const res = await upload(t, IMPORT, c.bearer, {
+      file: 'email,username,first_name,xp\na@x.io,ann,Ann,10\nb@x.io,bob,Bob,\n',
+    })
     expect(res.statusCode).toBe(200)
     const body = res.json()
     expect(body.status).toBe('success')
     expect(body.message).toBe('Bulk import user process is queued')
-    expect(body.data.message).toBe('Bulk import user process is queued. You can check in Api Log ( community settings )')
+    expect(body.data.message).toBe(
+      'Bulk import user process is queued. You can check in Api Log ( community settings )',
+    )
     expect(body.data.jobId).toMatch(/^[0-9a-f]{24}$/)
   })
 
@@ -35,7 +39,15 @@ describe('POST /apis/v1/users/bulk-import', () => {
     const c = await t.factory.community()
     const file = 'email,username,first_name,xp,coins\nA@x.io,ann,Ann,10,5\nb@x.io,bob,Bob,,\n'
     const first = await runJob(t, IMPORT, c.bearer, { file })
-    expect(first).toMatchObject({ status: 'completed', total: 2, processed: 2, created: 2, updated: 0, failed: 0, percentage: 100 })
+    expect(first).toMatchObject({
+      status: 'completed',
+      total: 2,
+      processed: 2,
+      created: 2,
+      updated: 0,
+      failed: 0,
+      percentage: 100,
+    })
     const second = await runJob(t, IMPORT, c.bearer, { file })
     expect(second).toMatchObject({ status: 'completed', total: 2, created: 0, skipped: 2, failed: 0 })
     const users = await usersOf(c.id)
@@ -43,7 +55,12 @@ describe('POST /apis/v1/users/bulk-import', () => {
       { email: 'a@x.io', username: 'ann', first_name: 'Ann', xp: 10, coins: 5, custom_fields: {} },
       { email: 'b@x.io', username: 'bob', first_name: 'Bob', xp: 0, coins: 0, custom_fields: {} },
     ])
-    const ledger = await t.deps.database.db.selectFrom('currency_ledger').select(['currency', 'amount', 'balance_after']).where('community_id', '=', c.id).orderBy('currency').execute()
+    const ledger = await t.deps.database.db
+      .selectFrom('currency_ledger')
+      .select(['currency', 'amount', 'balance_after'])
+      .where('community_id', '=', c.id)
+      .orderBy('currency')
+      .execute()
     expect(ledger).toEqual([
       { currency: 'coins', amount: 5, balance_after: 5 },
       { currency: 'xp', amount: 10, balance_after: 10 },

@@ -19,7 +19,10 @@ afterAll(async () => {
 })
 
 function hearth(env: Record<string, string>, args: string[]) {
-  const child = spawn(process.execPath, ['bin/hearth.mjs', ...args], { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['bin/hearth.mjs', ...args], {
+    env: { ...process.env, LOG_LEVEL: 'silent', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d) => (stdout += d))
@@ -46,10 +49,33 @@ describe('hearth CLI', () => {
     const e = await env()
     const community = await hearth(e, ['community', 'create', '--name', 'Acme'])
     expect(community.code, community.stderr).toBe(0)
-    expect(community.json).toMatchObject({ id: expect.stringMatching(/^[0-9a-f]{24}$/), systemKey: expect.stringMatching(/^[0-9a-f]{64}$/) })
-    const key = await hearth(e, ['keys', 'create', '--community', community.json.id, '--permissions', 'getUserData,bulkUpdateUser'])
-    expect(key.json).toMatchObject({ id: expect.any(String), key: expect.stringMatching(/^[0-9a-f]{64}$/), permissions: ['bulkUpdateUser', 'getUserData'] })
-    const owner = await hearth(e, ['admin', 'create', '--email', 'Owner@Acme.test', '--password', 'correct horse', '--community', community.json.id])
+    expect(community.json).toMatchObject({
+      id: expect.stringMatching(/^[0-9a-f]{24}$/),
+      systemKey: expect.stringMatching(/^[0-9a-f]{64}$/),
+    })
+    const key = await hearth(e, [
+      'keys',
+      'create',
+      '--community',
+      community.json.id,
+      '--permissions',
+      'getUserData,bulkUpdateUser',
+    ])
+    expect(key.json).toMatchObject({
+      id: expect.any(String),
+      key: expect.stringMatching(/^[0-9a-f]{64}$/),
+      permissions: ['bulkUpdateUser', 'getUserData'],
+    })
+    const owner = await hearth(e, [
+      'admin',
+      'create',
+      '--email',
+      'Owner@Acme.test',
+      '--password',
+      'correct horse',
+      '--community',
+      community.json.id,
+    ])
     expect(owner.json).toMatchObject({ email: 'owner@acme.test', role: 'owner' })
 
     const server = await startChildServer(e)
@@ -57,9 +83,18 @@ describe('hearth CLI', () => {
     // With the server holding the database, the same commands go through it.
     const second = await hearth(e, ['community', 'create', '--name', 'Beta'])
     expect(second.code, second.stderr).toBe(0)
-    const mine = await fetch(`${server.base}/api/v1/servers`, { headers: { 'x-api-key': second.json.systemKey } })
+    const mine = await fetch(`${server.base}/api/v1/servers`, {
+      headers: { 'x-api-key': second.json.systemKey },
+    })
     expect(((await mine.json()) as any).body[0]).toMatchObject({ _id: second.json.id, name: 'Beta' })
-    const badPermission = await hearth(e, ['keys', 'create', '--community', second.json.id, '--permissions', 'fly'])
+    const badPermission = await hearth(e, [
+      'keys',
+      'create',
+      '--community',
+      second.json.id,
+      '--permissions',
+      'fly',
+    ])
     expect(badPermission.code).toBe(1)
     expect(badPermission.stderr).toContain('invalid_permission')
 
@@ -68,11 +103,21 @@ describe('hearth CLI', () => {
     writeFileSync(file, 'email,first_name,xp\nann@acme.test,Ann,5\nnot-an-email,Bob,1\n')
     const imported = await hearth(e, ['import', file, '--community', community.json.id])
     expect(imported.code, imported.stderr).toBe(0)
-    expect(imported.json).toMatchObject({ status: 'completed_with_errors', total: 2, created: 1, failed: 1, percentage: 100 })
+    expect(imported.json).toMatchObject({
+      status: 'completed_with_errors',
+      total: 2,
+      created: 1,
+      failed: 1,
+      percentage: 100,
+    })
     const login = await fetch(`${server.base}/apis/v1/auth/login`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: 'owner@acme.test', password: 'correct horse', communityId: community.json.id }),
+      body: JSON.stringify({
+        email: 'owner@acme.test',
+        password: 'correct horse',
+        communityId: community.json.id,
+      }),
     })
     expect(login.status).toBe(200)
   }, 180_000)
@@ -93,12 +138,16 @@ describe('hearth CLI', () => {
     const pgDb = await createTestDatabase()
     try {
       // A fresh, empty database: drop what the template brought so both servers race on the migrations.
-      await sql`DROP SCHEMA public CASCADE; CREATE SCHEMA public; DROP SCHEMA IF EXISTS pgboss CASCADE`.execute(pgDb.database.db)
+      await sql`DROP SCHEMA public CASCADE; CREATE SCHEMA public; DROP SCHEMA IF EXISTS pgboss CASCADE`.execute(
+        pgDb.database.db,
+      )
       const e = { DATABASE_URL: pgDb.url! }
       const [a, b] = await Promise.all([startChildServer(e), startChildServer(e)])
       servers.push(a, b)
       for (const s of [a, b]) expect((await fetch(`${s.base}/readyz`)).status).toBe(200)
-      const rows = await sql<{ version: number }>`SELECT version FROM hearth_migrations ORDER BY version`.execute(pgDb.database.db)
+      const rows = await sql<{
+        version: number
+      }>`SELECT version FROM hearth_migrations ORDER BY version`.execute(pgDb.database.db)
       expect(rows.rows.map((r) => r.version)).toEqual(loadMigrations().map((m) => m.version))
       await stopChild(a)
       await stopChild(b)

@@ -33,12 +33,18 @@ function writeFiles() {
   }
   writeFileSync(importCsv, `${lines.join('\n')}\n`)
   const p = ['email,amount_op,amount,reason']
-  for (let i = 0; i < ROWS; i++) p.push(`u${i % Math.floor(ROWS * 0.99)}@crash.test,${i % 5 === 4 ? 'subtract' : 'add'},${(i % 9) + 1},crash test`)
+  for (let i = 0; i < ROWS; i++)
+    p.push(
+      `u${i % Math.floor(ROWS * 0.99)}@crash.test,${i % 5 === 4 ? 'subtract' : 'add'},${(i % 9) + 1},crash test`,
+    )
   writeFileSync(premiumCsv, `${p.join('\n')}\n`)
 }
 
 async function cli(args: string[]) {
-  const child = spawn(process.execPath, ['bin/hearth.mjs', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['bin/hearth.mjs', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let out = ''
   let err = ''
   child.stdout.on('data', (d) => (out += d))
@@ -49,7 +55,10 @@ async function cli(args: string[]) {
 }
 
 async function api(path: string, key: string, init: RequestInit = {}) {
-  const res = await fetch(`${server.base}${path}`, { ...init, headers: { authorization: `Bearer ${key}`, ...(init.headers ?? {}) } })
+  const res = await fetch(`${server.base}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${key}`, ...(init.headers ?? {}) },
+  })
   const body: any = await res.json()
   if (!res.ok) throw new Error(`${path}: ${res.status} ${JSON.stringify(body)}`)
   return body
@@ -81,7 +90,10 @@ const DONE = ['completed', 'completed_with_errors', 'failed', 'cancelled']
 async function setupCommunity(name: string) {
   const community = await cli(['community', 'create', '--name', name])
   const { key } = await cli(['keys', 'create', '--community', community.id])
-  for (const [field, type] of [['deposit', 'number'], ['tier', 'text']]) {
+  for (const [field, type] of [
+    ['deposit', 'number'],
+    ['tier', 'text'],
+  ]) {
     await api(`/apis/v1/communities/${community.id}/user-fields`, key, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -119,14 +131,18 @@ async function runPlain(key: string, path: string, file: string) {
 async function fingerprint(communityId: string) {
   const database = await openDatabase(testDb ? { databaseUrl: testDb.url } : { dataDir: join(work, 'data') })
   try {
-    const one = async (q: ReturnType<typeof sql>) => (await q.execute(database.db)).rows[0] as { n: number; h?: string }
+    const one = async (q: ReturnType<typeof sql>) =>
+      (await q.execute(database.db)).rows[0] as { n: number; h?: string }
     return {
-      users: await one(sql`SELECT count(*)::int AS n, md5(string_agg(email || '|' || first_name || '|' || xp || '|' || coins || '|' || premium
+      users:
+        await one(sql`SELECT count(*)::int AS n, md5(string_agg(email || '|' || first_name || '|' || xp || '|' || coins || '|' || premium
         || '|' || custom_fields::text, ',' ORDER BY email)) AS h FROM users WHERE community_id = ${communityId}`),
-      histories: await one(sql`SELECT count(*)::int AS n, md5(string_agg(u.email || '|' || h.field || '|' || coalesce(h.old_value::text, '~')
+      histories:
+        await one(sql`SELECT count(*)::int AS n, md5(string_agg(u.email || '|' || h.field || '|' || coalesce(h.old_value::text, '~')
         || '|' || coalesce(h.new_value::text, '~'), ',' ORDER BY u.email, h.field, h.created_at, h.new_value::text)) AS h
         FROM field_histories h JOIN users u ON u.id = h.user_id WHERE h.community_id = ${communityId}`),
-      ledger: await one(sql`SELECT count(*)::int AS n, md5(string_agg(u.email || '|' || l.currency || '|' || l.amount || '|' || l.balance_after,
+      ledger:
+        await one(sql`SELECT count(*)::int AS n, md5(string_agg(u.email || '|' || l.currency || '|' || l.amount || '|' || l.balance_after,
         ',' ORDER BY u.email, l.currency, l.id)) AS h FROM currency_ledger l JOIN users u ON u.id = l.user_id WHERE l.community_id = ${communityId}`),
       duplicateKeys: await one(sql`SELECT count(*)::int AS n FROM (SELECT idempotency_key FROM currency_ledger
         WHERE community_id = ${communityId} GROUP BY idempotency_key HAVING count(*) > 1) d`),
@@ -136,7 +152,15 @@ async function fingerprint(communityId: string) {
   }
 }
 
-const counts = (j: any) => ({ status: j.status, total: j.total, processed: j.processed, created: j.created, updated: j.updated, skipped: j.skipped, failed: j.failed })
+const counts = (j: any) => ({
+  status: j.status,
+  total: j.total,
+  processed: j.processed,
+  created: j.created,
+  updated: j.updated,
+  skipped: j.skipped,
+  failed: j.failed,
+})
 
 beforeAll(async () => {
   writeFiles()
@@ -163,10 +187,18 @@ describe('bulk jobs across a worker crash', () => {
     const importCrashed = await runWithCrash(crashed.key, '/apis/v1/users/bulk-import', importCsv)
     const importPlain = await runPlain(plain.key, '/apis/v1/users/bulk-import', importCsv)
     expect(counts(importCrashed)).toEqual(counts(importPlain))
-    expect(counts(importPlain)).toMatchObject({ status: 'completed_with_errors', total: ROWS, processed: ROWS })
+    expect(counts(importPlain)).toMatchObject({
+      status: 'completed_with_errors',
+      total: ROWS,
+      processed: ROWS,
+    })
     expect(importPlain.created + importPlain.updated + importPlain.skipped + importPlain.failed).toBe(ROWS)
 
-    const premiumCrashed = await runWithCrash(crashed.key, '/apis/v1/users/bulk-update/premium-currency', premiumCsv)
+    const premiumCrashed = await runWithCrash(
+      crashed.key,
+      '/apis/v1/users/bulk-update/premium-currency',
+      premiumCsv,
+    )
     const premiumPlain = await runPlain(plain.key, '/apis/v1/users/bulk-update/premium-currency', premiumCsv)
     expect(counts(premiumCrashed)).toEqual(counts(premiumPlain))
     expect(premiumPlain.processed).toBe(ROWS)

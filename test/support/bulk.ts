@@ -7,16 +7,30 @@ export type Upload = { file: string | Buffer; fields?: Record<string, string>; f
 /** Uploads a CSV to one of the bulk endpoints and returns the raw response. */
 export function upload(t: TestApp, path: string, auth: Record<string, string>, u: Upload) {
   const body = multipart({ file: u.file, fields: u.fields, fileFirst: u.fileFirst })
-  return t.app.inject({ method: 'POST', url: path, headers: { ...auth, ...body.headers }, payload: body.payload })
+  return t.app.inject({
+    method: 'POST',
+    url: path,
+    headers: { ...auth, ...body.headers },
+    payload: body.payload,
+  })
 }
 
 const TERMINAL = ['completed', 'completed_with_errors', 'failed', 'cancelled']
 
 /** Polls the job status endpoint until the job ends. */
-export async function waitForJob(t: TestApp, auth: Record<string, string>, jobId: string, timeoutMs = 60_000) {
+export async function waitForJob(
+  t: TestApp,
+  auth: Record<string, string>,
+  jobId: string,
+  timeoutMs = 60_000,
+) {
   const until = Date.now() + timeoutMs
   for (;;) {
-    const res = await t.app.inject({ method: 'GET', url: `/apis/v1/users/bulk-updates/${jobId}`, headers: auth })
+    const res = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/bulk-updates/${jobId}`,
+      headers: auth,
+    })
     expect(res.statusCode).toBe(200)
     const job = res.json().data
     if (TERMINAL.includes(job.status)) return job

@@ -19,7 +19,11 @@ export function createFactories(deps: AppDeps) {
       return { id: community.id, community, systemKey, apiKey, bearer: { authorization: `Bearer ${apiKey}` } }
     },
 
-    async apiKey(communityId: string, permissions: readonly string[] = COMMUNITY_KEY_PERMISSIONS, extra: { expireDate?: Date } = {}) {
+    async apiKey(
+      communityId: string,
+      permissions: readonly string[] = COMMUNITY_KEY_PERMISSIONS,
+      extra: { expireDate?: Date } = {},
+    ) {
       const key = randomToken(32)
       await db
         .insertInto('api_keys')
@@ -37,7 +41,10 @@ export function createFactories(deps: AppDeps) {
       return key
     },
 
-    async user(communityId: string, over: { email?: string; role?: 'member' | 'admin' | 'owner'; password?: string } = {}) {
+    async user(
+      communityId: string,
+      over: { email?: string; role?: 'member' | 'admin' | 'owner'; password?: string } = {},
+    ) {
       const id = newId()
       const email = over.email ?? `user-${uniq()}@example.com`
       const row = await db
@@ -59,8 +66,18 @@ export function createFactories(deps: AppDeps) {
     },
 
     /** A session token for a user, as the login endpoint would issue. */
-    async session(user: { id: string; seq: number; community_id: string; role: 'member' | 'admin' | 'owner' }) {
-      const token = await deps.jwt.sign({ _id: user.id, id: user.seq, communityId: user.community_id, role: user.role })
+    async session(user: {
+      id: string
+      seq: number
+      community_id: string
+      role: 'member' | 'admin' | 'owner'
+    }) {
+      const token = await deps.jwt.sign({
+        _id: user.id,
+        id: user.seq,
+        communityId: user.community_id,
+        role: user.role,
+      })
       return { authorization: `Bearer ${token}` }
     },
   }

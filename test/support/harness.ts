@@ -1,5 +1,5 @@
-import { loadConfig, type Config } from '../../src/lib/config.ts'
-import { buildApp, type App } from '../../src/app.ts'
+import { type App, buildApp } from '../../src/app.ts'
+import { type Config, loadConfig } from '../../src/lib/config.ts'
 import type { AppDeps } from '../../src/lib/deps.ts'
 import type { Mail, Mailer } from '../../src/lib/mailer.ts'
 import { closeRuntime, createRuntime } from '../../src/runtime.ts'

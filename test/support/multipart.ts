@@ -1,11 +1,19 @@
 import { randomBytes } from 'node:crypto'
 
 /** A multipart/form-data body for app.inject: fields in the given order, the CSV as `data` unless said otherwise. */
-export function multipart(parts: { fields?: Record<string, string>; file?: string | Buffer; fileField?: string; fileName?: string; fileFirst?: boolean }) {
+export function multipart(parts: {
+  fields?: Record<string, string>
+  file?: string | Buffer
+  fileField?: string
+  fileName?: string
+  fileFirst?: boolean
+}) {
   const boundary = `----hearth${randomBytes(8).toString('hex')}`
   const chunks: Buffer[] = []
   const field = (name: string, value: string) =>
-    chunks.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`))
+    chunks.push(
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`),
+    )
   const file = () => {
     if (parts.file === undefined) return
     chunks.push(
@@ -20,5 +28,8 @@ export function multipart(parts: { fields?: Record<string, string>; file?: strin
   for (const [k, v] of Object.entries(parts.fields ?? {})) field(k, v)
   if (!parts.fileFirst) file()
   chunks.push(Buffer.from(`--${boundary}--\r\n`))
-  return { payload: Buffer.concat(chunks), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } }
+  return {
+    payload: Buffer.concat(chunks),
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+  }
 }

@@ -39,6 +39,13 @@ export async function verifyPassword(password: string, stored: string | null): P
   const [algo, n, r, p, salt, hash] = stored.split('$')
   if (algo !== 'scrypt' || !salt || !hash) return false
   const expected = Buffer.from(hash, 'base64')
-  const key = await scryptAsync(password, Buffer.from(salt, 'base64'), Number(n), Number(r), Number(p), expected.length)
+  const key = await scryptAsync(
+    password,
+    Buffer.from(salt, 'base64'),
+    Number(n),
+    Number(r),
+    Number(p),
+    expected.length,
+  )
   return key.length === expected.length && timingSafeEqual(key, expected)
 }

@@ -33,7 +33,9 @@ export async function migrate(db: Kysely<any>, migrations = loadMigrations()): P
   await db.transaction().execute(async (tx) => {
     await sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`.execute(tx)
     await sql`CREATE TABLE IF NOT EXISTS hearth_migrations (
-      version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`.execute(tx)
+      version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`.execute(
+      tx,
+    )
   })
   const applied: number[] = []
   const known = new Set(migrations.map((m) => m.version))

@@ -45,14 +45,14 @@ class PgConnection implements DatabaseConnection {
     }
     const res = await this.client.query<R & object>({ text: cq.sql, values: cq.parameters as unknown[] })
     const command = res.command
-    const isWrite = command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE'
+    const isWrite =
+      command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE'
     return {
       rows: res.rows ?? [],
       ...(isWrite && res.rowCount !== null ? { numAffectedRows: BigInt(res.rowCount) } : {}),
     }
   }
 
-  // biome-ignore lint/correctness/useYield: results arrive whole; Hearth streams with keyset pages instead.
   async *streamQuery<R>(cq: CompiledQuery): AsyncIterableIterator<QueryResult<R>> {
     yield await this.executeQuery<R>(cq)
   }

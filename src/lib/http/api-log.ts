@@ -11,7 +11,8 @@ export function summarise(req: FastifyRequest): Record<string, unknown> {
   const query = req.query as Record<string, unknown> | undefined
   if (query && Object.keys(query).length) out.query = redact(query, 0)
   const body = req.body
-  if (body && typeof body === 'object' && !Buffer.isBuffer(body) && !req.isMultipart()) out.body = redact(body, 0)
+  if (body && typeof body === 'object' && !Buffer.isBuffer(body) && !req.isMultipart())
+    out.body = redact(body, 0)
   if (req.isMultipart()) out.body = '(multipart upload)'
   const text = JSON.stringify(out)
   if (text.length <= MAX_SUMMARY_CHARS) return out

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify'
+import type { Jwt } from '../auth/jwt.ts'
 import type { Permission, UserPermission } from '../auth/permissions.ts'
 import { hashToken, safeEqual } from '../auth/secrets.ts'
-import type { Jwt } from '../auth/jwt.ts'
 import type { Database } from '../db/database.ts'
 import { AppError, forbidden, unauthorized } from '../errors.ts'
 
@@ -40,14 +40,19 @@ function presented(req: FastifyRequest): Presented | null {
   const header = req.headers.authorization
   if (typeof header === 'string') {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header)
-    if (!m) throw unauthorized('The Authorization header must be "Bearer <token>"', 'invalid_authorization_header')
+    if (!m)
+      throw unauthorized('The Authorization header must be "Bearer <token>"', 'invalid_authorization_header')
     return { kind: 'bearer', token: m[1] }
   }
   return null
 }
 
 /** Resolves whatever credential the request carries; throws 401 for a bad one, returns null for none. */
-export async function resolveCredential(req: FastifyRequest, database: Database, jwt: Jwt): Promise<AuthContext | null> {
+export async function resolveCredential(
+  req: FastifyRequest,
+  database: Database,
+  jwt: Jwt,
+): Promise<AuthContext | null> {
   const p = presented(req)
   if (!p) return null
   const { db } = database
@@ -98,8 +103,13 @@ export async function resolveCredential(req: FastifyRequest, database: Database,
   }
   if (key.user_id) {
     // A user API key dies with its user (soft delete included).
-    const owner = await db.selectFrom('users').select('deleted_at').where('id', '=', key.user_id).executeTakeFirst()
-    if (!owner || owner.deleted_at) throw unauthorized('The owner of this API key is deleted', 'api_key_owner_deleted')
+    const owner = await db
+      .selectFrom('users')
+      .select('deleted_at')
+      .where('id', '=', key.user_id)
+      .executeTakeFirst()
+    if (!owner || owner.deleted_at)
+      throw unauthorized('The owner of this API key is deleted', 'api_key_owner_deleted')
   }
   return {
     credential: key.kind === 'user' ? 'userKey' : 'communityKey',
@@ -118,7 +128,11 @@ export function authorize(spec: AuthSpec, auth: AuthContext | null): void {
     throw unauthorized('Authentication required', 'unauthorized')
   }
   if (!spec.any.includes(auth.credential)) {
-    throw new AppError(401, 'credential_not_accepted', `This endpoint does not accept a ${describe(auth.credential)}`)
+    throw new AppError(
+      401,
+      'credential_not_accepted',
+      `This endpoint does not accept a ${describe(auth.credential)}`,
+    )
   }
   if (auth.credential === 'communityKey' && spec.permission) {
     if (!auth.permissions.has(spec.permission) && !auth.permissions.has('all')) {

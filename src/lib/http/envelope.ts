@@ -22,7 +22,12 @@ export function errorEnvelope(family: Family, status: number, err: ErrorBody, re
     case 'partner':
       return { meta: { status: 'error', statusCode: status }, message: err.message, error, requestId }
     case 'system':
-      return { meta: { success: false, message: err.message, devMessage: err.code }, body: null, error, requestId }
+      return {
+        meta: { success: false, message: err.message, devMessage: err.code },
+        body: null,
+        error,
+        requestId,
+      }
     case 'secureAuth':
       // Secure Auth answers `{error, ...}` at the top level (api-reference section 1).
       return { error: true, message: err.message, code: err.code, field: err.field ?? null, requestId }
@@ -48,7 +53,12 @@ const errorDetail = z.object({
 })
 
 export const errorSchemas: Record<Family, z.ZodType> = {
-  integration: z.object({ status: z.literal('error'), message: z.string(), error: errorDetail, requestId: z.string() }),
+  integration: z.object({
+    status: z.literal('error'),
+    message: z.string(),
+    error: errorDetail,
+    requestId: z.string(),
+  }),
   application: z.object({
     meta: z.object({ status: z.literal('error'), statusCode: z.number() }),
     message: z.string(),
@@ -80,8 +90,11 @@ export const errorSchemas: Record<Family, z.ZodType> = {
 /** `{status, message, data}` of the Integration API. */
 export const integrationOk = <T extends z.ZodType>(data: T) =>
   z.object({ status: z.literal('success'), message: z.string().optional(), data })
-export const integration = <T>(data: T, message?: string) =>
-  ({ status: 'success' as const, ...(message !== undefined ? { message } : {}), data })
+export const integration = <T>(data: T, message?: string) => ({
+  status: 'success' as const,
+  ...(message !== undefined ? { message } : {}),
+  data,
+})
 
 /** `{meta:{status,statusCode}, message, data}` of the Application and Partner APIs. */
 export const applicationOk = <T extends z.ZodType>(data: T, extraMeta: z.ZodRawShape = {}) =>
@@ -98,7 +111,10 @@ export const application = <T>(data: T, message: string, statusCode = 200, extra
 
 /** `{meta:{success,message,devMessage}, body}` of the legacy System API. */
 export const systemOk = <T extends z.ZodType>(body: T) =>
-  z.object({ meta: z.object({ success: z.literal(true), message: z.string(), devMessage: z.string() }), body })
+  z.object({
+    meta: z.object({ success: z.literal(true), message: z.string(), devMessage: z.string() }),
+    body,
+  })
 export const system = <T>(body: T, message: string) => ({
   meta: { success: true as const, message, devMessage: message },
   body,

@@ -29,20 +29,35 @@ function validationError(err: FastifyError): AppError {
   const message = unknown
     ? `Unknown field "${field}" in ${where}`
     : `Invalid ${where} field "${field}": ${first?.message ?? err.message}`
-  const details = issues.length > 1 ? { issues: issues.map((i) => ({ field: pathOf(i).join('.'), message: i.message })) } : undefined
+  const details =
+    issues.length > 1
+      ? { issues: issues.map((i) => ({ field: pathOf(i).join('.'), message: i.message })) }
+      : undefined
   return new AppError(400, code, message, field, details)
 }
 
 const FASTIFY_CODES: Record<string, { status: number; code: string; message: string }> = {
-  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'malformed_json', message: 'The body is not valid JSON' },
+  FST_ERR_CTP_INVALID_JSON_BODY: {
+    status: 400,
+    code: 'malformed_json',
+    message: 'The body is not valid JSON',
+  },
   FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'empty_body', message: 'The JSON body is empty' },
-  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'body_too_large', message: 'The request body is too large' },
+  FST_ERR_CTP_BODY_TOO_LARGE: {
+    status: 413,
+    code: 'body_too_large',
+    message: 'The request body is too large',
+  },
   FST_ERR_CTP_INVALID_MEDIA_TYPE: {
     status: 415,
     code: 'unsupported_media_type',
     message: 'Unsupported Content-Type',
   },
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: 'invalid_content_length', message: 'Bad Content-Length' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
+    status: 400,
+    code: 'invalid_content_length',
+    message: 'Bad Content-Length',
+  },
   FST_REQ_FILE_TOO_LARGE: { status: 413, code: 'file_too_large', message: 'The uploaded file is too large' },
   FST_INVALID_MULTIPART_CONTENT_TYPE: {
     status: 400,
@@ -68,7 +83,11 @@ export function installErrorHandling(app: FastifyInstance) {
       e = new AppError(err.statusCode, 'bad_request', err.message)
     } else {
       req.log.error({ err, serialization: isResponseSerializationError(err) }, 'unhandled error')
-      e = new AppError(500, 'internal_error', 'Something went wrong on our side; quote the request id if you report it')
+      e = new AppError(
+        500,
+        'internal_error',
+        'Something went wrong on our side; quote the request id if you report it',
+      )
     }
     if (e.status >= 500 && err instanceof AppError) req.log.error({ err }, 'server error')
     reply

@@ -37,7 +37,11 @@ export async function applyPremiumChunk(
 ): Promise<RowOutcome[]> {
   if (rows.length === 0) return []
   await createStage(tx, COLUMNS)
-  await fillStage(tx, COLUMNS, rows.map((r) => [r.rowNo, 0, r.key, r.amount, r.op, r.reason]))
+  await fillStage(
+    tx,
+    COLUMNS,
+    rows.map((r) => [r.rowNo, 0, r.key, r.amount, r.op, r.reason]),
+  )
   // Waves by the user each row resolves to (one user may be named by _id in one row and by numeric id in another).
   const resolved = await sql<{ row_no: number; uid: string | null }>`
     SELECT s.row_no, (SELECT u.id FROM users u WHERE u.community_id = ${ctx.communityId} AND ${matchUser(ctx.plan)} LIMIT 1) AS uid
@@ -51,7 +55,14 @@ export async function applyPremiumChunk(
   }
   const outcomes: RowOutcome[] = []
   for (let w = 0; w < count; w++) {
-    const res = await sql<{ row_no: number; found: boolean; deleted: boolean; negative: boolean; applied: boolean; unchanged: boolean }>`
+    const res = await sql<{
+      row_no: number
+      found: boolean
+      deleted: boolean
+      negative: boolean
+      applied: boolean
+      unchanged: boolean
+    }>`
       WITH m AS (
         SELECT s.row_no, s.reason, u.id AS uid, u.deleted_at, u.premium AS old,
           CASE s.op WHEN 'subtract' THEN u.premium - s.amount WHEN 'overwrite' THEN s.amount ELSE u.premium + s.amount END AS new
@@ -69,10 +80,23 @@ export async function applyPremiumChunk(
       FROM bulk_stage s LEFT JOIN m ON m.row_no = s.row_no LEFT JOIN upd ON upd.id = m.uid
       WHERE s.wave = ${w}`.execute(tx)
     for (const r of res.rows) {
-      if (!r.found) outcomes.push({ rowNo: r.row_no, action: 'f', code: 'user_not_found', message: 'No such user in this community' })
-      else if (r.deleted) outcomes.push({ rowNo: r.row_no, action: 'f', code: 'user_deleted', message: 'This user is deleted' })
+      if (!r.found)
+        outcomes.push({
+          rowNo: r.row_no,
+          action: 'f',
+          code: 'user_not_found',
+          message: 'No such user in this community',
+        })
+      else if (r.deleted)
+        outcomes.push({ rowNo: r.row_no, action: 'f', code: 'user_deleted', message: 'This user is deleted' })
       else if (r.negative) {
-        outcomes.push({ rowNo: r.row_no, action: 'f', code: 'insufficient_balance', field: 'amount', message: 'The balance cannot go below zero' })
+        outcomes.push({
+          rowNo: r.row_no,
+          action: 'f',
+          code: 'insufficient_balance',
+          field: 'amount',
+          message: 'The balance cannot go below zero',
+        })
       } else outcomes.push({ rowNo: r.row_no, action: r.applied ? 'u' : 's' })
     }
   }

@@ -11,7 +11,13 @@ import { assignWaves, createStage, fillStage, type StageColumn } from './bulk.st
  * for imports, one INSERT of new ones, each writing its field histories and ledger rows in the
  * same statement.
  */
-export type RowOutcome = { rowNo: number; action: 'c' | 'u' | 's' | 'f'; code?: string; field?: string; message?: string }
+export type RowOutcome = {
+  rowNo: number
+  action: 'c' | 'u' | 's' | 'f'
+  code?: string
+  field?: string
+  message?: string
+}
 
 interface Ctx {
   plan: ImportPlan
@@ -23,7 +29,8 @@ interface Ctx {
 const col = (i: number) => `v${i}`
 const opCol = (i: number) => `o${i}`
 const nameOf = (t: Target) => (t.kind === 'default' ? t.def.column : t.def.field)
-const isNumeric = (t: Target) => (t.kind === 'default' ? t.def.type === 'number' : kindOf(t.def.type) === 'number')
+const isNumeric = (t: Target) =>
+  t.kind === 'default' ? t.def.type === 'number' : kindOf(t.def.type) === 'number'
 
 export function stageColumns(plan: ImportPlan): StageColumn[] {
   const cols: StageColumn[] = [
@@ -35,7 +42,13 @@ export function stageColumns(plan: ImportPlan): StageColumn[] {
   ]
   plan.targets.forEach((t, i) => {
     const type: StageColumn['type'] =
-      t.kind === 'custom' ? 'jsonb' : t.def.type === 'number' ? 'bigint' : t.def.type === 'date' ? 'timestamptz' : 'text'
+      t.kind === 'custom'
+        ? 'jsonb'
+        : t.def.type === 'number'
+          ? 'bigint'
+          : t.def.type === 'date'
+            ? 'timestamptz'
+            : 'text'
     cols.push({ name: col(i), type })
     if (t.opIndex !== null) cols.push({ name: opCol(i), type: 'text' })
   })
@@ -105,10 +118,16 @@ const WRITTEN = [
 ] as const
 
 /** Field-history rows for every custom field whose value changed (set-based). */
-function historyInsert(ctx: Ctx, from: RawBuilder<unknown>, userId: RawBuilder<unknown>): RawBuilder<unknown> | null {
+function historyInsert(
+  ctx: Ctx,
+  from: RawBuilder<unknown>,
+  userId: RawBuilder<unknown>,
+): RawBuilder<unknown> | null {
   const customs = ctx.plan.targets.filter((t) => t.kind === 'custom')
   if (customs.length === 0) return null
-  const fields = sql.join(customs.map((t) => sql`(${nameOf(t)}::text, ${t.kind === 'custom' ? t.def.id : null}::text)`))
+  const fields = sql.join(
+    customs.map((t) => sql`(${nameOf(t)}::text, ${t.kind === 'custom' ? t.def.id : null}::text)`),
+  )
   return sql`INSERT INTO field_histories (id, community_id, user_id, field_id, field, old_value, new_value, source, changed_by)
     SELECT left(replace(gen_random_uuid()::text, '-', ''), 24), ${ctx.communityId}, ${userId}, f.fid, f.k,
       r.o_custom -> f.k, r.n_custom -> f.k, ${ctx.source}, ${ctx.jobId}
@@ -116,11 +135,19 @@ function historyInsert(ctx: Ctx, from: RawBuilder<unknown>, userId: RawBuilder<u
     WHERE (r.o_custom -> f.k) IS DISTINCT FROM (r.n_custom -> f.k)`
 }
 
-function ledgerInsert(ctx: Ctx, from: RawBuilder<unknown>, userId: RawBuilder<unknown>): RawBuilder<unknown> | null {
-  const currencies = ctx.plan.targets.flatMap((t) => (t.kind === 'default' && t.def.currency ? [t.def.currency] : []))
+function ledgerInsert(
+  ctx: Ctx,
+  from: RawBuilder<unknown>,
+  userId: RawBuilder<unknown>,
+): RawBuilder<unknown> | null {
+  const currencies = ctx.plan.targets.flatMap((t) =>
+    t.kind === 'default' && t.def.currency ? [t.def.currency] : [],
+  )
   if (currencies.length === 0) return null
   const selects = currencies.map(
-    (c) => sql`SELECT ${ctx.communityId}, ${userId}, ${c}::text, ${sql.ref(`r.n_${c}`)} - ${sql.ref(`r.o_${c}`)},
+    (
+      c,
+    ) => sql`SELECT ${ctx.communityId}, ${userId}, ${c}::text, ${sql.ref(`r.n_${c}`)} - ${sql.ref(`r.o_${c}`)},
       ${sql.ref(`r.n_${c}`)}, ${ctx.source}, 'bulk job ' || ${ctx.jobId}, ${`bulk:${ctx.jobId}:`} || r.row_no || ${`:${c}`}
       FROM ${from} r WHERE ${sql.ref(`r.n_${c}`)} <> ${sql.ref(`r.o_${c}`)}`,
   )
@@ -158,9 +185,19 @@ async function updateMatched(tx: Tx, ctx: Ctx, wave: number, rowNo: number | nul
     FROM m LEFT JOIN upd ON upd.id = m.uid`.execute(tx)
   return res.rows.map((r) =>
     r.deleted
-      ? { rowNo: r.row_no, action: 'f', code: 'user_deleted', message: 'This user is deleted; restore it first' }
+      ? {
+          rowNo: r.row_no,
+          action: 'f',
+          code: 'user_deleted',
+          message: 'This user is deleted; restore it first',
+        }
       : r.negative
-        ? { rowNo: r.row_no, action: 'f', code: 'negative_balance', message: 'xp and coins cannot go below zero' }
+        ? {
+            rowNo: r.row_no,
+            action: 'f',
+            code: 'negative_balance',
+            message: 'xp and coins cannot go below zero',
+          }
         : { rowNo: r.row_no, action: r.changed ? 'u' : 's' },
   )
 }
@@ -199,9 +236,28 @@ async function insertNew(tx: Tx, ctx: Ctx, wave: number, rowNo: number | null): 
     FROM m LEFT JOIN ins ON ins.id = m.new_id`.execute(tx)
   return res.rows.map((r): RowOutcome => {
     if (r.inserted) return { rowNo: r.row_no, action: 'c' }
-    if (r.no_email) return { rowNo: r.row_no, action: 'f', code: 'missing_email', field: 'email', message: 'A new user needs an email' }
-    if (r.negative) return { rowNo: r.row_no, action: 'f', code: 'negative_balance', message: 'xp and coins cannot go below zero' }
-    return { rowNo: r.row_no, action: 'f', code: 'duplicate_user', field: 'email', message: 'Another user already has this email or external id' }
+    if (r.no_email)
+      return {
+        rowNo: r.row_no,
+        action: 'f',
+        code: 'missing_email',
+        field: 'email',
+        message: 'A new user needs an email',
+      }
+    if (r.negative)
+      return {
+        rowNo: r.row_no,
+        action: 'f',
+        code: 'negative_balance',
+        message: 'xp and coins cannot go below zero',
+      }
+    return {
+      rowNo: r.row_no,
+      action: 'f',
+      code: 'duplicate_user',
+      field: 'email',
+      message: 'Another user already has this email or external id',
+    }
   })
 }
 
@@ -215,11 +271,13 @@ async function applyWave(tx: Tx, ctx: Ctx, wave: number, rowNo: number | null): 
 export function describeRowRejection(err: unknown): { code: string; message: string } {
   const e = err as { code?: string; constraint?: string; message?: string }
   const text = `${e.constraint ?? ''} ${e.message ?? ''}`
-  if (text.includes('users_community_email')) return { code: 'email_taken', message: 'Another user already has this email' }
+  if (text.includes('users_community_email'))
+    return { code: 'email_taken', message: 'Another user already has this email' }
   if (text.includes('users_community_external_id')) {
     return { code: 'external_id_taken', message: 'Another user already has this external id' }
   }
-  if (e.code === '22P02' || e.code === '22003') return { code: 'invalid_value', message: 'A value does not fit its field type' }
+  if (e.code === '22P02' || e.code === '22003')
+    return { code: 'invalid_value', message: 'A value does not fit its field type' }
   return { code: 'row_rejected', message: 'The database refused this row' }
 }
 
@@ -232,7 +290,11 @@ export async function applyUsersChunk(tx: Tx, ctxIn: Ctx, rows: ImportRow[]): Pr
   const cols = stageColumns(ctxIn.plan)
   await createStage(tx, cols)
   const { waves, count } = assignWaves(rows.map((r) => r.key))
-  await fillStage(tx, cols, rows.map((r, i) => stageRow(ctxIn.plan, r, waves[i])))
+  await fillStage(
+    tx,
+    cols,
+    rows.map((r, i) => stageRow(ctxIn.plan, r, waves[i])),
+  )
   const outcomes: RowOutcome[] = []
   for (let w = 0; w < count; w++) {
     await sql`SAVEPOINT bulk_wave`.execute(tx)
@@ -257,7 +319,12 @@ export async function applyUsersChunk(tx: Tx, ctxIn: Ctx, rows: ImportRow[]): Pr
   const seen = new Set(outcomes.map((o) => o.rowNo))
   for (const r of rows) {
     if (!seen.has(r.rowNo)) {
-      outcomes.push({ rowNo: r.rowNo, action: 'f', code: 'user_not_found', message: `No user with ${keyColumn(ctxIn.plan)} "${r.key}"` })
+      outcomes.push({
+        rowNo: r.rowNo,
+        action: 'f',
+        code: 'user_not_found',
+        message: `No user with ${keyColumn(ctxIn.plan)} "${r.key}"`,
+      })
     }
   }
   return outcomes

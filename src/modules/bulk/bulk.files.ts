@@ -38,14 +38,19 @@ export async function storeUpload(
     const data = pending.length === 1 ? pending[0] : Buffer.concat(pending)
     pending = []
     pendingBytes = 0
-    await database.db.insertInto('bulk_files').values({ community_id: communityId, upload_id: uploadId, seq: pieces, data }).execute()
+    await database.db
+      .insertInto('bulk_files')
+      .values({ community_id: communityId, upload_id: uploadId, seq: pieces, data })
+      .execute()
     pieces++
   }
   try {
     for await (const part of source) {
-      const buf = typeof part === 'string' ? Buffer.from(part) : Buffer.isBuffer(part) ? part : Buffer.from(part)
+      const buf =
+        typeof part === 'string' ? Buffer.from(part) : Buffer.isBuffer(part) ? part : Buffer.from(part)
       bytes += buf.length
-      if (bytes > limits.maxBytes) throw tooLarge('file_too_large', `The file is larger than ${limits.maxBytes} bytes`, 'data')
+      if (bytes > limits.maxBytes)
+        throw tooLarge('file_too_large', `The file is larger than ${limits.maxBytes} bytes`, 'data')
       counter.push(buf)
       pending.push(buf)
       pendingBytes += buf.length
@@ -57,7 +62,8 @@ export async function storeUpload(
       throw tooLarge('file_too_large', `The file is larger than ${limits.maxBytes} bytes`, 'data')
     }
     const rows = counter.end()
-    if (rows > limits.maxRows) throw tooLarge('too_many_rows', `The file has ${rows} rows; the limit is ${limits.maxRows}`, 'data')
+    if (rows > limits.maxRows)
+      throw tooLarge('too_many_rows', `The file has ${rows} rows; the limit is ${limits.maxRows}`, 'data')
     return { uploadId, bytes, pieces, rows }
   } catch (err) {
     await deleteUpload(database.db, uploadId)

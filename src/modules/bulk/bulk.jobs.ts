@@ -19,7 +19,10 @@ export async function startBulkWorker(deps: AppDeps, log: (m: string) => void): 
         .where((eb) =>
           eb.or([
             eb('lease_until', '<', sql<Date>`now()`),
-            eb.and([eb('lease_until', 'is', null), eb('created_at', '<', sql<Date>`now() - interval '10 minutes'`)]),
+            eb.and([
+              eb('lease_until', 'is', null),
+              eb('created_at', '<', sql<Date>`now() - interval '10 minutes'`),
+            ]),
           ]),
         )
         .limit(100)

@@ -1,6 +1,6 @@
 import type { BulkJobType } from '../../lib/db/schema.ts'
-import { DEFAULT_FIELDS, type DefaultField } from '../users/default-fields.ts'
 import { kindOf } from '../user-fields/field-types.ts'
+import { DEFAULT_FIELDS, type DefaultField } from '../users/default-fields.ts'
 
 /**
  * A job's column plan, decided once from the CSV header: which column is the user key, which
@@ -85,11 +85,14 @@ export function planColumns(rawHeader: string[], ctx: PlanContext): PlanResult {
   const columns = rawHeader.map(canonical)
   // `externalId` (the create-user API's name) means the community's identifier field.
   const alias = columns.indexOf('externalId')
-  if (ctx.identifierField && alias >= 0 && !columns.includes(ctx.identifierField)) columns[alias] = ctx.identifierField
+  if (ctx.identifierField && alias >= 0 && !columns.includes(ctx.identifierField))
+    columns[alias] = ctx.identifierField
   const seen = new Set<string>()
   for (const c of columns) {
-    if (c === '') return { ok: false, code: 'empty_column_name', message: 'The header has an empty column name' }
-    if (seen.has(c)) return { ok: false, code: 'duplicate_column', message: `The column "${c}" appears twice` }
+    if (c === '')
+      return { ok: false, code: 'empty_column_name', message: 'The header has an empty column name' }
+    if (seen.has(c))
+      return { ok: false, code: 'duplicate_column', message: `The column "${c}" appears twice` }
     seen.add(c)
   }
   const indexOf = (name: string) => {
@@ -149,7 +152,11 @@ export function planColumns(rawHeader: string[], ctx: PlanContext): PlanResult {
   }
 }
 
-function planPremium(columns: string[], ext: number | null, indexOf: (n: string) => number | null): PlanResult {
+function planPremium(
+  columns: string[],
+  ext: number | null,
+  indexOf: (n: string) => number | null,
+): PlanResult {
   let keyKind: KeyKind = 'email'
   let keyIndex = indexOf('email')
   if (keyIndex === null && indexOf('userId') !== null) {
@@ -161,10 +168,15 @@ function planPremium(columns: string[], ext: number | null, indexOf: (n: string)
     keyIndex = ext
   }
   if (keyIndex === null) {
-    return { ok: false, code: 'missing_key_column', message: 'The CSV needs an "email", "userId" or external id column' }
+    return {
+      ok: false,
+      code: 'missing_key_column',
+      message: 'The CSV needs an "email", "userId" or external id column',
+    }
   }
   const amountIndex = indexOf('amount')
-  if (amountIndex === null) return { ok: false, code: 'missing_amount_column', message: 'The CSV needs an "amount" column' }
+  if (amountIndex === null)
+    return { ok: false, code: 'missing_amount_column', message: 'The CSV needs an "amount" column' }
   const opIndex = indexOf('amount_op')
   const reasonIndex = indexOf('reason')
   const used = new Set([keyIndex, amountIndex, opIndex, reasonIndex].filter((i): i is number => i !== null))

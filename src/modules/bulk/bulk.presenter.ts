@@ -2,7 +2,15 @@ import { z } from 'zod'
 import type { JobRow } from './bulk.repo.ts'
 
 export const JOB_TYPES = ['import', 'update', 'premium_currency'] as const
-export const JOB_STATES = ['queued', 'validating', 'processing', 'completed', 'completed_with_errors', 'failed', 'cancelled'] as const
+export const JOB_STATES = [
+  'queued',
+  'validating',
+  'processing',
+  'completed',
+  'completed_with_errors',
+  'failed',
+  'cancelled',
+] as const
 const TERMINAL = new Set(['completed', 'completed_with_errors', 'failed', 'cancelled'])
 
 export const jobSchema = z
@@ -10,7 +18,9 @@ export const jobSchema = z
     _id: z.string(),
     jobId: z.string(),
     type: z.enum(JOB_TYPES),
-    status: z.enum(JOB_STATES).describe('queued → validating → processing → completed | completed_with_errors | failed | cancelled'),
+    status: z
+      .enum(JOB_STATES)
+      .describe('queued → validating → processing → completed | completed_with_errors | failed | cancelled'),
     dryRun: z.boolean(),
     fileName: z.string(),
     fileBytes: z.number(),

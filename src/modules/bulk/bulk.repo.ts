@@ -7,7 +7,12 @@ import type { RowError } from './bulk.rows.ts'
 export const ACTIVE_STATES: BulkJobStatus[] = ['queued', 'validating', 'processing']
 
 export function findJob(db: Tx, communityId: string, jobId: string) {
-  return db.selectFrom('bulk_jobs').selectAll().where('community_id', '=', communityId).where('id', '=', jobId).executeTakeFirst()
+  return db
+    .selectFrom('bulk_jobs')
+    .selectAll()
+    .where('community_id', '=', communityId)
+    .where('id', '=', jobId)
+    .executeTakeFirst()
 }
 export type JobRow = NonNullable<Awaited<ReturnType<typeof findJob>>>
 
@@ -33,7 +38,13 @@ export async function listJobs(db: Tx, communityId: string, f: JobFilter) {
   if (f.type) q = q.where('type', '=', f.type)
   if (f.status) q = q.where('status', '=', f.status)
   const [rows, total] = await Promise.all([
-    q.selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(f.limit).offset((f.page - 1) * f.limit).execute(),
+    q
+      .selectAll()
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(f.limit)
+      .offset((f.page - 1) * f.limit)
+      .execute(),
     q.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
   ])
   return { rows, total: Number(total.n) }
@@ -53,7 +64,13 @@ export function claimJob(db: Tx, jobId: string, owner: string, leaseSeconds: num
     })
     .where('id', '=', jobId)
     .where('status', 'in', ACTIVE_STATES)
-    .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', sql<Date>`now()`), eb('lease_owner', '=', owner)]))
+    .where((eb) =>
+      eb.or([
+        eb('lease_until', 'is', null),
+        eb('lease_until', '<', sql<Date>`now()`),
+        eb('lease_owner', '=', owner),
+      ]),
+    )
     .returningAll()
     .executeTakeFirst()
 }
@@ -61,8 +78,16 @@ export function claimJob(db: Tx, jobId: string, owner: string, leaseSeconds: num
 /** Custom fields and the identifier field of a community, as a job's column plan needs them. */
 export async function loadPlanContext(db: Tx, communityId: string) {
   const [community, fields] = await Promise.all([
-    db.selectFrom('communities').select('identifier_field').where('id', '=', communityId).executeTakeFirstOrThrow(),
-    db.selectFrom('user_fields').select(['id', 'field', 'type', 'options']).where('community_id', '=', communityId).execute(),
+    db
+      .selectFrom('communities')
+      .select('identifier_field')
+      .where('id', '=', communityId)
+      .executeTakeFirstOrThrow(),
+    db
+      .selectFrom('user_fields')
+      .select(['id', 'field', 'type', 'options'])
+      .where('community_id', '=', communityId)
+      .execute(),
   ])
   const customFields: CustomFieldDef[] = fields.map((f) => ({
     id: f.id,
@@ -75,7 +100,15 @@ export async function loadPlanContext(db: Tx, communityId: string) {
 
 export async function insertChunk(
   db: Tx,
-  c: { communityId: string; jobId: string; chunkNo: number; firstRow: number; lines: number[]; keys: string[]; actions: string },
+  c: {
+    communityId: string
+    jobId: string
+    chunkNo: number
+    firstRow: number
+    lines: number[]
+    keys: string[]
+    actions: string
+  },
 ) {
   await db
     .insertInto('bulk_job_chunks')

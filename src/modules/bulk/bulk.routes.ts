@@ -1,10 +1,11 @@
 import { Readable } from 'node:stream'
+import { z } from 'zod'
 import type { App } from '../../app.ts'
+import type { BulkJobType } from '../../lib/db/schema.ts'
+import type { AppDeps } from '../../lib/deps.ts'
 import type { AuthSpec } from '../../lib/http/auth.ts'
 import { requireCommunity } from '../../lib/http/auth.ts'
-import type { AppDeps } from '../../lib/deps.ts'
 import { integration } from '../../lib/http/envelope.ts'
-import type { BulkJobType } from '../../lib/db/schema.ts'
 import { presentJob } from './bulk.presenter.ts'
 import {
   detailsQuery,
@@ -21,15 +22,35 @@ import { createBulkService } from './bulk.service.ts'
 import { templateCsv } from './bulk.template.ts'
 import { readUploadForm, streamBodyValidator } from './bulk.upload-form.ts'
 import { csvLine } from './csv/csv-writer.ts'
-import { z } from 'zod'
 
 const family = 'integration' as const
 const bulkAuth: AuthSpec = { any: ['communityKey', 'session'], permission: 'bulkUpdateUser', adminOnly: true }
 const tags = ['Bulk Operations']
 
-const UPLOADS: { url: string; type: BulkJobType; operationId: string; summary: string; label: string; public: boolean }[] = [
-  { url: '/apis/v1/users/bulk-import', type: 'import', operationId: 'bulkImportUsers', summary: 'Bulk Import', label: 'Bulk import user', public: true },
-  { url: '/apis/v1/users/bulk-update', type: 'update', operationId: 'bulkUpdateUsers', summary: 'Bulk Update', label: 'Bulk update user', public: false },
+const UPLOADS: {
+  url: string
+  type: BulkJobType
+  operationId: string
+  summary: string
+  label: string
+  public: boolean
+}[] = [
+  {
+    url: '/apis/v1/users/bulk-import',
+    type: 'import',
+    operationId: 'bulkImportUsers',
+    summary: 'Bulk Import',
+    label: 'Bulk import user',
+    public: true,
+  },
+  {
+    url: '/apis/v1/users/bulk-update',
+    type: 'update',
+    operationId: 'bulkUpdateUsers',
+    summary: 'Bulk Update',
+    label: 'Bulk update user',
+    public: false,
+  },
   {
     url: '/apis/v1/users/bulk-update/premium-currency',
     type: 'premium_currency',
@@ -76,7 +97,10 @@ export async function registerBulk(app: App, deps: AppDeps) {
           requestId: req.id,
         })
         const message = `${u.label} process is queued`
-        return integration({ message: `${message}. You can check in Api Log ( community settings )`, jobId: job.id }, message)
+        return integration(
+          { message: `${message}. You can check in Api Log ( community settings )`, jobId: job.id },
+          message,
+        )
       },
     })
   }
@@ -89,7 +113,8 @@ export async function registerBulk(app: App, deps: AppDeps) {
       operationId: 'bulkImportTemplate',
       tags,
       summary: 'Download the bulk CSV template',
-      description: 'Default fields plus one column per custom field; type=update adds <field>_op columns before numeric ones.',
+      description:
+        'Default fields plus one column per custom field; type=update adds <field>_op columns before numeric ones.',
       querystring: templateQuery,
       response: { 200: z.string().describe('text/csv') },
     },
@@ -117,9 +142,17 @@ export async function registerBulk(app: App, deps: AppDeps) {
     handler: async (req) => {
       const q = req.query
       const type = q.type === 'premium-currency' ? 'premium_currency' : q.type
-      const { rows, total } = await service.list(requireCommunity(req.auth), { type, status: q.status, page: q.page, limit: q.limit })
+      const { rows, total } = await service.list(requireCommunity(req.auth), {
+        type,
+        status: q.status,
+        page: q.page,
+        limit: q.limit,
+      })
       return integration(
-        { jobs: rows.map(presentJob), pagination: { page: q.page, limit: q.limit, total, total_pages: Math.ceil(total / q.limit) } },
+        {
+          jobs: rows.map(presentJob),
+          pagination: { page: q.page, limit: q.limit, total, total_pages: Math.ceil(total / q.limit) },
+        },
         'Bulk jobs fetched successfully',
       )
     },
@@ -136,7 +169,11 @@ export async function registerBulk(app: App, deps: AppDeps) {
       params: jobIdParams,
       response: { 200: jobResponse },
     },
-    handler: async (req) => integration(presentJob(await service.get(requireCommunity(req.auth), req.params.jobId)), 'Bulk job fetched successfully'),
+    handler: async (req) =>
+      integration(
+        presentJob(await service.get(requireCommunity(req.auth), req.params.jobId)),
+        'Bulk job fetched successfully',
+      ),
   })
 
   app.route({
@@ -147,7 +184,8 @@ export async function registerBulk(app: App, deps: AppDeps) {
       operationId: 'getBulkJobDetails',
       tags,
       summary: 'Check Bulk Update Details',
-      description: 'Per-row outcomes in file order. format=csv returns the failed rows (original columns plus line and error) as text/csv.',
+      description:
+        'Per-row outcomes in file order. format=csv returns the failed rows (original columns plus line and error) as text/csv.',
       params: jobIdParams,
       querystring: detailsQuery,
       response: { 200: detailsResponse.or(z.string().describe('text/csv')) },
@@ -163,9 +201,17 @@ export async function registerBulk(app: App, deps: AppDeps) {
           .header('content-disposition', `attachment; filename="failed-rows-${first.id}.csv"`)
           .send(stream as never)
       }
-      const { job, rows, total } = await service.details(communityId, req.params.jobId, { page: q.page, limit: q.limit, only: q.status })
+      const { job, rows, total } = await service.details(communityId, req.params.jobId, {
+        page: q.page,
+        limit: q.limit,
+        only: q.status,
+      })
       return integration(
-        { job: presentJob(job), rows, pagination: { page: q.page, limit: q.limit, total, total_pages: Math.ceil(total / q.limit) } },
+        {
+          job: presentJob(job),
+          rows,
+          pagination: { page: q.page, limit: q.limit, total, total_pages: Math.ceil(total / q.limit) },
+        },
         'Bulk job details fetched successfully',
       )
     },
@@ -179,17 +225,26 @@ export async function registerBulk(app: App, deps: AppDeps) {
       operationId: 'cancelBulkJob',
       tags,
       summary: 'Cancel a bulk job',
-      description: 'A queued job is cancelled at once; a running job stops after the chunk in progress (rows already applied stay).',
+      description:
+        'A queued job is cancelled at once; a running job stops after the chunk in progress (rows already applied stay).',
       params: jobIdParams,
       body: z.object({}).strict().nullish().describe('No fields'),
       response: { 200: jobResponse },
     },
-    handler: async (req) => integration(presentJob(await service.cancel(requireCommunity(req.auth), req.params.jobId)), 'Bulk job cancel requested'),
+    handler: async (req) =>
+      integration(
+        presentJob(await service.cancel(requireCommunity(req.auth), req.params.jobId)),
+        'Bulk job cancel requested',
+      ),
   })
 }
 
 /** The failed rows as CSV: the job's columns, then `line` and `error`; every cell neutralised. */
-async function* failedRowsCsv(source: AsyncGenerator<{ columns: string[] } | { row: { line: number; code: string; message: string; cells: string[] } }>) {
+async function* failedRowsCsv(
+  source: AsyncGenerator<
+    { columns: string[] } | { row: { line: number; code: string; message: string; cells: string[] } }
+  >,
+) {
   let keep: number[] = []
   for await (const item of source) {
     if ('columns' in item) {

@@ -1,6 +1,6 @@
 import { newId } from '../../lib/ids.ts'
 import { coerceFieldValue, type FieldValue, parseIsoDate } from '../user-fields/field-types.ts'
-import { type ImportPlan, type Op, OPS, type PremiumPlan } from './bulk.plan.ts'
+import { type ImportPlan, OPS, type Op, type PremiumPlan } from './bulk.plan.ts'
 
 /** One CSV row checked in JS before it reaches SQL: a value per target, or the reason it fails. */
 export interface RowError {
@@ -36,7 +36,13 @@ export interface PremiumRow {
 // Pragmatic address check: one @, no spaces, a dot in the domain. The mail server has the last word.
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/
 const MAX_INT = 2 ** 53 - 1
-const TEXT_LIMITS: Record<string, number> = { email: 254, username: 100, phone: 50, country: 100, language: 50 }
+const TEXT_LIMITS: Record<string, number> = {
+  email: 254,
+  username: 100,
+  phone: 50,
+  country: 100,
+  language: 50,
+}
 
 type Fail = Omit<RowError, 'rowNo' | 'line' | 'cells'>
 
@@ -52,7 +58,8 @@ function checkCount(cells: string[], plan: { columns: string[] }): Fail | null {
 
 function checkKey(raw: string, kind: string): Fail | string {
   const key = raw.trim()
-  if (key === '') return { key: null, code: 'missing_key', field: null, message: 'The user key cell is empty' }
+  if (key === '')
+    return { key: null, code: 'missing_key', field: null, message: 'The user key cell is empty' }
   if (kind === 'email') {
     const email = key.toLowerCase()
     if (!EMAIL.test(email) || email.length > 254) {
@@ -95,8 +102,19 @@ export function restoreNeutralized(cell: string): string {
 
 const isFail = (v: unknown): v is Fail => typeof v === 'object' && v !== null && 'code' in v
 
-export function checkImportRow(plan: ImportPlan, cells: string[], rowNo: number, line: number): ImportRow | RowError {
-  const bad = (f: Fail, key: string | null = null): RowError => ({ ...f, key: f.key ?? key, rowNo, line, cells })
+export function checkImportRow(
+  plan: ImportPlan,
+  cells: string[],
+  rowNo: number,
+  line: number,
+): ImportRow | RowError {
+  const bad = (f: Fail, key: string | null = null): RowError => ({
+    ...f,
+    key: f.key ?? key,
+    rowNo,
+    line,
+    cells,
+  })
   const count = checkCount(cells, plan)
   if (count) return bad(count)
   const key = checkKey(cells[plan.keyIndex], plan.keyKind)
@@ -133,19 +151,34 @@ export function checkImportRow(plan: ImportPlan, cells: string[], rowNo: number,
       const n = parseInteger(v, name)
       if (isFail(n)) return bad(n, key)
       if (n < 0 && op !== 'overwrite') {
-        return bad({ key, code: 'invalid_number', field: name, message: `${name}: use ${name}_op=subtract with a positive amount` })
+        return bad({
+          key,
+          code: 'invalid_number',
+          field: name,
+          message: `${name}: use ${name}_op=subtract with a positive amount`,
+        })
       }
       values.push(n)
     } else if (t.def.type === 'date') {
       const d = parseIsoDate(v)
       if (!d) {
-        return bad({ key, code: 'invalid_date', field: name, message: `${name}: "${v}" is not a date (YYYY-MM-DD or ISO 8601)` })
+        return bad({
+          key,
+          code: 'invalid_date',
+          field: name,
+          message: `${name}: "${v}" is not a date (YYYY-MM-DD or ISO 8601)`,
+        })
       }
       values.push(d.toISOString())
     } else {
       const limit = TEXT_LIMITS[name] ?? 1000
       if (v.length > limit) {
-        return bad({ key, code: 'value_too_long', field: name, message: `${name}: longer than ${limit} characters` })
+        return bad({
+          key,
+          code: 'value_too_long',
+          field: name,
+          message: `${name}: longer than ${limit} characters`,
+        })
       }
       if (name === 'email') {
         const e = checkKey(v, 'email')
@@ -157,18 +190,35 @@ export function checkImportRow(plan: ImportPlan, cells: string[], rowNo: number,
   return { rowNo, line, key, newId: newId(), email, values, ops }
 }
 
-export function checkPremiumRow(plan: PremiumPlan, cells: string[], rowNo: number, line: number): PremiumRow | RowError {
-  const bad = (f: Fail, key: string | null = null): RowError => ({ ...f, key: f.key ?? key, rowNo, line, cells })
+export function checkPremiumRow(
+  plan: PremiumPlan,
+  cells: string[],
+  rowNo: number,
+  line: number,
+): PremiumRow | RowError {
+  const bad = (f: Fail, key: string | null = null): RowError => ({
+    ...f,
+    key: f.key ?? key,
+    rowNo,
+    line,
+    cells,
+  })
   const count = checkCount(cells, plan)
   if (count) return bad(count)
   const key = checkKey(cells[plan.keyIndex], plan.keyKind)
   if (isFail(key)) return bad(key)
   const rawAmount = restoreNeutralized(cells[plan.amountIndex]).trim()
-  if (rawAmount === '') return bad({ key, code: 'missing_amount', field: 'amount', message: 'amount is empty' })
+  if (rawAmount === '')
+    return bad({ key, code: 'missing_amount', field: 'amount', message: 'amount is empty' })
   const amount = parseInteger(rawAmount, 'amount')
   if (isFail(amount)) return bad(amount, key)
   if (amount < 0) {
-    return bad({ key, code: 'invalid_number', field: 'amount', message: 'amount must not be negative: use amount_op=subtract' })
+    return bad({
+      key,
+      code: 'invalid_number',
+      field: 'amount',
+      message: 'amount must not be negative: use amount_op=subtract',
+    })
   }
   const op = parseOp(plan.opIndex === null ? undefined : cells[plan.opIndex], 'amount', 'add')
   if (isFail(op)) return bad(op, key)

@@ -1,13 +1,20 @@
 import { sql } from 'kysely'
-import type { AppDeps } from '../../lib/deps.ts'
 import type { Tx } from '../../lib/db/database.ts'
 import type { BulkJobStatus } from '../../lib/db/schema.ts'
+import type { AppDeps } from '../../lib/deps.ts'
 import { applyPremiumChunk } from './bulk.apply-premium.ts'
 import { applyUsersChunk, type RowOutcome } from './bulk.apply-users.ts'
+import { readUpload } from './bulk.files.ts'
 import { type Plan, planColumns } from './bulk.plan.ts'
 import * as repo from './bulk.repo.ts'
-import { checkImportRow, checkPremiumRow, type ImportRow, isRowError, type PremiumRow, type RowError } from './bulk.rows.ts'
-import { readUpload } from './bulk.files.ts'
+import {
+  checkImportRow,
+  checkPremiumRow,
+  type ImportRow,
+  isRowError,
+  type PremiumRow,
+  type RowError,
+} from './bulk.rows.ts'
 import { CsvParser, type CsvRecord, isCsvError } from './csv/csv-parser.ts'
 
 class LeaseLost extends Error {}
@@ -30,7 +37,8 @@ export async function runBulkJob(deps: AppDeps, jobId: string): Promise<void> {
   const me = deps.instanceId
   const job = await repo.claimJob(db, jobId, me, deps.config.bulk.leaseSeconds)
   if (!job) return
-  if (job.attempts > MAX_ATTEMPTS) return finish(deps, job, 'failed', { code: 'too_many_attempts', message: 'The job failed repeatedly' })
+  if (job.attempts > MAX_ATTEMPTS)
+    return finish(deps, job, 'failed', { code: 'too_many_attempts', message: 'The job failed repeatedly' })
   if (job.cancel_requested) return finish(deps, job, 'cancelled')
   try {
     await processJob(deps, job)
@@ -147,22 +155,42 @@ type Checked = {
 function checkRows(plan: Plan, batch: { rowNo: number; record: CsvRecord }[]): Checked[] {
   return batch.map(({ rowNo, record }) => {
     if (isCsvError(record)) {
-      const error: RowError = { rowNo, line: record.line, key: null, code: record.error.code, field: null, message: record.error.message, cells: [record.raw] }
+      const error: RowError = {
+        rowNo,
+        line: record.line,
+        key: null,
+        code: record.error.code,
+        field: null,
+        message: record.error.message,
+        cells: [record.raw],
+      }
       return { rowNo, line: record.line, key: null, cells: null, ok: null, error }
     }
-    const r = plan.type === 'premium_currency' ? checkPremiumRow(plan, record.cells, rowNo, record.line) : checkImportRow(plan, record.cells, rowNo, record.line)
+    const r =
+      plan.type === 'premium_currency'
+        ? checkPremiumRow(plan, record.cells, rowNo, record.line)
+        : checkImportRow(plan, record.cells, rowNo, record.line)
     return isRowError(r)
       ? { rowNo, line: record.line, key: r.key, cells: record.cells, ok: null, error: r }
       : { rowNo, line: record.line, key: r.key, cells: record.cells, ok: r, error: null }
   })
 }
 
-async function applyRows(tx: Tx, job: repo.JobRow, plan: Plan, rows: (ImportRow | PremiumRow)[]): Promise<RowOutcome[]> {
+async function applyRows(
+  tx: Tx,
+  job: repo.JobRow,
+  plan: Plan,
+  rows: (ImportRow | PremiumRow)[],
+): Promise<RowOutcome[]> {
   if (plan.type === 'premium_currency') {
     return applyPremiumChunk(tx, { plan, communityId: job.community_id, jobId: job.id }, rows as PremiumRow[])
   }
   const source = job.type === 'import' ? 'bulk_import' : 'bulk_update'
-  return applyUsersChunk(tx, { plan, communityId: job.community_id, jobId: job.id, source }, rows as ImportRow[])
+  return applyUsersChunk(
+    tx,
+    { plan, communityId: job.community_id, jobId: job.id, source },
+    rows as ImportRow[],
+  )
 }
 
 async function commitChunk(
@@ -279,7 +307,9 @@ async function finish(
     await tx.deleteFrom('bulk_files').where('upload_id', '=', job.id).execute()
     await tx
       .updateTable('api_log')
-      .set({ duration_ms: sql`(extract(epoch from now() - ${new Date(job.created_at)}::timestamptz) * 1000)::int` })
+      .set({
+        duration_ms: sql`(extract(epoch from now() - ${new Date(job.created_at)}::timestamptz) * 1000)::int`,
+      })
       .where('community_id', '=', job.community_id)
       .where('bulk_job_id', '=', job.id)
       .execute()

@@ -1,9 +1,11 @@
 import { z } from 'zod'
-import { OBJECT_ID } from '../../lib/ids.ts'
 import { integrationOk } from '../../lib/http/envelope.ts'
+import { OBJECT_ID } from '../../lib/ids.ts'
 import { detailRowSchema, JOB_STATES, jobSchema } from './bulk.presenter.ts'
 
-export const jobIdParams = z.object({ jobId: z.string().regex(OBJECT_ID, 'must be a 24-hex job id') }).strict()
+export const jobIdParams = z
+  .object({ jobId: z.string().regex(OBJECT_ID, 'must be a 24-hex job id') })
+  .strict()
 
 const page = z.coerce.number().int().min(1).default(1)
 
@@ -21,7 +23,10 @@ export const detailsQuery = z
     page,
     limit: z.coerce.number().int().min(1).max(1000).default(100),
     status: z.enum(['failed']).optional().describe('Only the failed rows'),
-    format: z.enum(['json', 'csv']).default('json').describe('csv: the failed rows with an error column, ready to fix and upload again'),
+    format: z
+      .enum(['json', 'csv'])
+      .default('json')
+      .describe('csv: the failed rows with an error column, ready to fix and upload again'),
   })
   .strict()
 
@@ -32,14 +37,28 @@ export const templateQuery = z
 /** The multipart form, described for OpenAPI (multipart bodies are read as a stream, not validated by schema). */
 export const uploadForm = z.object({
   data: z.string().describe('The CSV file (binary)').meta({ format: 'binary' }),
-  communityId: z.string().regex(OBJECT_ID).optional().describe('Target community; required without a key (bulk import only)'),
-  dryRun: z.enum(['true', 'false']).optional().describe('Validate and report what would happen, writing nothing'),
+  communityId: z
+    .string()
+    .regex(OBJECT_ID)
+    .optional()
+    .describe('Target community; required without a key (bulk import only)'),
+  dryRun: z
+    .enum(['true', 'false'])
+    .optional()
+    .describe('Validate and report what would happen, writing nothing'),
 })
 
 export const queuedResponse = integrationOk(z.object({ message: z.string(), jobId: z.string() }))
 
-export const pagination = z.object({ page: z.number(), limit: z.number(), total: z.number(), total_pages: z.number() })
+export const pagination = z.object({
+  page: z.number(),
+  limit: z.number(),
+  total: z.number(),
+  total_pages: z.number(),
+})
 
 export const listResponse = integrationOk(z.object({ jobs: z.array(jobSchema), pagination }))
 export const jobResponse = integrationOk(jobSchema)
-export const detailsResponse = integrationOk(z.object({ job: jobSchema, rows: z.array(detailRowSchema), pagination }))
+export const detailsResponse = integrationOk(
+  z.object({ job: jobSchema, rows: z.array(detailRowSchema), pagination }),
+)

@@ -1,6 +1,6 @@
 import { sql } from 'kysely'
-import type { AppDeps } from '../../lib/deps.ts'
 import type { BulkJobType } from '../../lib/db/schema.ts'
+import type { AppDeps } from '../../lib/deps.ts'
 import { badRequest, conflict, notFound, tooMany } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import { deleteUpload, type StoredUpload, storeUpload } from './bulk.files.ts'
@@ -27,7 +27,10 @@ export function createBulkService(deps: AppDeps) {
   async function ensureCapacity(communityId: string) {
     const active = await repo.countActiveJobs(db, communityId)
     if (active >= deps.config.bulk.maxActiveJobs) {
-      throw tooMany('too_many_jobs', `This community already has ${active} bulk jobs queued or running; wait for one to finish`)
+      throw tooMany(
+        'too_many_jobs',
+        `This community already has ${active} bulk jobs queued or running; wait for one to finish`,
+      )
     }
   }
 
@@ -49,9 +52,16 @@ export function createBulkService(deps: AppDeps) {
         await sql`SELECT pg_advisory_xact_lock(hashtext(${`bulk:${meta.communityId}`}))`.execute(tx)
         const active = await repo.countActiveJobs(tx, meta.communityId)
         if (active >= deps.config.bulk.maxActiveJobs) {
-          throw tooMany('too_many_jobs', `This community already has ${active} bulk jobs queued or running; wait for one to finish`)
+          throw tooMany(
+            'too_many_jobs',
+            `This community already has ${active} bulk jobs queued or running; wait for one to finish`,
+          )
         }
-        await tx.updateTable('bulk_files').set({ community_id: meta.communityId }).where('upload_id', '=', stored.uploadId).execute()
+        await tx
+          .updateTable('bulk_files')
+          .set({ community_id: meta.communityId })
+          .where('upload_id', '=', stored.uploadId)
+          .execute()
         const job = await tx
           .insertInto('bulk_jobs')
           .values({
@@ -81,7 +91,12 @@ export function createBulkService(deps: AppDeps) {
             status: 202,
             duration_ms: 0,
             request_id: meta.requestId ?? job.id,
-            summary: JSON.stringify({ type: meta.type, fileName: job.file_name, rows: stored.rows, dryRun: meta.dryRun }),
+            summary: JSON.stringify({
+              type: meta.type,
+              fileName: job.file_name,
+              rows: stored.rows,
+              dryRun: meta.dryRun,
+            }),
             bulk_job_id: job.id,
           })
           .execute()
@@ -188,7 +203,10 @@ export function createBulkService(deps: AppDeps) {
           .limit(5000)
           .execute()
         if (page.length === 0) return
-        for (const r of page) yield { row: { line: r.line, code: r.code, message: r.message, cells: (r.cells ?? []) as string[] } }
+        for (const r of page)
+          yield {
+            row: { line: r.line, code: r.code, message: r.message, cells: (r.cells ?? []) as string[] },
+          }
         after = page[page.length - 1].row_no
       }
     },

@@ -1,6 +1,6 @@
 import { sql } from 'kysely'
-import type { Tx } from '../../lib/db/database.ts'
 import { copyCell, copyCsvInto } from '../../lib/db/copy.ts'
+import type { Tx } from '../../lib/db/database.ts'
 
 /**
  * The per-transaction staging table a chunk is COPYed into before set-based SQL applies it.
@@ -33,7 +33,12 @@ export async function fillStage(tx: Tx, columns: StageColumn[], rows: readonly (
     }
     csv += `${line}\n`
   }
-  await copyCsvInto(tx, 'bulk_stage', columns.map((c) => c.name), csv)
+  await copyCsvInto(
+    tx,
+    'bulk_stage',
+    columns.map((c) => c.name),
+    csv,
+  )
   await sql`ANALYZE bulk_stage`.execute(tx)
 }
 

@@ -1,6 +1,6 @@
 import type { Tx } from '../../lib/db/database.ts'
-import { DEFAULT_FIELDS } from '../users/default-fields.ts'
 import { kindOf } from '../user-fields/field-types.ts'
+import { DEFAULT_FIELDS } from '../users/default-fields.ts'
 import { csvLine } from './csv/csv-writer.ts'
 
 export type TemplateKind = 'import' | 'update' | 'premium-currency'

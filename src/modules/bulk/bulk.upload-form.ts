@@ -1,9 +1,9 @@
 import type { FastifyRequest } from 'fastify'
 import { validatorCompiler } from 'fastify-type-provider-zod'
-import type { AuthContext } from '../../lib/http/auth.ts'
-import { AppError, badRequest, forbidden } from '../../lib/errors.ts'
-import { isObjectId } from '../../lib/ids.ts'
 import type { Database } from '../../lib/db/database.ts'
+import { AppError, badRequest, forbidden } from '../../lib/errors.ts'
+import type { AuthContext } from '../../lib/http/auth.ts'
+import { isObjectId } from '../../lib/ids.ts'
 import type { StoredUpload } from './bulk.files.ts'
 import type { BulkService } from './bulk.service.ts'
 
@@ -28,7 +28,12 @@ export async function readUploadForm(
   database: Database,
   opts: { allowPublic: boolean },
 ): Promise<UploadForm> {
-  if (!req.isMultipart()) throw badRequest('multipart_expected', 'Send multipart/form-data with the CSV in the "data" field', 'data')
+  if (!req.isMultipart())
+    throw badRequest(
+      'multipart_expected',
+      'Send multipart/form-data with the CSV in the "data" field',
+      'data',
+    )
   const auth = req.auth
   const fields: Record<string, string> = {}
   let stored: StoredUpload | null = null
@@ -38,17 +43,23 @@ export async function readUploadForm(
       if (part.type === 'file') {
         if (part.fieldname !== 'data' || stored) {
           part.file.resume()
-          throw badRequest('unexpected_file', `Send exactly one file, in the "data" field (got "${part.fieldname}")`, part.fieldname)
+          throw badRequest(
+            'unexpected_file',
+            `Send exactly one file, in the "data" field (got "${part.fieldname}")`,
+            part.fieldname,
+          )
         }
         fileName = part.filename || fileName
         const hint = auth?.communityId ?? (isObjectId(fields.communityId ?? '') ? fields.communityId : null)
         stored = await service.upload(part.file, hint)
       } else fields[part.fieldname] = String(part.value)
     }
-    if (!stored) throw badRequest('missing_file', 'The CSV file is missing: send it in the "data" field', 'data')
+    if (!stored)
+      throw badRequest('missing_file', 'The CSV file is missing: send it in the "data" field', 'data')
     const communityId = await settleCommunity(auth, fields.communityId, database, opts.allowPublic)
     const dry = fields.dryRun ?? 'false'
-    if (dry !== 'true' && dry !== 'false') throw badRequest('invalid_field', 'dryRun must be true or false', 'dryRun')
+    if (dry !== 'true' && dry !== 'false')
+      throw badRequest('invalid_field', 'dryRun must be true or false', 'dryRun')
     return { stored, fileName, communityId, dryRun: dry === 'true' }
   } catch (err) {
     if (stored) await service.discard(stored)
@@ -62,9 +73,11 @@ async function settleCommunity(
   database: Database,
   allowPublic: boolean,
 ): Promise<string> {
-  if (given !== undefined && !isObjectId(given)) throw badRequest('invalid_field', 'communityId must be a 24-hex id', 'communityId')
+  if (given !== undefined && !isObjectId(given))
+    throw badRequest('invalid_field', 'communityId must be a 24-hex id', 'communityId')
   if (auth) {
-    if (given && given !== auth.communityId) throw forbidden('This credential cannot reach that community', 'community_forbidden')
+    if (given && given !== auth.communityId)
+      throw forbidden('This credential cannot reach that community', 'community_forbidden')
     return auth.communityId
   }
   if (!allowPublic) throw new AppError(401, 'unauthorized', 'Authentication required')

@@ -20,7 +20,12 @@ export function findCommunity(db: Tx, id: string) {
 
 export function listCommunities(db: Tx, ids: string[]) {
   if (ids.length === 0) return Promise.resolve([])
-  return db.selectFrom('communities').select(communityColumns).where('id', 'in', ids).orderBy('created_at').execute()
+  return db
+    .selectFrom('communities')
+    .select(communityColumns)
+    .where('id', 'in', ids)
+    .orderBy('created_at')
+    .execute()
 }
 
 export interface NewCommunity {

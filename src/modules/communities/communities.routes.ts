@@ -1,13 +1,13 @@
 import { z } from 'zod'
 import type { App } from '../../app.ts'
 import type { AppDeps } from '../../lib/deps.ts'
-import { system, systemOk } from '../../lib/http/envelope.ts'
-import { requireCommunity } from '../../lib/http/auth.ts'
 import { forbidden } from '../../lib/errors.ts'
+import { requireCommunity } from '../../lib/http/auth.ts'
+import { system, systemOk } from '../../lib/http/envelope.ts'
 import { presentServer, serverSchema } from './communities.presenter.ts'
 import { createServerBody, serverIdParams, updateServerBody } from './communities.schema.ts'
 import { createCommunityService } from './communities.service.ts'
-import { createOwnedCommunity, communitiesOfUser } from './ownership.ts'
+import { communitiesOfUser, createOwnedCommunity } from './ownership.ts'
 
 const family = 'system' as const
 
@@ -32,7 +32,9 @@ export async function registerCommunities(app: App, deps: AppDeps) {
     handler: async (req, reply) => {
       const auth = req.auth!
       const { community, systemKey } = await createOwnedCommunity(deps, service, req.body, auth)
-      return reply.code(201).send(system({ ...presentServer(community), systemKey }, 'Server created successfully'))
+      return reply
+        .code(201)
+        .send(system({ ...presentServer(community), systemKey }, 'Server created successfully'))
     },
   })
 
@@ -44,7 +46,8 @@ export async function registerCommunities(app: App, deps: AppDeps) {
       operationId: 'getMyServers',
       tags: ['Servers'],
       summary: 'Get my servers',
-      description: 'With a system key: that server. With a session: every server where the account (by email) is a member.',
+      description:
+        'With a system key: that server. With a session: every server where the account (by email) is a member.',
       response: { 200: systemOk(z.array(serverSchema)) },
     },
     handler: async (req) => {
@@ -68,7 +71,11 @@ export async function registerCommunities(app: App, deps: AppDeps) {
     },
     handler: async (req) => {
       const communityId = requireCommunity(req.auth, req.params.id)
-      if (req.auth?.credential === 'session' && req.body.allowPublicBulkImport !== undefined && req.auth.role !== 'owner') {
+      if (
+        req.auth?.credential === 'session' &&
+        req.body.allowPublicBulkImport !== undefined &&
+        req.auth.role !== 'owner'
+      ) {
         throw forbidden('Only the owner can change the public bulk import switch', 'owner_only')
       }
       const c = await service.update(communityId, req.body)

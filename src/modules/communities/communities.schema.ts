@@ -5,7 +5,10 @@ export const createServerBody = z
   .object({
     name: z.string().trim().min(1).max(100).describe('Server name'),
     description: z.string().max(1000).optional(),
-    appearance: z.record(z.string(), z.unknown()).optional().describe('Colours, logo and other display settings'),
+    appearance: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe('Colours, logo and other display settings'),
   })
   .strict()
 
@@ -24,7 +27,9 @@ export const updateServerBody = z
     allowPublicBulkImport: z
       .boolean()
       .optional()
-      .describe('Allow POST /apis/v1/users/bulk-import without a key (the documented behaviour); off by default'),
+      .describe(
+        'Allow POST /apis/v1/users/bulk-import without a key (the documented behaviour); off by default',
+      ),
   })
   .strict()
 

@@ -44,7 +44,11 @@ export function createCommunityService(deps: { database: Database }) {
           .where('field', '=', patch.identifierField)
           .executeTakeFirst()
         if (!field) {
-          throw badRequest('unknown_user_field', `No custom user field "${patch.identifierField}"`, 'identifierField')
+          throw badRequest(
+            'unknown_user_field',
+            `No custom user field "${patch.identifierField}"`,
+            'identifierField',
+          )
         }
       }
       const c = await repo.updateCommunity(db, id, patch)
@@ -57,7 +61,11 @@ export function createCommunityService(deps: { database: Database }) {
       const systemKey = randomToken(32)
       const res = await db
         .updateTable('communities')
-        .set({ system_key_hash: hashToken(systemKey), system_key_prefix: systemKey.slice(0, 6), updated_at: new Date() })
+        .set({
+          system_key_hash: hashToken(systemKey),
+          system_key_prefix: systemKey.slice(0, 6),
+          updated_at: new Date(),
+        })
         .where('id', '=', id)
         .executeTakeFirst()
       if (res.numUpdatedRows === 0n) throw notFound('community', 'id')

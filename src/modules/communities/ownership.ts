@@ -18,7 +18,15 @@ export async function createOwnedCommunity(
     if (auth.credential !== 'session' || !auth.userId) return created
     const me = await tx
       .selectFrom('users')
-      .select(['email', 'username', 'first_name', 'last_name', 'display_name', 'password_hash', 'email_verified_at'])
+      .select([
+        'email',
+        'username',
+        'first_name',
+        'last_name',
+        'display_name',
+        'password_hash',
+        'email_verified_at',
+      ])
       .where('id', '=', auth.userId)
       .executeTakeFirstOrThrow()
     const ownerId = newId()
@@ -37,7 +45,10 @@ export async function createOwnedCommunity(
 }
 
 /** The communities a credential can see: its own, plus (for sessions) every one the same email belongs to. */
-export async function communitiesOfUser(deps: Pick<AppDeps, 'database'>, auth: AuthContext): Promise<string[]> {
+export async function communitiesOfUser(
+  deps: Pick<AppDeps, 'database'>,
+  auth: AuthContext,
+): Promise<string[]> {
   if (auth.credential !== 'session' || !auth.userId) return [auth.communityId]
   const rows = await deps.database.db
     .selectFrom('users as me')
