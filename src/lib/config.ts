@@ -33,7 +33,7 @@ const envSchema = z.object({
   BULK_MAX_ROWS: z.coerce.number().int().positive().default(2_000_000),
   /** Most bulk jobs queued or running at once per community. */
   BULK_MAX_ACTIVE_JOBS: z.coerce.number().int().positive().default(3),
-  /** Rows applied per committed chunk of a bulk job (default: 20000 on PostgreSQL, 5000 on PGlite). */
+  /** Rows applied per committed chunk of a bulk job (default: 10000 on PostgreSQL, 5000 on PGlite). */
   BULK_CHUNK_ROWS: z.coerce.number().int().positive().optional(),
   /** Seconds a worker holds a bulk job between chunk commits before another worker may take it over. */
   BULK_LEASE_SECONDS: z.coerce.number().int().positive().default(60),

@@ -2,6 +2,7 @@ import { sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
 import type { BulkJobStatus } from '../../lib/db/schema.ts'
 import type { AppDeps } from '../../lib/deps.ts'
+import { releaseGarbage } from '../../lib/memory.ts'
 import { applyPremiumChunk } from './bulk.apply-premium.ts'
 import { applyUsersChunk, type RowOutcome } from './bulk.apply-users.ts'
 import { readUpload } from './bulk.files.ts'
@@ -24,7 +25,7 @@ class CancelRequested extends Error {}
 const MAX_ATTEMPTS = 5
 
 export function chunkRows(deps: AppDeps): number {
-  return deps.config.bulk.chunkRows ?? (deps.database.kind === 'postgres' ? 20_000 : 5_000)
+  return deps.config.bulk.chunkRows ?? (deps.database.kind === 'postgres' ? 10_000 : 5_000)
 }
 
 /**
@@ -72,6 +73,7 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
     pending = source.next()
     if (deps.shutdown.signal.aborted) throw new ShuttingDown()
     state = await commitChunk(deps, job, plan, value.prepared!, state)
+    releaseGarbage()
   }
   await finish(deps, job, 'done')
 }
