@@ -1,5 +1,6 @@
 import { type RawBuilder, sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
+import { sqlObjectId } from '../field-histories/set-based.ts'
 import { kindOf } from '../user-fields/field-types.ts'
 import type { ImportPlan, Target } from './bulk.plan.ts'
 import type { ImportRow } from './bulk.rows.ts'
@@ -129,7 +130,7 @@ function historyInsert(
     customs.map((t) => sql`(${nameOf(t)}::text, ${t.kind === 'custom' ? t.def.id : null}::text)`),
   )
   return sql`INSERT INTO field_histories (id, community_id, user_id, field_id, field, old_value, new_value, source, changed_by)
-    SELECT left(replace(gen_random_uuid()::text, '-', ''), 24), ${ctx.communityId}, ${userId}, f.fid, f.k,
+    SELECT ${sqlObjectId}, ${ctx.communityId}, ${userId}, f.fid, f.k,
       r.o_custom -> f.k, r.n_custom -> f.k, ${ctx.source}, ${ctx.jobId}
     FROM ${from} r CROSS JOIN (VALUES ${fields}) AS f(k, fid)
     WHERE (r.o_custom -> f.k) IS DISTINCT FROM (r.n_custom -> f.k)`

@@ -6,10 +6,10 @@ import type { HistorySource } from './field-histories.writer.ts'
 export const currentValue = (key: string) => sql<unknown>`u.custom_fields -> ${key}::text`
 
 /**
- * A 24-hex id made in SQL, shaped like newId(): 8 hex of epoch seconds, then 16 random hex.
- * Lets one INSERT … SELECT write a history row per user.
+ * A 24-hex id made in SQL, shaped like newId() (see migration 000070): lets one INSERT … SELECT
+ * write a history row per user, with ids that arrive in order.
  */
-export const sqlObjectId = sql<string>`lpad(to_hex(floor(extract(epoch FROM now()))::bigint), 8, '0') || substr(md5(gen_random_uuid()::text), 1, 16)`
+export const sqlObjectId = sql<string>`hearth_object_id()`
 
 export interface Rewrite {
   communityId: string
