@@ -68,7 +68,6 @@ export function claimJob(db: Tx, jobId: string, owner: string, leaseSeconds: num
       eb.or([
         eb('lease_until', 'is', null),
         eb('lease_until', '<', sql<Date>`now()`),
-        eb('lease_owner', '=', owner),
       ]),
     )
     .returningAll()

@@ -34,6 +34,19 @@ export function chunkRows(deps: AppDeps): number {
  * resumes at the first row no committed chunk covers: no row lost, none applied twice.
  */
 export async function runBulkJob(deps: AppDeps, jobId: string): Promise<void> {
+  // A second queue message for a job this process is already running (a retry, a sweep) is a no-op.
+  if (running.has(jobId)) return
+  running.add(jobId)
+  try {
+    await claimAndRun(deps, jobId)
+  } finally {
+    running.delete(jobId)
+  }
+}
+
+const running = new Set<string>()
+
+async function claimAndRun(deps: AppDeps, jobId: string): Promise<void> {
   const { db } = deps.database
   const me = deps.instanceId
   const job = await repo.claimJob(db, jobId, me, deps.config.bulk.leaseSeconds)
