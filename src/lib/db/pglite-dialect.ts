@@ -11,7 +11,7 @@ import {
   type QueryResult,
 } from 'kysely'
 import { isCopyFrom } from './copy.ts'
-import { Mutex } from './mutex.ts'
+import type { Mutex } from './mutex.ts'
 
 /**
  * Kysely over PGlite with one rule the published drivers miss: PGlite has a single connection,
@@ -62,7 +62,6 @@ class PGliteConnection implements DatabaseConnection {
     }
   }
 
-  // biome-ignore lint/correctness/useYield: PGlite has no cursors; results arrive whole.
   async *streamQuery<R>(cq: CompiledQuery): AsyncIterableIterator<QueryResult<R>> {
     yield await this.executeQuery<R>(cq)
   }
@@ -82,6 +81,9 @@ class PGliteDriver implements Driver {
     await this.pglite.waitReady
   }
   async acquireConnection(): Promise<DatabaseConnection> {
+    // PGlite answers through microtasks only, so back-to-back queries (a bulk job in the worker)
+    // would starve I/O on this event loop: HTTP in the same process stalls. Give I/O a turn first.
+    await new Promise<void>((resolve) => setImmediate(resolve))
     const release = await this.mutex.lock()
     return new PGliteConnection(this.pglite, release)
   }
