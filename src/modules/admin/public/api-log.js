@@ -1,0 +1,346 @@
+// API log page: lists GET /apis/v1/communities/:communityId/api-logs, shows bulk jobs with a
+// progress bar, refreshes running jobs every second from GET /apis/v1/users/bulk-updates/:jobId
+// (in place, no page reload) and saves the failed rows of finished jobs as CSV.
+import { ApiError, api, download, h, initHeader, num, requireSession, when } from './common.js'
+
+const session = requireSession()
+
+const POLL_MS = 1000
+const PAGE_SIZE = 50
+const ACTIVE = new Set(['queued', 'validating', 'processing'])
+const STATUS_TEXT = {
+  queued: 'queued',
+  validating: 'validating',
+  processing: 'processing',
+  completed: 'completed',
+  completed_with_errors: 'completed with errors',
+  failed: 'failed',
+  cancelled: 'cancelled',
+}
+const STATUS_CLASS = {
+  queued: 'run',
+  validating: 'run',
+  processing: 'run',
+  completed: 'ok',
+  completed_with_errors: 'warn',
+  failed: 'bad',
+  cancelled: 'bad',
+}
+const TYPE_TEXT = { import: 'Import', update: 'Update', premium_currency: 'Premium currency' }
+
+const tbody = document.querySelector('#log tbody')
+const form = document.getElementById('filters')
+const kindSelect = document.getElementById('kind')
+const refreshButton = document.getElementById('refresh')
+const moreButton = document.getElementById('more')
+const statusLine = document.getElementById('log-status')
+const errorLine = document.getElementById('log-error')
+const emptyLine = document.getElementById('log-empty')
+const focusPanel = document.getElementById('job-focus')
+const focusBody = document.getElementById('job-focus-body')
+
+/** Every job on the page: its last known state and the cards that show it. */
+const jobs = new Map()
+let cursor = null
+let loading = false
+let pollTimer = null
+let loadSeq = 0
+
+const shortId = (id) => id.slice(-6)
+const highlightedJob = () => /^#job=([0-9a-f]{24})$/i.exec(location.hash)?.[1]?.toLowerCase() ?? null
+
+function announce(text) {
+  statusLine.textContent = text
+}
+
+function showError(err) {
+  errorLine.textContent = err instanceof Error ? err.message : String(err)
+}
+
+// ---- bulk job cards -------------------------------------------------------------------------
+
+function jobCard(jobId) {
+  const card = h('div', { className: 'job', dataset: { jobId } })
+  card.append(
+    h(
+      'div',
+      {},
+      h('span', { className: 'badge', dataset: { role: 'status' } }),
+      ' ',
+      h('span', { dataset: { role: 'type' } }),
+      ' ',
+      h('code', { title: jobId }, `…${shortId(jobId)}`),
+    ),
+    h(
+      'div',
+      { className: 'bar' },
+      h('progress', { max: 100, value: 0, 'aria-label': `Progress of bulk job ${jobId}` }),
+      h('span', { dataset: { role: 'pct' } }),
+    ),
+    h('p', { className: 'counts', dataset: { role: 'counts' } }),
+    h('p', { className: 'actions', dataset: { role: 'actions' } }),
+  )
+  return card
+}
+
+function paintCard(card, jobId, job) {
+  const part = (role) => card.querySelector(`[data-role="${role}"]`)
+  const status = part('status')
+  status.textContent = STATUS_TEXT[job.status] ?? job.status
+  status.className = `badge ${STATUS_CLASS[job.status] ?? ''}`
+  part('type').textContent = `${TYPE_TEXT[job.type] ?? job.type}${job.dryRun ? ' (dry run)' : ''}`
+  card.dataset.status = job.status
+
+  const pct = Math.max(0, Math.min(100, Number(job.percentage) || 0))
+  const bar = card.querySelector('progress')
+  if (bar.getAttribute('value') !== String(pct)) bar.setAttribute('value', String(pct))
+  bar.textContent = `${pct} %`
+  part('pct').textContent = `${pct} %`
+
+  const counts = [`${num(job.processed)} of ${num(job.total)} rows`]
+  if (job.created) counts.push(`${num(job.created)} created`)
+  if (job.updated) counts.push(`${num(job.updated)} updated`)
+  if (job.skipped) counts.push(`${num(job.skipped)} unchanged`)
+  counts.push(`${num(job.failed)} failed`)
+  part('counts').textContent = counts.join(' · ')
+
+  const actions = part('actions')
+  const finished = !ACTIVE.has(job.status)
+  if (finished && job.failed > 0) {
+    if (!actions.querySelector('button')) {
+      actions.replaceChildren(
+        h(
+          'button',
+          { type: 'button', className: 'secondary', onclick: (e) => downloadFailed(jobId, e.currentTarget) },
+          'Download failed rows (CSV)',
+          h('span', { className: 'visually-hidden' }, ` for job ${jobId}`),
+        ),
+      )
+    }
+  } else if (finished && job.error?.message) {
+    actions.replaceChildren(h('span', { className: 'error' }, job.error.message))
+  } else {
+    actions.replaceChildren()
+  }
+}
+
+async function downloadFailed(jobId, button) {
+  button.disabled = true
+  errorLine.textContent = ''
+  announce(`Preparing the failed rows of job ${shortId(jobId)}…`)
+  try {
+    const name = await download(
+      `/apis/v1/users/bulk-updates/${encodeURIComponent(jobId)}/details?format=csv`,
+      `failed-rows-${jobId}.csv`,
+    )
+    announce(`Saved ${name}.`)
+  } catch (err) {
+    announce('')
+    showError(err)
+  } finally {
+    button.disabled = false
+  }
+}
+
+/** Registers a card for a job and paints it with what is known. */
+function track(jobId, job, card) {
+  let entry = jobs.get(jobId)
+  if (!entry) {
+    entry = { job, cards: new Set() }
+    jobs.set(jobId, entry)
+  }
+  // Log rows carry fewer fields than the job endpoint; keep the richer state when both are known.
+  entry.job = { ...entry.job, ...job }
+  entry.cards.add(card)
+  paintCard(card, jobId, entry.job)
+}
+
+function update(jobId, job) {
+  const entry = jobs.get(jobId)
+  if (!entry) return
+  const before = entry.job.status
+  entry.job = { ...entry.job, ...job }
+  for (const card of entry.cards) paintCard(card, jobId, entry.job)
+  if (before !== job.status) {
+    const failed = job.failed ? `, ${num(job.failed)} failed rows` : ''
+    announce(
+      ACTIVE.has(job.status)
+        ? `Bulk job …${shortId(jobId)} is ${STATUS_TEXT[job.status]}.`
+        : `Bulk job …${shortId(jobId)} finished: ${STATUS_TEXT[job.status] ?? job.status}${failed}.`,
+    )
+  }
+}
+
+// ---- polling running jobs -------------------------------------------------------------------
+
+const activeJobs = () => [...jobs].filter(([, e]) => ACTIVE.has(e.job.status) && !e.gone).map(([id]) => id)
+
+function schedulePoll() {
+  if (pollTimer !== null || activeJobs().length === 0) return
+  pollTimer = setTimeout(poll, POLL_MS)
+}
+
+async function poll() {
+  const ids = activeJobs()
+  let failure = null
+  await Promise.all(
+    ids.map(async (id) => {
+      try {
+        const answer = await api(`/apis/v1/users/bulk-updates/${encodeURIComponent(id)}`)
+        update(id, answer.data)
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 404) {
+          const entry = jobs.get(id)
+          if (entry) entry.gone = true
+        } else failure = err
+      }
+    }),
+  )
+  if (failure) showError(failure)
+  else if (errorLine.textContent && !loading) errorLine.textContent = ''
+  pollTimer = null
+  schedulePoll()
+}
+
+// ---- the log table --------------------------------------------------------------------------
+
+function keyLabel(apiKeyId) {
+  if (!apiKeyId) return 'admin session'
+  if (apiKeyId.startsWith('system:')) return 'system key'
+  return `key …${apiKeyId.slice(-6)}`
+}
+
+function renderRow(entry) {
+  const tr = h('tr', { dataset: { logId: entry._id } })
+  const summary = entry.summary ?? {}
+  const request = h('td', {}, h('code', {}, `${entry.method} ${entry.path}`))
+  if (entry.kind === 'bulk_job' && typeof summary.fileName === 'string') {
+    request.append(
+      h(
+        'div',
+        { className: 'hint' },
+        `${summary.fileName}${typeof summary.rows === 'number' ? ` · ${num(summary.rows)} rows` : ''}`,
+      ),
+    )
+  }
+  const jobCell = h('td')
+  if (entry.bulkJob) {
+    const card = jobCard(entry.bulkJob._id)
+    tr.dataset.jobId = entry.bulkJob._id
+    jobCell.append(card)
+    track(entry.bulkJob._id, entry.bulkJob, card)
+  }
+  tr.append(
+    h('td', {}, h('time', { datetime: entry.createdAt }, when(entry.createdAt))),
+    request,
+    h('td', { className: 'num' }, String(entry.status)),
+    h('td', {}, keyLabel(entry.apiKeyId)),
+    jobCell,
+  )
+  return tr
+}
+
+function forgetCardsIn(root) {
+  for (const card of root.querySelectorAll('.job')) {
+    const entry = jobs.get(card.dataset.jobId)
+    if (!entry) continue
+    entry.cards.delete(card)
+    if (entry.cards.size === 0) jobs.delete(card.dataset.jobId)
+  }
+}
+
+async function load({ reset }) {
+  const seq = ++loadSeq
+  loading = true
+  refreshButton.disabled = true
+  moreButton.disabled = true
+  errorLine.textContent = ''
+  if (reset) announce('Loading the API log…')
+  try {
+    const q = new URLSearchParams({ limit: String(PAGE_SIZE) })
+    if (kindSelect.value) q.set('kind', kindSelect.value)
+    if (!reset && cursor) q.set('cursor', cursor)
+    const answer = await api(
+      `/apis/v1/communities/${encodeURIComponent(session.user.communityId)}/api-logs?${q}`,
+    )
+    if (seq !== loadSeq) return
+    if (reset) {
+      forgetCardsIn(tbody)
+      tbody.replaceChildren()
+    }
+    tbody.append(...answer.data.map(renderRow))
+    cursor = answer.meta?.nextCursor ?? null
+    moreButton.hidden = cursor === null
+    emptyLine.hidden = tbody.rows.length > 0
+    const running = activeJobs().length
+    announce(
+      `${num(tbody.rows.length)} entries shown${running ? `, ${running} bulk ${running === 1 ? 'job' : 'jobs'} running` : ''}.`,
+    )
+    if (reset) await highlight()
+    schedulePoll()
+  } catch (err) {
+    if (seq === loadSeq) {
+      announce('')
+      showError(err)
+    }
+  } finally {
+    if (seq === loadSeq) {
+      loading = false
+      refreshButton.disabled = false
+      moreButton.disabled = false
+    }
+  }
+}
+
+/** The job named by #job=<id>: its row is marked and focused; a job not in the list gets its own panel. */
+async function highlight() {
+  for (const row of tbody.querySelectorAll('tr.highlight')) {
+    row.classList.remove('highlight')
+    row.removeAttribute('aria-current')
+  }
+  const jobId = highlightedJob()
+  if (!jobId) {
+    focusPanel.hidden = true
+    return
+  }
+  const row = tbody.querySelector(`tr[data-job-id="${jobId}"]`)
+  if (row) {
+    focusPanel.hidden = true
+    forgetCardsIn(focusBody)
+    focusBody.replaceChildren()
+    row.classList.add('highlight')
+    row.setAttribute('aria-current', 'true')
+    row.tabIndex = -1
+    row.focus({ preventScroll: true })
+    row.scrollIntoView({ block: 'center' })
+    return
+  }
+  try {
+    const answer = await api(`/apis/v1/users/bulk-updates/${encodeURIComponent(jobId)}`)
+    forgetCardsIn(focusBody)
+    const card = jobCard(jobId)
+    focusBody.replaceChildren(card)
+    track(jobId, answer.data, card)
+    focusPanel.hidden = false
+    focusPanel.tabIndex = -1
+    focusPanel.focus()
+  } catch (err) {
+    showError(
+      err instanceof ApiError && err.status === 404
+        ? new Error(`Bulk job ${jobId} was not found in this community.`)
+        : err,
+    )
+  }
+}
+
+if (session) {
+  initHeader(session)
+  form.addEventListener('submit', (e) => {
+    e.preventDefault()
+    load({ reset: true })
+  })
+  kindSelect.addEventListener('change', () => load({ reset: true }))
+  moreButton.addEventListener('click', () => load({ reset: false }))
+  window.addEventListener('hashchange', () => highlight().then(schedulePoll))
+  load({ reset: true })
+}
