@@ -421,8 +421,8 @@ describe('POST /apis/v1/users/bulk-updates/{jobId}/cancel', () => {
     const u = await q.factory.user(c.id)
     const res = await upload(q, UPDATE, c.bearer, { file: `email,first_name\n${u.email},Never\n` })
     const jobId = res.json().data.jobId
-    // A worker has claimed the job (as runBulkJob does first).
-    const claimed = await claimJob(q.deps.database.db, jobId, q.deps.instanceId, 60)
+    // Another worker has claimed the job (as runBulkJob does first), and its lease has run out.
+    const claimed = await claimJob(q.deps.database.db, jobId, 'another-worker', 0)
     expect(claimed?.status).toBe('validating')
     const cancel = await cancelJob(q, c.bearer, jobId)
     expect(cancel.statusCode, cancel.body).toBe(200)
