@@ -251,3 +251,29 @@ describe('Users: Get Users with Filters (POST /apis/v1/users/filter)', () => {
     expect(noPerm.statusCode).toBe(403)
   })
 })
+
+describe('Users: Get Users with Filters with a session', () => {
+  it('serves an owner or admin session of the community (the admin console) and refuses a member', async () => {
+    const c = await t.factory.community()
+    const owner = await t.factory.user(c.id, { role: 'owner' })
+    const member = await t.factory.user(c.id)
+    const other = await t.factory.community()
+    await t.factory.user(other.id, { email: 'elsewhere@example.com' })
+    const asOwner = await t.app.inject({
+      method: 'POST',
+      url: '/apis/v1/users/filter',
+      headers: await t.factory.session(owner),
+      payload: { fields: ['email'] },
+    })
+    expect(asOwner.statusCode, asOwner.body).toBe(200)
+    const emails = asOwner.json().data.users.map((u: { email: string }) => u.email).sort()
+    expect(emails).toEqual([owner.email, member.email].sort())
+    const asMember = await t.app.inject({
+      method: 'POST',
+      url: '/apis/v1/users/filter',
+      headers: await t.factory.session(member),
+      payload: { fields: ['email'] },
+    })
+    expect([asMember.statusCode, asMember.json().error.code]).toEqual([403, 'admin_only'])
+  })
+})

@@ -64,7 +64,11 @@ export async function registerUsers(app: App, deps: AppDeps) {
   app.route({
     method: 'POST',
     url: '/apis/v1/users/filter',
-    config: { family: 'integration', auth: { any: ['communityKey'], permission: 'getUserData' } },
+    // Admin sessions too: the admin console's users page searches with it.
+    config: {
+      family: 'integration',
+      auth: { any: ['communityKey', 'session'], permission: 'getUserData', adminOnly: true },
+    },
     schema: {
       operationId: 'getUsersWithFilters',
       tags,
