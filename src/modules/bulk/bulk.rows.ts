@@ -102,12 +102,10 @@ export function restoreNeutralized(cell: string): string {
 
 const isFail = (v: unknown): v is Fail => typeof v === 'object' && v !== null && 'code' in v
 
-export function checkImportRow(
-  plan: ImportPlan,
-  cells: string[],
-  rowNo: number,
-  line: number,
-): ImportRow | RowError {
+/** What every row kind checks first: the cell count, then the user key. */
+type Started = { error: RowError } | { key: string; bad: (f: Fail, key?: string | null) => RowError }
+
+function startRow(plan: ImportPlan | PremiumPlan, cells: string[], rowNo: number, line: number): Started {
   const bad = (f: Fail, key: string | null = null): RowError => ({
     ...f,
     key: f.key ?? key,
@@ -116,9 +114,21 @@ export function checkImportRow(
     cells,
   })
   const count = checkCount(cells, plan)
-  if (count) return bad(count)
+  if (count) return { error: bad(count) }
   const key = checkKey(cells[plan.keyIndex], plan.keyKind)
-  if (isFail(key)) return bad(key)
+  if (isFail(key)) return { error: bad(key) }
+  return { key, bad }
+}
+
+export function checkImportRow(
+  plan: ImportPlan,
+  cells: string[],
+  rowNo: number,
+  line: number,
+): ImportRow | RowError {
+  const start = startRow(plan, cells, rowNo, line)
+  if ('error' in start) return start.error
+  const { key, bad } = start
   let email: string | null = null
   if (plan.emailIndex !== null) {
     const raw = cells[plan.emailIndex].trim()
@@ -196,17 +206,9 @@ export function checkPremiumRow(
   rowNo: number,
   line: number,
 ): PremiumRow | RowError {
-  const bad = (f: Fail, key: string | null = null): RowError => ({
-    ...f,
-    key: f.key ?? key,
-    rowNo,
-    line,
-    cells,
-  })
-  const count = checkCount(cells, plan)
-  if (count) return bad(count)
-  const key = checkKey(cells[plan.keyIndex], plan.keyKind)
-  if (isFail(key)) return bad(key)
+  const start = startRow(plan, cells, rowNo, line)
+  if ('error' in start) return start.error
+  const { key, bad } = start
   const rawAmount = restoreNeutralized(cells[plan.amountIndex]).trim()
   if (rawAmount === '')
     return bad({ key, code: 'missing_amount', field: 'amount', message: 'amount is empty' })
