@@ -18,7 +18,11 @@ describe('Servers (System API)', () => {
     })
     expect(res.statusCode).toBe(200)
     const body = res.json()
-    expect(body.meta).toEqual({ success: true, message: 'Server updated successfully', devMessage: 'Server updated successfully' })
+    expect(body.meta).toEqual({
+      success: true,
+      message: 'Server updated successfully',
+      devMessage: 'Server updated successfully',
+    })
     expect(body.body).toMatchObject({ _id: c.id, name: 'Renamed', allowPublicBulkImport: true })
   })
 
@@ -32,8 +36,16 @@ describe('Servers (System API)', () => {
       payload: { name: 'Hijacked' },
     })
     expect(res.statusCode).toBe(403)
-    expect(res.json()).toMatchObject({ meta: { success: false }, body: null, error: { code: 'community_forbidden' } })
-    const row = await t.deps.database.db.selectFrom('communities').select('name').where('id', '=', b.id).executeTakeFirst()
+    expect(res.json()).toMatchObject({
+      meta: { success: false },
+      body: null,
+      error: { code: 'community_forbidden' },
+    })
+    const row = await t.deps.database.db
+      .selectFrom('communities')
+      .select('name')
+      .where('id', '=', b.id)
+      .executeTakeFirst()
     expect(row?.name).toBe('Bee')
   })
 
@@ -55,7 +67,11 @@ describe('Servers (System API)', () => {
     })
     expect(malformed.statusCode).toBe(400)
     expect(malformed.json().error.code).toBe('malformed_json')
-    const badKey = await t.app.inject({ method: 'GET', url: '/api/v1/servers', headers: { 'x-api-key': 'nope' } })
+    const badKey = await t.app.inject({
+      method: 'GET',
+      url: '/api/v1/servers',
+      headers: { 'x-api-key': 'nope' },
+    })
     expect(badKey.statusCode).toBe(401)
     expect(badKey.json().meta.success).toBe(false)
   })
@@ -71,7 +87,11 @@ describe('Servers (System API)', () => {
     expect(res.statusCode).toBe(201)
     const created = res.json().body
     expect(created.systemKey).toMatch(/^[0-9a-f]{64}$/)
-    const mine = await t.app.inject({ method: 'GET', url: '/api/v1/servers', headers: { 'x-api-key': created.systemKey } })
+    const mine = await t.app.inject({
+      method: 'GET',
+      url: '/api/v1/servers',
+      headers: { 'x-api-key': created.systemKey },
+    })
     expect(mine.json().body.map((s: { _id: string }) => s._id)).toEqual([created._id])
   })
 })

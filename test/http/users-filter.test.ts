@@ -266,7 +266,10 @@ describe('Users: Get Users with Filters with a session', () => {
       payload: { fields: ['email'] },
     })
     expect(asOwner.statusCode, asOwner.body).toBe(200)
-    const emails = asOwner.json().data.users.map((u: { email: string }) => u.email).sort()
+    const emails = asOwner
+      .json()
+      .data.users.map((u: { email: string }) => u.email)
+      .sort()
     expect(emails).toEqual([owner.email, member.email].sort())
     const asMember = await t.app.inject({
       method: 'POST',

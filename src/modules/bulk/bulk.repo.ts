@@ -64,12 +64,7 @@ export function claimJob(db: Tx, jobId: string, owner: string, leaseSeconds: num
     })
     .where('id', '=', jobId)
     .where('status', 'in', ACTIVE_STATES)
-    .where((eb) =>
-      eb.or([
-        eb('lease_until', 'is', null),
-        eb('lease_until', '<', sql<Date>`now()`),
-      ]),
-    )
+    .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', sql<Date>`now()`)]))
     .returningAll()
     .executeTakeFirst()
 }

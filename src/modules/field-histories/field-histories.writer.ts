@@ -25,7 +25,9 @@ const json = (v: FieldValue | undefined) => (v === undefined ? null : JSON.strin
  * their histories set-based in SQL instead (see modules/bulk).
  */
 export async function recordFieldChanges(tx: Tx, changes: FieldChange[]): Promise<number> {
-  const real = changes.filter((c) => JSON.stringify(c.oldValue ?? null) !== JSON.stringify(c.newValue ?? null))
+  const real = changes.filter(
+    (c) => JSON.stringify(c.oldValue ?? null) !== JSON.stringify(c.newValue ?? null),
+  )
   if (real.length === 0) return 0
   await tx
     .insertInto('field_histories')
