@@ -178,6 +178,7 @@ export interface BulkJobsTable {
   attempts: Generated<number>
   api_key_id: string | null
   created_by: string | null
+  idempotency_key: string | null
   created_at: Timestamp
   started_at: Timestamp | null
   finished_at: Timestamp | null

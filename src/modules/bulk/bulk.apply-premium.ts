@@ -12,6 +12,7 @@ const COLUMNS: StageColumn[] = [
   { name: 'amount', type: 'bigint' },
   { name: 'op', type: 'text' },
   { name: 'reason', type: 'text' },
+  { name: 'ikey', type: 'text' },
 ]
 
 function matchUser(plan: PremiumPlan) {
@@ -40,7 +41,7 @@ export async function applyPremiumChunk(
   await fillStage(
     tx,
     COLUMNS,
-    rows.map((r) => [r.rowNo, 0, r.key, r.amount, r.op, r.reason]),
+    rows.map((r) => [r.rowNo, 0, r.key, r.amount, r.op, r.reason, r.idempotencyKey]),
   )
   // Waves by the user each row resolves to (one user may be named by _id in one row and by numeric id in another).
   const resolved = await sql<{ row_no: number; uid: string | null }>`
@@ -64,7 +65,7 @@ export async function applyPremiumChunk(
       unchanged: boolean
     }>`
       WITH m AS (
-        SELECT s.row_no, s.reason, u.id AS uid, u.deleted_at, u.premium AS old,
+        SELECT s.row_no, s.reason, s.ikey, u.id AS uid, u.deleted_at, u.premium AS old,
           CASE s.op WHEN 'subtract' THEN u.premium - s.amount WHEN 'overwrite' THEN s.amount ELSE u.premium + s.amount END AS new
         FROM bulk_stage s JOIN users u ON u.community_id = ${ctx.communityId} AND ${matchUser(ctx.plan)}
         WHERE s.wave = ${w} FOR UPDATE OF u),
@@ -72,7 +73,7 @@ export async function applyPremiumChunk(
       led AS (
         INSERT INTO currency_ledger (community_id, user_id, currency, amount, balance_after, source, reason, idempotency_key)
         SELECT ${ctx.communityId}, ok.uid, 'premium', ok.new - ok.old, ok.new, 'bulk_premium_currency',
-          coalesce(ok.reason, 'bulk job ' || ${ctx.jobId}), ${`bulk:${ctx.jobId}:`} || ok.row_no
+          coalesce(ok.reason, 'bulk job ' || ${ctx.jobId}), coalesce('row:' || ok.ikey, ${`bulk:${ctx.jobId}:`} || ok.row_no)
         FROM ok ON CONFLICT DO NOTHING RETURNING user_id, balance_after),
       upd AS (UPDATE users u SET premium = led.balance_after, updated_at = now() FROM led WHERE u.id = led.user_id RETURNING u.id)
       SELECT s.row_no, m.uid IS NOT NULL AS found, m.deleted_at IS NOT NULL AS deleted, coalesce(m.new < 0, false) AS negative,

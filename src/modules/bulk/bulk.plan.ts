@@ -49,6 +49,8 @@ export interface PremiumPlan {
   amountIndex: number
   opIndex: number | null
   reasonIndex: number | null
+  /** Optional `idempotency_key` column: a row re-sent in any later file never credits twice. */
+  idempotencyIndex: number | null
   unknown: string[]
 }
 
@@ -179,7 +181,10 @@ function planPremium(
     return { ok: false, code: 'missing_amount_column', message: 'The CSV needs an "amount" column' }
   const opIndex = indexOf('amount_op')
   const reasonIndex = indexOf('reason')
-  const used = new Set([keyIndex, amountIndex, opIndex, reasonIndex].filter((i): i is number => i !== null))
+  const idempotencyIndex = indexOf('idempotency_key') ?? indexOf('idempotencyKey')
+  const used = new Set(
+    [keyIndex, amountIndex, opIndex, reasonIndex, idempotencyIndex].filter((i): i is number => i !== null),
+  )
   return {
     ok: true,
     plan: {
@@ -190,6 +195,7 @@ function planPremium(
       amountIndex,
       opIndex,
       reasonIndex,
+      idempotencyIndex,
       unknown: columns.filter((_, i) => !used.has(i)),
     },
   }

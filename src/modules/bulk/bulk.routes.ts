@@ -3,6 +3,7 @@ import { z } from 'zod'
 import type { App } from '../../app.ts'
 import type { BulkJobType } from '../../lib/db/schema.ts'
 import type { AppDeps } from '../../lib/deps.ts'
+import { badRequest } from '../../lib/errors.ts'
 import type { AuthSpec } from '../../lib/http/auth.ts'
 import { requireCommunity } from '../../lib/http/auth.ts'
 import { integration } from '../../lib/http/envelope.ts'
@@ -79,7 +80,8 @@ export async function registerBulk(app: App, deps: AppDeps) {
           'and its progress shows in the API log and at GET /apis/v1/users/bulk-updates/{jobId}. ' +
           (u.public
             ? 'Without a key this works only where the community admin switched on allowPublicBulkImport (off by default).'
-            : 'Needs a community API key with bulkUpdateUser.'),
+            : 'Needs a community API key with bulkUpdateUser.') +
+          ' Send an Idempotency-Key header to make retries safe: the same key answers with the job it started.',
         consumes: ['multipart/form-data'],
         body: uploadForm,
         response: { 200: queuedResponse },
@@ -95,6 +97,7 @@ export async function registerBulk(app: App, deps: AppDeps) {
           createdBy: req.auth?.userId ?? req.auth?.apiKeyId ?? 'public',
           requestPath: u.url,
           requestId: req.id,
+          idempotencyKey: idempotencyKeyOf(req.headers['idempotency-key']),
         })
         const message = `${u.label} process is queued`
         return integration(
@@ -237,6 +240,19 @@ export async function registerBulk(app: App, deps: AppDeps) {
         'Bulk job cancel requested',
       ),
   })
+}
+
+function idempotencyKeyOf(header: string | string[] | undefined): string | null {
+  if (header === undefined) return null
+  const key = Array.isArray(header) ? header[0] : header
+  if (!/^[\x21-\x7e]{1,200}$/.test(key)) {
+    throw badRequest(
+      'invalid_field',
+      'Idempotency-Key must be 1 to 200 visible ASCII characters',
+      'Idempotency-Key',
+    )
+  }
+  return key
 }
 
 /** The failed rows as CSV: the job's columns, then `line` and `error`; every cell neutralised. */

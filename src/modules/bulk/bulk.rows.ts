@@ -31,6 +31,7 @@ export interface PremiumRow {
   amount: number
   op: Op
   reason: string | null
+  idempotencyKey: string | null
 }
 
 // Pragmatic address check: one @, no spaces, a dot in the domain. The mail server has the last word.
@@ -225,7 +226,16 @@ export function checkPremiumRow(
   const op = parseOp(plan.opIndex === null ? undefined : cells[plan.opIndex], 'amount', 'add')
   if (isFail(op)) return bad(op, key)
   const reason = plan.reasonIndex === null ? null : cells[plan.reasonIndex].trim().slice(0, 500) || null
-  return { rowNo, line, key, amount, op, reason }
+  const idempotencyKey = plan.idempotencyIndex === null ? null : cells[plan.idempotencyIndex].trim() || null
+  if (idempotencyKey && idempotencyKey.length > 200) {
+    return bad({
+      key,
+      code: 'value_too_long',
+      field: 'idempotency_key',
+      message: 'idempotency_key: longer than 200 characters',
+    })
+  }
+  return { rowNo, line, key, amount, op, reason, idempotencyKey }
 }
 
 export const isRowError = (r: ImportRow | PremiumRow | RowError): r is RowError => 'code' in r

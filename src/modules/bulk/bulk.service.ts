@@ -14,6 +14,8 @@ export interface UploadMeta {
   fileName: string
   apiKeyId: string | null
   createdBy: string | null
+  /** The client's Idempotency-Key: a retried upload with the same key gets the same job. */
+  idempotencyKey?: string | null
   /** Where the upload came from, for the API log row of the job. */
   requestPath?: string
   requestId?: string
@@ -35,8 +37,14 @@ export function createBulkService(deps: AppDeps) {
   }
 
   /** Stores an upload under a new job id; the community may be unknown until the form is read. */
-  async function upload(source: AsyncIterable<Buffer | Uint8Array | string>, communityId: string | null) {
-    if (communityId) await ensureCapacity(communityId)
+  async function upload(
+    source: AsyncIterable<Buffer | Uint8Array | string>,
+    communityId: string | null,
+    opts: { refuseEarlyWhenFull?: boolean } = {},
+  ) {
+    // Refusing before the file is read saves the transfer; a retry with an Idempotency-Key skips
+    // this, since its answer is the job it already started (checked after the upload).
+    if (communityId && opts.refuseEarlyWhenFull !== false) await ensureCapacity(communityId)
     const jobId = newId()
     return storeUpload(deps.database, communityId ?? '', jobId, source, limits)
   }
@@ -50,6 +58,25 @@ export function createBulkService(deps: AppDeps) {
     try {
       return await db.transaction().execute(async (tx) => {
         await sql`SELECT pg_advisory_xact_lock(hashtext(${`bulk:${meta.communityId}`}))`.execute(tx)
+        if (meta.idempotencyKey) {
+          const earlier = await tx
+            .selectFrom('bulk_jobs')
+            .selectAll()
+            .where('community_id', '=', meta.communityId)
+            .where('idempotency_key', '=', meta.idempotencyKey)
+            .executeTakeFirst()
+          if (earlier) {
+            if (earlier.type !== meta.type) {
+              throw conflict(
+                'idempotency_key_reused',
+                'This Idempotency-Key was used for another kind of bulk job',
+                'Idempotency-Key',
+              )
+            }
+            await deleteUpload(tx, stored.uploadId)
+            return earlier
+          }
+        }
         const active = await repo.countActiveJobs(tx, meta.communityId)
         if (active >= deps.config.bulk.maxActiveJobs) {
           throw tooMany(
@@ -76,6 +103,7 @@ export function createBulkService(deps: AppDeps) {
             total: stored.rows,
             api_key_id: meta.apiKeyId,
             created_by: meta.createdBy,
+            idempotency_key: meta.idempotencyKey ?? null,
           })
           .returningAll()
           .executeTakeFirstOrThrow()

@@ -51,7 +51,9 @@ export async function readUploadForm(
         }
         fileName = part.filename || fileName
         const hint = auth?.communityId ?? (isObjectId(fields.communityId ?? '') ? fields.communityId : null)
-        stored = await service.upload(part.file, hint)
+        stored = await service.upload(part.file, hint, {
+          refuseEarlyWhenFull: !req.headers['idempotency-key'],
+        })
       } else fields[part.fieldname] = String(part.value)
     }
     if (!stored)
