@@ -439,13 +439,16 @@ describe('Secure Auth', () => {
       const minutes = (new Date(stored.expires_at).getTime() - Date.now()) / 60_000
       expect(minutes).toBeGreaterThan(4.9)
       expect(minutes).toBeLessThanOrEqual(5)
-      // Recorded in the API log against the key, with the token nowhere in it.
-      const log = await db()
-        .selectFrom('api_log')
-        .select(['api_key_id', 'path', 'summary'])
-        .where('community_id', '=', b.c.id)
-        .execute()
-      expect(log).toEqual([expect.objectContaining({ api_key_id: b.keyId, path: '/api/secureAuth' })])
+      // Recorded in the API log against the key (written just after the answer, hence the poll).
+      const readLog = () =>
+        db()
+          .selectFrom('api_log')
+          .select(['api_key_id', 'path', 'summary'])
+          .where('community_id', '=', b.c.id)
+          .execute()
+      await expect
+        .poll(readLog)
+        .toEqual([expect.objectContaining({ api_key_id: b.keyId, path: '/api/secureAuth' })])
     })
 
     it('finds the user by external id, username, email or 24-hex id', async () => {
