@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runJob, upload } from '../support/bulk.ts'
+import { failedRows, runJob, upload } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /** CSV edge cases of bulk uploads: encoding, line ends, quoting, headers and bad rows. */
@@ -12,7 +12,6 @@ afterAll(() => t.close())
 
 const UPDATE = '/apis/v1/users/bulk-update'
 const IMPORT = '/apis/v1/users/bulk-import'
-type Auth = Record<string, string>
 const db = () => t.deps.database.db
 
 function user(id: string) {
@@ -21,22 +20,6 @@ function user(id: string) {
     .select(['first_name', 'last_name', 'xp'])
     .where('id', '=', id)
     .executeTakeFirstOrThrow()
-}
-
-async function failedRows(auth: Auth, jobId: string) {
-  const res = await t.app.inject({
-    method: 'GET',
-    url: `/apis/v1/users/bulk-updates/${jobId}/details?status=failed`,
-    headers: auth,
-  })
-  expect(res.statusCode, res.body).toBe(200)
-  return res.json().data.rows as {
-    row: number
-    line: number
-    key: string | null
-    action: string
-    error: { code: string; field: string | null; message: string }
-  }[]
 }
 
 async function community(users = 2) {
@@ -81,7 +64,7 @@ describe('bulk CSV: encoding, line ends and quoting', () => {
     expect(await user(a.id)).toMatchObject({ first_name: 'Smith, Ann', last_name: 'two\nlines' })
     expect(await user(b.id)).toMatchObject({ first_name: 'Bob "The Builder"', last_name: 'Zoë 😀' })
     // Row 1 spans lines 2-3, so the ghost row starts on line 5.
-    expect((await failedRows(c.bearer, job.jobId)).map((r) => [r.row, r.line, r.error.code])).toEqual([
+    expect((await failedRows(t, c.bearer, job.jobId)).map((r) => [r.row, r.line, r.error.code])).toEqual([
       [3, 5, 'user_not_found'],
     ])
   })
@@ -164,7 +147,7 @@ describe('bulk CSV: bad rows fail alone, with their line', () => {
       updated: 2,
       failed: 5,
     })
-    const failed = await failedRows(c.bearer, job.jobId)
+    const failed = await failedRows(t, c.bearer, job.jobId)
     expect(failed.map((r) => [r.row, r.line, r.key, r.error.code, r.error.field])).toEqual([
       [1, 2, 'not-an-email', 'invalid_email', 'email'],
       [2, 3, a.email, 'invalid_number', 'xp'],
@@ -182,7 +165,7 @@ describe('bulk CSV: bad rows fail alone, with their line', () => {
     const job = await runJob(t, UPDATE, c.bearer, {
       file: `email,xp\n${a.email},0x10\n${a.email},0b101\n${a.email},0o7\n${a.email},12\n`,
     })
-    const failed = await failedRows(c.bearer, job.jobId)
+    const failed = await failedRows(t, c.bearer, job.jobId)
     expect(failed.map((r) => [r.line, r.error.code, r.error.field])).toEqual([
       [2, 'invalid_number', 'xp'],
       [3, 'invalid_number', 'xp'],
@@ -203,7 +186,7 @@ describe('bulk CSV: bad rows fail alone, with their line', () => {
     const job = await runJob(t, UPDATE, c.bearer, {
       file: `email,join_date\n${a.email},12\n${a.email},maybe 1\n${a.email},2024-13-45\n`,
     })
-    const failed = await failedRows(c.bearer, job.jobId)
+    const failed = await failedRows(t, c.bearer, job.jobId)
     expect(failed.map((r) => [r.line, r.error.code, r.error.field])).toEqual([
       [2, 'invalid_date', 'join_date'],
       [3, 'invalid_date', 'join_date'],
@@ -265,7 +248,7 @@ describe('bulk CSV: bad rows fail alone, with their line', () => {
       updated: 4,
       failed: 2,
     })
-    const failed = await failedRows(c.bearer, job.jobId)
+    const failed = await failedRows(t, c.bearer, job.jobId)
     expect(failed.map((r) => [r.row, r.line, r.error.code])).toEqual([
       [2, 3, 'malformed_quoting'],
       [5, 7, 'malformed_quoting'],
@@ -285,7 +268,7 @@ describe('bulk CSV: bad rows fail alone, with their line', () => {
       file: `email,first_name\n${a.email},Ann\n${b.email},"never closed\n`,
     })
     expect(job).toMatchObject({ status: 'completed_with_errors', updated: 1, failed: 1 })
-    expect((await failedRows(c.bearer, job.jobId)).map((r) => [r.line, r.error.code])).toEqual([
+    expect((await failedRows(t, c.bearer, job.jobId)).map((r) => [r.line, r.error.code])).toEqual([
       [3, 'malformed_quoting'],
     ])
     expect((await user(a.id)).first_name).toBe('Ann')

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newId } from '../../src/lib/ids.ts'
-import { runJob } from '../support/bulk.ts'
+import { failedRows, runJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /** Bulk import: created/updated/skipped counts, email keys (any case) and the community's external id key. */
@@ -21,21 +21,6 @@ function usersOf(communityId: string) {
     .where('community_id', '=', communityId)
     .orderBy('email')
     .execute()
-}
-
-async function failedRows(auth: Record<string, string>, jobId: string) {
-  const res = await t.app.inject({
-    method: 'GET',
-    url: `/apis/v1/users/bulk-updates/${jobId}/details?status=failed`,
-    headers: auth,
-  })
-  expect(res.statusCode, res.body).toBe(200)
-  return res.json().data.rows as {
-    row: number
-    line: number
-    key: string | null
-    error: { code: string; field: string | null }
-  }[]
 }
 
 /** A community whose external id is the custom text field `crm_id`. */
@@ -112,7 +97,7 @@ describe('bulk import keyed by the community external id', () => {
       failed: 1,
       unknownColumns: [],
     })
-    expect(await failedRows(c.bearer, job.jobId)).toEqual([
+    expect(await failedRows(t, c.bearer, job.jobId)).toEqual([
       expect.objectContaining({
         row: 3,
         line: 4,
@@ -166,7 +151,7 @@ describe('bulk import keyed by the community external id', () => {
       file: 'crm_id,email\nCRM-9,taken@x.io\nCRM-10,free@x.io\n',
     })
     expect(job).toMatchObject({ status: 'completed_with_errors', created: 1, failed: 1 })
-    const [f] = await failedRows(c.bearer, job.jobId)
+    const [f] = await failedRows(t, c.bearer, job.jobId)
     expect(f).toMatchObject({ row: 1, key: 'CRM-9' })
     expect(['duplicate_user', 'email_taken']).toContain(f.error.code)
     expect((await usersOf(c.id)).map((u) => [u.email, u.external_id])).toEqual([
@@ -202,7 +187,7 @@ describe('the identifier field mirrors users.external_id', () => {
       file: 'crm_id,email,first_name\nE1,two@x.io,Clash\nE2,two@x.io,Two\nE3,three@x.io,Three\n',
     })
     expect(job).toMatchObject({ status: 'completed_with_errors', created: 1, updated: 1, failed: 1 })
-    const failed = await failedRows(c.bearer, job.jobId)
+    const failed = await failedRows(t, c.bearer, job.jobId)
     expect(failed.map((r) => [r.row, r.key, r.error.code])).toEqual([[1, 'E1', 'email_taken']])
     const users = await usersOf(c.id)
     expect(users.map((u) => [u.external_id, u.email, u.first_name])).toEqual([

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newId } from '../../src/lib/ids.ts'
-import { runJob } from '../support/bulk.ts'
+import { failedRows, runJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /** Premium currency bulk update: one ledger row per applied row, keyed `bulk:<jobId>:<row>`. */
@@ -12,7 +12,6 @@ beforeAll(async () => {
 afterAll(() => t.close())
 
 const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
-type Auth = Record<string, string>
 const db = () => t.deps.database.db
 
 const premiumOf = async (id: string) =>
@@ -28,21 +27,6 @@ function ledger(communityId: string) {
     .where('community_id', '=', communityId)
     .orderBy('id')
     .execute()
-}
-
-async function failedRows(auth: Auth, jobId: string) {
-  const res = await t.app.inject({
-    method: 'GET',
-    url: `/apis/v1/users/bulk-updates/${jobId}/details?status=failed`,
-    headers: auth,
-  })
-  expect(res.statusCode, res.body).toBe(200)
-  return res.json().data.rows as {
-    row: number
-    line: number
-    key: string | null
-    error: { code: string; field: string | null }
-  }[]
 }
 
 async function setup() {
@@ -108,7 +92,7 @@ describe('premium currency bulk update', () => {
         idempotency_key: `bulk:${job.jobId}:3`,
       },
     ])
-    const failed = await failedRows(c.bearer, job.jobId)
+    const failed = await failedRows(t, c.bearer, job.jobId)
     expect(failed.map((r) => [r.row, r.line, r.key, r.error.code])).toEqual([
       [4, 5, 'nobody@x.io', 'user_not_found'],
       [5, 6, b.email, 'insufficient_balance'],
@@ -150,7 +134,7 @@ describe('premium currency bulk update', () => {
     expect(job).toMatchObject({ status: 'completed_with_errors', updated: 2, failed: 1 })
     expect(await premiumOf(a.id)).toBe(5)
     expect(await premiumOf(b.id)).toBe(6)
-    expect((await failedRows(c.bearer, job.jobId)).map((r) => [r.row, r.error.code])).toEqual([
+    expect((await failedRows(t, c.bearer, job.jobId)).map((r) => [r.row, r.error.code])).toEqual([
       [3, 'user_not_found'],
     ])
   })
@@ -180,7 +164,7 @@ describe('premium currency bulk update', () => {
     const job = await runJob(t, PREMIUM, c.bearer, { file: 'crm_id,amount\nCRM-A,12\nCRM-Z,1\n' })
     expect(job).toMatchObject({ status: 'completed_with_errors', updated: 1, failed: 1 })
     expect(await premiumOf(a.id)).toBe(12)
-    expect((await failedRows(c.bearer, job.jobId)).map((r) => [r.key, r.error.code])).toEqual([
+    expect((await failedRows(t, c.bearer, job.jobId)).map((r) => [r.key, r.error.code])).toEqual([
       ['CRM-Z', 'user_not_found'],
     ])
   })
@@ -191,7 +175,7 @@ describe('premium currency bulk update', () => {
       file: `email,amount,amount_op\n${a.email},abc,\n${a.email},-5,\n${a.email},,\n${a.email},5,Add\n${a.email},1.5,\n${a.email},4,\n`,
     })
     expect(job).toMatchObject({ status: 'completed_with_errors', updated: 1, failed: 5 })
-    const failed = await failedRows(c.bearer, job.jobId)
+    const failed = await failedRows(t, c.bearer, job.jobId)
     expect(failed.map((r) => [r.line, r.error.code, r.error.field])).toEqual([
       [2, 'invalid_number', 'amount'],
       [3, 'invalid_number', 'amount'],
@@ -208,7 +192,7 @@ describe('premium currency bulk update', () => {
     await db().updateTable('users').set({ deleted_at: new Date() }).where('id', '=', a.id).execute()
     const job = await runJob(t, PREMIUM, c.bearer, { file: `email,amount\n${a.email},5\n` })
     expect(job).toMatchObject({ failed: 1 })
-    expect((await failedRows(c.bearer, job.jobId))[0].error.code).toBe('user_deleted')
+    expect((await failedRows(t, c.bearer, job.jobId))[0].error.code).toBe('user_deleted')
     expect(await premiumOf(a.id)).toBe(0)
   })
 

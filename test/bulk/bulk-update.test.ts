@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newId } from '../../src/lib/ids.ts'
-import { runJob } from '../support/bulk.ts'
+import { failedRows, runJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /** Bulk update (POST /apis/v1/users/bulk-update): columns, `<field>_op`, file order, histories and ledger. */
@@ -13,7 +13,6 @@ beforeAll(async () => {
 afterAll(() => t.close())
 
 const UPDATE = '/apis/v1/users/bulk-update'
-type Auth = Record<string, string>
 
 const db = () => t.deps.database.db
 
@@ -64,22 +63,6 @@ function histories(communityId: string) {
     .orderBy('field')
     .orderBy('created_at')
     .execute()
-}
-
-async function failedRows(auth: Auth, jobId: string) {
-  const res = await t.app.inject({
-    method: 'GET',
-    url: `/apis/v1/users/bulk-updates/${jobId}/details?status=failed`,
-    headers: auth,
-  })
-  expect(res.statusCode, res.body).toBe(200)
-  return res.json().data.rows as {
-    row: number
-    line: number
-    key: string | null
-    action: string
-    error: { code: string; field: string | null }
-  }[]
 }
 
 async function setup() {
@@ -134,7 +117,7 @@ describe('bulk update: columns', () => {
       failed: 1,
       created: 0,
     })
-    const failed = await failedRows(c.bearer, job.jobId)
+    const failed = await failedRows(t, c.bearer, job.jobId)
     expect(failed).toEqual([
       {
         row: 2,
@@ -223,7 +206,7 @@ describe('bulk update: xp and coins with _op columns', () => {
       file: `email,xp_op,xp\n${a.email},Add,5\n${b.email},plus,5\n${d.email},add,5\n${e.email},ADD,5\n`,
     })
     expect(job).toMatchObject({ status: 'completed_with_errors', updated: 1, failed: 3 })
-    const failed = await failedRows(c.bearer, job.jobId)
+    const failed = await failedRows(t, c.bearer, job.jobId)
     expect(failed.map((r) => [r.line, r.key, r.error.code, r.error.field])).toEqual([
       [2, a.email, 'invalid_op', 'xp_op'],
       [3, b.email, 'invalid_op', 'xp_op'],
@@ -243,7 +226,7 @@ describe('bulk update: xp and coins with _op columns', () => {
       file: `email,xp_op,xp,coins_op,coins\n${a.email},subtract,4,subtract,10\n${b.email},overwrite,-1,,\n`,
     })
     expect(job).toMatchObject({ status: 'completed_with_errors', updated: 0, failed: 2 })
-    const failed = await failedRows(c.bearer, job.jobId)
+    const failed = await failedRows(t, c.bearer, job.jobId)
     expect(failed[0]).toMatchObject({ line: 2, key: a.email, error: { code: 'negative_balance' } })
     // The whole row fails: its coins change is not applied either.
     expect(await user(a.id)).toMatchObject({ xp: 3, coins: 100 })
@@ -262,7 +245,7 @@ describe('bulk update: xp and coins with _op columns', () => {
     const { c, a } = await setup()
     const job = await runJob(t, UPDATE, c.bearer, { file: `email,coins_op,coins\n${a.email},add,-5\n` })
     expect(job).toMatchObject({ failed: 1 })
-    expect((await failedRows(c.bearer, job.jobId))[0].error).toMatchObject({
+    expect((await failedRows(t, c.bearer, job.jobId))[0].error).toMatchObject({
       code: 'invalid_number',
       field: 'coins',
     })
@@ -314,7 +297,7 @@ describe('bulk update: file order', () => {
       file: `email,xp_op,xp\n${a.email},subtract,4\n${a.email},subtract,10\n${a.email},add,1\n`,
     })
     expect(job).toMatchObject({ status: 'completed_with_errors', updated: 2, failed: 1 })
-    expect((await failedRows(c.bearer, job.jobId)).map((r) => [r.row, r.error.code])).toEqual([
+    expect((await failedRows(t, c.bearer, job.jobId)).map((r) => [r.row, r.error.code])).toEqual([
       [2, 'negative_balance'],
     ])
     expect((await user(a.id)).xp).toBe(7)
@@ -397,7 +380,7 @@ describe('bulk update: custom fields', () => {
       file: `email,deposit_op,deposit\n${a.email},Add,5\n${b.email},add,lots\n`,
     })
     expect(job).toMatchObject({ status: 'completed_with_errors', failed: 2 })
-    const failed = await failedRows(c.bearer, job.jobId)
+    const failed = await failedRows(t, c.bearer, job.jobId)
     expect(failed.map((r) => [r.line, r.error.code, r.error.field])).toEqual([
       [2, 'invalid_op', 'deposit_op'],
       [3, 'invalid_value', 'deposit'],
@@ -443,7 +426,7 @@ describe('bulk update: details across chunks, deleted users, template', () => {
     await db().updateTable('users').set({ deleted_at: new Date() }).where('id', '=', a.id).execute()
     const job = await runJob(t, UPDATE, c.bearer, { file: `email,first_name,xp\n${a.email},Zombie,5\n` })
     expect(job).toMatchObject({ failed: 1, updated: 0 })
-    expect((await failedRows(c.bearer, job.jobId))[0].error.code).toBe('user_deleted')
+    expect((await failedRows(t, c.bearer, job.jobId))[0].error.code).toBe('user_deleted')
     expect(await user(a.id)).toMatchObject({ first_name: 'Test', xp: 0 })
   })
 

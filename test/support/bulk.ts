@@ -45,3 +45,26 @@ export async function runJob(t: TestApp, path: string, auth: Record<string, stri
   expect(res.statusCode, res.body).toBe(200)
   return waitForJob(t, auth, res.json().data.jobId)
 }
+
+export interface FailedRow {
+  row: number
+  line: number
+  key: string | null
+  action: string
+  error: { code: string; field: string | null; message: string }
+}
+
+/** The failed rows of a job, from the details endpoint. */
+export async function failedRows(
+  t: TestApp,
+  auth: Record<string, string>,
+  jobId: string,
+): Promise<FailedRow[]> {
+  const res = await t.app.inject({
+    method: 'GET',
+    url: `/apis/v1/users/bulk-updates/${jobId}/details?status=failed`,
+    headers: auth,
+  })
+  expect(res.statusCode, res.body).toBe(200)
+  return res.json().data.rows
+}
