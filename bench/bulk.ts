@@ -6,6 +6,7 @@
  * path through HTTP (upload, queue, worker, done), and prints one JSON line per run with rows,
  * seconds, rows/s, the server's peak RSS, and the seconds of a raw COPY of the same file into a
  * plain table with a unique index on (community, email), measured in the same run, and the ratio.
+ * With HEARTH_PROFILE=1 each line also carries the worker's milliseconds per phase (phasesMs).
  */
 import { spawn } from 'node:child_process'
 import {
@@ -200,6 +201,15 @@ async function rawCopySeconds(file: string, columns: string[]): Promise<number> 
   return seconds
 }
 
+/** The worker's time per phase for the last job, when run with HEARTH_PROFILE=1 (src/lib/phase-timer.ts). */
+function lastPhases(log: string): { phasesMs?: Record<string, number> } {
+  const line = log
+    .split('\n')
+    .filter((l) => l.includes('"phasesMs"'))
+    .pop()
+  return line ? { phasesMs: JSON.parse(line).phasesMs } : {}
+}
+
 function withDb(url: string, name: string) {
   const u = new URL(url)
   u.pathname = `/${name}`
@@ -267,6 +277,7 @@ async function main() {
           peakRssMB: peak,
           rawCopySeconds: Math.round(copySeconds * 100) / 100,
           ratioToCopy: Math.round((seconds / copySeconds) * 100) / 100,
+          ...lastPhases(server.log()),
         }),
       )
     }

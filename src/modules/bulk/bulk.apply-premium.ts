@@ -67,8 +67,9 @@ export async function applyPremiumChunk(
       WITH m AS (
         SELECT s.row_no, s.reason, s.ikey, u.id AS uid, u.deleted_at, u.premium AS old,
           CASE s.op WHEN 'subtract' THEN u.premium - s.amount WHEN 'overwrite' THEN s.amount ELSE u.premium + s.amount END AS new
-        FROM bulk_stage s JOIN users u ON u.community_id = ${ctx.communityId} AND ${matchUser(ctx.plan)}
-        WHERE s.wave = ${w} FOR UPDATE OF u),
+        FROM bulk_stage s JOIN LATERAL (SELECT * FROM users u WHERE u.community_id = ${ctx.communityId}
+          AND ${matchUser(ctx.plan)} LIMIT 1 FOR UPDATE) u ON true
+        WHERE s.wave = ${w}),
       ok AS (SELECT * FROM m WHERE deleted_at IS NULL AND new >= 0 AND new <> old),
       led AS (
         INSERT INTO currency_ledger (community_id, user_id, currency, amount, balance_after, source, reason, idempotency_key)

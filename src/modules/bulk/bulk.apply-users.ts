@@ -1,5 +1,6 @@
 import { type RawBuilder, sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
+import { timed } from '../../lib/phase-timer.ts'
 import { sqlObjectId } from '../field-histories/set-based.ts'
 import { kindOf } from '../user-fields/field-types.ts'
 import type { ImportPlan, Target } from './bulk.plan.ts'
@@ -8,8 +9,8 @@ import { assignWaves, createStage, fillStage, type StageColumn } from './bulk.st
 
 /**
  * Set-based SQL for bulk import and bulk update: a chunk is COPYed into the stage, then per wave
- * (rows of one wave touch distinct users, so file order holds) one UPDATE of matched users and,
- * for imports, one INSERT of new ones, each writing its field histories and ledger rows in the
+ * (rows of one wave touch distinct users, so file order holds), for imports one INSERT of new
+ * users, then one UPDATE of the matched ones, each writing its field histories and ledger rows in the
  * same statement.
  */
 export type RowOutcome = {
@@ -158,22 +159,46 @@ function ledgerInsert(
 
 const keyColumn = (plan: ImportPlan) => (plan.keyKind === 'external_id' ? 'external_id' : 'email')
 
-const rowFilter = (rowNo: number | null) => (rowNo === null ? sql`` : sql`AND s.row_no = ${rowNo}`)
+/** Which stage rows a statement works on: a whole wave, some rows of it, or one row (the fallback). */
+type Rows = { wave: number } | { rowNos: number[] }
+const rowFilter = (rows: Rows) =>
+  'wave' in rows ? sql`s.wave = ${rows.wave}` : sql`s.row_no = ANY(${rows.rowNos}::int[])`
 
-/** Updates matched users of one wave; returns their outcomes. */
-async function updateMatched(tx: Tx, ctx: Ctx, wave: number, rowNo: number | null): Promise<RowOutcome[]> {
+/**
+ * Updates matched users; returns an outcome for every row whose user exists. A first pass reads
+ * without locking and finds the rows that would change anything (or fail); only those users are
+ * locked, re-read and written. A row found unchanged is skipped without a lock: it is ordered
+ * before any concurrent change, which it would not have altered anyway.
+ */
+async function updateMatched(tx: Tx, ctx: Ctx, rows: Rows): Promise<RowOutcome[]> {
   const key = keyColumn(ctx.plan)
   const setList = sql.join(WRITTEN.map((c) => sql`${sql.ref(c)} = ok.${sql.ref(`n_${c}`)}`))
-  const changed = sql`(${sql.join(WRITTEN.map((c) => sql.ref(`u.${c}`)))}, u.custom_fields) IS DISTINCT FROM
-    (${sql.join(WRITTEN.map((c) => sql.ref(`ok.n_${c}`)))}, ok.n_custom)`
+  const differs = (
+    cur: string,
+    next: string,
+  ) => sql`(${sql.join(WRITTEN.map((c) => sql.ref(`${cur}.${c}`)))}, ${sql.ref(`${cur}.custom_fields`)}) IS DISTINCT FROM
+    (${sql.join(WRITTEN.map((c) => sql.ref(`${next}.n_${c}`)))}, ${sql.ref(`${next}.n_custom`)})`
+  const cur = [...WRITTEN, 'custom_fields'].map((c) => sql.ref(`b.${c}`))
+  const next = [...WRITTEN, 'custom'].map((c) => sql.ref(`p0.n_${c}`))
+  const stage = stageColumns(ctx.plan).map((c) => sql.ref(`p0.${c.name}`))
   const ctes: RawBuilder<unknown>[] = [
+    // LATERAL … LIMIT 1 keeps each lookup an index probe: a join lets the planner scan the whole
+    // community's key index once per chunk, which grows with the community.
+    sql`p0 AS (SELECT s.*, b.id AS uid, b.deleted_at AS b_deleted_at, ROW(${sql.join(cur)}) AS b_row,
+        ${newValues(ctx.plan)}
+      FROM bulk_stage s JOIN LATERAL (SELECT * FROM users b WHERE b.community_id = ${ctx.communityId}
+        AND ${sql.ref(`b.${key}`)} = s.key LIMIT 1) b ON true
+      WHERE ${rowFilter(rows)})`,
+    sql`p AS MATERIALIZED (SELECT ${sql.join(stage)}, p0.uid, (p0.b_deleted_at IS NOT NULL OR p0.n_xp < 0
+      OR p0.n_coins < 0 OR p0.b_row IS DISTINCT FROM ROW(${sql.join(next)})) AS dirty FROM p0)`,
     sql`m AS (SELECT s.row_no, b.id AS uid, b.deleted_at, b.xp AS o_xp, b.coins AS o_coins, b.custom_fields AS o_custom,
       ${newValues(ctx.plan)}
-      FROM bulk_stage s JOIN users b ON b.community_id = ${ctx.communityId} AND ${sql.ref(`b.${key}`)} = s.key
-      WHERE s.wave = ${wave} ${rowFilter(rowNo)} FOR UPDATE OF b)`,
+      FROM p s JOIN LATERAL (SELECT * FROM users b WHERE b.id = s.uid
+        AND ${sql.ref(`b.${key}`)} = s.key FOR UPDATE) b ON true
+      WHERE s.dirty)`,
     sql`ok AS (SELECT * FROM m WHERE deleted_at IS NULL AND n_xp >= 0 AND n_coins >= 0)`,
     sql`upd AS (UPDATE users u SET ${setList}, custom_fields = ok.n_custom, updated_at = now()
-      FROM ok WHERE u.id = ok.uid AND ${changed} RETURNING u.id)`,
+      FROM ok WHERE u.id = ok.uid AND ${differs('u', 'ok')} RETURNING u.id)`,
   ]
   const hist = historyInsert(ctx, sql`ok`, sql`r.uid`)
   if (hist) ctes.push(sql`hist AS (${hist})`)
@@ -181,9 +206,9 @@ async function updateMatched(tx: Tx, ctx: Ctx, wave: number, rowNo: number | nul
   if (led) ctes.push(sql`led AS (${led})`)
   const res = await sql<{ row_no: number; deleted: boolean; negative: boolean; changed: boolean }>`
     WITH ${sql.join(ctes)}
-    SELECT m.row_no, m.deleted_at IS NOT NULL AS deleted, (m.n_xp < 0 OR m.n_coins < 0) AS negative,
-      upd.id IS NOT NULL AS changed
-    FROM m LEFT JOIN upd ON upd.id = m.uid`.execute(tx)
+    SELECT p.row_no, coalesce(m.deleted_at IS NOT NULL, false) AS deleted,
+      coalesce(m.n_xp < 0 OR m.n_coins < 0, false) AS negative, upd.id IS NOT NULL AS changed
+    FROM p LEFT JOIN m ON m.row_no = p.row_no LEFT JOIN upd ON upd.id = m.uid`.execute(tx)
   return res.rows.map((r) =>
     r.deleted
       ? {
@@ -203,21 +228,34 @@ async function updateMatched(tx: Tx, ctx: Ctx, wave: number, rowNo: number | nul
   )
 }
 
-/** Inserts the users of one wave that do not exist yet (imports only); returns their outcomes. */
-async function insertNew(tx: Tx, ctx: Ctx, wave: number, rowNo: number | null): Promise<RowOutcome[]> {
+/** Rows whose user already exists. Its own statement: nothing is inserted while it probes. */
+async function existingRows(tx: Tx, ctx: Ctx, rows: Rows): Promise<number[]> {
   const key = keyColumn(ctx.plan)
+  const res = await sql<{ row_no: number }>`SELECT s.row_no FROM bulk_stage s
+    WHERE ${rowFilter(rows)} AND EXISTS (SELECT 1 FROM users x WHERE x.community_id = ${ctx.communityId}
+      AND ${sql.ref(`x.${key}`)} = s.key)`.execute(tx)
+  return res.rows.map((r) => r.row_no)
+}
+
+/**
+ * Creates a user for each row except `skip` (rows whose user exists). Returns the outcomes it
+ * decides (created, or failed for a missing email or a negative balance) and the rows that met a
+ * unique key taken meanwhile or by another row's email: those go on to the update pass.
+ */
+async function insertNew(tx: Tx, ctx: Ctx, rows: Rows, skip: number[]) {
   const external = ctx.plan.keyKind === 'external_id' ? sql`r.key` : sql`NULL::text`
   const columns = WRITTEN.filter((c) => c !== 'join_date' && c !== 'language')
+  const except = skip.length > 0 ? sql`AND NOT (s.row_no = ANY(${skip}::int[]))` : sql``
   const ctes: RawBuilder<unknown>[] = [
-    sql`d AS (SELECT NULL::text AS id, NULL::timestamptz AS deleted_at, s.email AS email, NULL::text AS username,
-      NULL::text AS first_name, NULL::text AS last_name, NULL::text AS display_name, NULL::text AS phone,
-      NULL::text AS country, 'English'::text AS language, NULL::text AS avatar, now() AS join_date,
-      0::bigint AS xp, 0::bigint AS coins, '{}'::jsonb AS custom_fields, s.row_no
-      FROM bulk_stage s WHERE s.wave = ${wave} ${rowFilter(rowNo)}
-      AND NOT EXISTS (SELECT 1 FROM users x WHERE x.community_id = ${ctx.communityId} AND ${sql.ref(`x.${key}`)} = s.key))`,
+    // `b` holds a new user's defaults.
     sql`m AS (SELECT s.row_no, s.new_id, s.key, 0::bigint AS o_xp, 0::bigint AS o_coins, '{}'::jsonb AS o_custom,
       ${newValues(ctx.plan)}
-      FROM bulk_stage s JOIN d b ON b.row_no = s.row_no)`,
+      FROM bulk_stage s
+      CROSS JOIN LATERAL (SELECT s.email AS email, NULL::text AS username, NULL::text AS first_name,
+        NULL::text AS last_name, NULL::text AS display_name, NULL::text AS phone, NULL::text AS country,
+        'English'::text AS language, NULL::text AS avatar, now() AS join_date, 0::bigint AS xp,
+        0::bigint AS coins, '{}'::jsonb AS custom_fields) b
+      WHERE ${rowFilter(rows)} ${except})`,
     sql`r AS (SELECT * FROM m WHERE n_email IS NOT NULL AND n_xp >= 0 AND n_coins >= 0)`,
     sql`ins AS (INSERT INTO users (id, community_id, external_id, join_date, language, custom_fields,
         ${sql.join(columns.map((c) => sql.ref(c)))})
@@ -235,36 +273,62 @@ async function insertNew(tx: Tx, ctx: Ctx, wave: number, rowNo: number | null): 
     SELECT m.row_no, ins.id IS NOT NULL AS inserted, m.n_email IS NULL AS no_email,
       (m.n_xp < 0 OR m.n_coins < 0) AS negative
     FROM m LEFT JOIN ins ON ins.id = m.new_id`.execute(tx)
-  return res.rows.map((r): RowOutcome => {
-    if (r.inserted) return { rowNo: r.row_no, action: 'c' }
-    if (r.no_email)
-      return {
+  const decided: RowOutcome[] = []
+  const conflicted: number[] = []
+  for (const r of res.rows) {
+    if (r.inserted) decided.push({ rowNo: r.row_no, action: 'c' })
+    else if (r.no_email) {
+      decided.push({
         rowNo: r.row_no,
         action: 'f',
         code: 'missing_email',
         field: 'email',
         message: 'A new user needs an email',
-      }
-    if (r.negative)
-      return {
+      })
+    } else if (r.negative) {
+      decided.push({
         rowNo: r.row_no,
         action: 'f',
         code: 'negative_balance',
         message: 'xp and coins cannot go below zero',
-      }
-    return {
-      rowNo: r.row_no,
-      action: 'f',
-      code: 'duplicate_user',
-      field: 'email',
-      message: 'Another user already has this email or external id',
-    }
-  })
+      })
+    } else conflicted.push(r.row_no)
+  }
+  return { decided, conflicted }
 }
 
-async function applyWave(tx: Tx, ctx: Ctx, wave: number, rowNo: number | null): Promise<RowOutcome[]> {
-  const out = await updateMatched(tx, ctx, wave, rowNo)
-  if (ctx.plan.type === 'import') out.push(...(await insertNew(tx, ctx, wave, rowNo)))
+const duplicateUser = (rowNo: number): RowOutcome => ({
+  rowNo,
+  action: 'f',
+  code: 'duplicate_user',
+  field: 'email',
+  message: 'Another user already has this email or external id',
+})
+
+/**
+ * Applies one wave (or one row of it, `only`). Imports probe which rows' users exist, create the
+ * others, then update the existing ones (and any whose key was taken meanwhile). Keys are distinct
+ * within a wave, so the order of the statements cannot change any outcome.
+ */
+async function applyWave(tx: Tx, ctx: Ctx, waveRows: number[], wave: number, only: number | null) {
+  const all: Rows = only === null ? { wave } : { rowNos: [only] }
+  if (ctx.plan.type !== 'import') return timed('update', () => updateMatched(tx, ctx, all))
+  const size = only === null ? waveRows.length : 1
+  const existing = await timed('probe', () => existingRows(tx, ctx, all))
+  const out: RowOutcome[] = []
+  let conflicted: number[] = []
+  if (existing.length < size) {
+    const created = await timed('insert', () => insertNew(tx, ctx, all, existing))
+    out.push(...created.decided)
+    conflicted = created.conflicted
+  }
+  const rest = existing.length === size ? all : { rowNos: [...existing, ...conflicted] }
+  if ('wave' in rest || rest.rowNos.length > 0) {
+    const updated = await timed('update', () => updateMatched(tx, ctx, rest))
+    out.push(...updated)
+    const found = new Set(updated.map((o) => o.rowNo))
+    for (const r of conflicted) if (!found.has(r)) out.push(duplicateUser(r))
+  }
   return out
 }
 
@@ -289,18 +353,21 @@ export function describeRowRejection(err: unknown): { code: string; message: str
 export async function applyUsersChunk(tx: Tx, ctxIn: Ctx, rows: ImportRow[]): Promise<RowOutcome[]> {
   if (rows.length === 0) return []
   const cols = stageColumns(ctxIn.plan)
-  await createStage(tx, cols)
+  await timed('stage.create', () => createStage(tx, cols))
   const { waves, count } = assignWaves(rows.map((r) => r.key))
-  await fillStage(
-    tx,
-    cols,
-    rows.map((r, i) => stageRow(ctxIn.plan, r, waves[i])),
+  await timed('stage.fill', () =>
+    fillStage(
+      tx,
+      cols,
+      rows.map((r, i) => stageRow(ctxIn.plan, r, waves[i])),
+    ),
   )
   const outcomes: RowOutcome[] = []
   for (let w = 0; w < count; w++) {
+    const waveRows = rows.flatMap((r, i) => (waves[i] === w ? [r.rowNo] : []))
     await sql`SAVEPOINT bulk_wave`.execute(tx)
     try {
-      outcomes.push(...(await applyWave(tx, ctxIn, w, null)))
+      outcomes.push(...(await applyWave(tx, ctxIn, waveRows, w, null)))
       await sql`RELEASE SAVEPOINT bulk_wave`.execute(tx)
     } catch {
       await sql`ROLLBACK TO SAVEPOINT bulk_wave`.execute(tx)
@@ -308,7 +375,7 @@ export async function applyUsersChunk(tx: Tx, ctxIn: Ctx, rows: ImportRow[]): Pr
         if (waves[i] !== w) continue
         await sql`SAVEPOINT bulk_row`.execute(tx)
         try {
-          outcomes.push(...(await applyWave(tx, ctxIn, w, r.rowNo)))
+          outcomes.push(...(await applyWave(tx, ctxIn, waveRows, w, r.rowNo)))
           await sql`RELEASE SAVEPOINT bulk_row`.execute(tx)
         } catch (err) {
           await sql`ROLLBACK TO SAVEPOINT bulk_row`.execute(tx)

@@ -1,6 +1,7 @@
 import { sql } from 'kysely'
 import { copyCell, copyCsvInto } from '../../lib/db/copy.ts'
 import type { Tx } from '../../lib/db/database.ts'
+import { timed } from '../../lib/phase-timer.ts'
 
 /**
  * The per-transaction staging table a chunk is COPYed into before set-based SQL applies it.
@@ -33,13 +34,15 @@ export async function fillStage(tx: Tx, columns: StageColumn[], rows: readonly (
     }
     csv += `${line}\n`
   }
-  await copyCsvInto(
-    tx,
-    'bulk_stage',
-    columns.map((c) => c.name),
-    csv,
+  await timed('fill.copy', () =>
+    copyCsvInto(
+      tx,
+      'bulk_stage',
+      columns.map((c) => c.name),
+      csv,
+    ),
   )
-  await sql`ANALYZE bulk_stage`.execute(tx)
+  await timed('fill.analyze', () => sql`ANALYZE bulk_stage`.execute(tx))
 }
 
 /** Occurrence number of each row's key within the chunk: rows of wave n touch distinct users. */

@@ -1,0 +1,24 @@
+/**
+ * Phase timings for benchmarks: with HEARTH_PROFILE=1, `timed` adds up the milliseconds spent in
+ * each named phase and `printPhases` writes them to stderr as one JSON line (bench/bulk.ts shows it).
+ * Off by default: then `timed` only calls through.
+ */
+const totals = new Map<string, number>()
+export const profiling = process.env.HEARTH_PROFILE === '1'
+
+export async function timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  if (!profiling) return fn()
+  const started = performance.now()
+  try {
+    return await fn()
+  } finally {
+    totals.set(name, (totals.get(name) ?? 0) + performance.now() - started)
+  }
+}
+
+export function printPhases(label: string) {
+  if (!profiling) return
+  const ms = Object.fromEntries([...totals].map(([k, v]) => [k, Math.round(v)]))
+  process.stderr.write(`${JSON.stringify({ phasesMs: ms, label })}\n`)
+  totals.clear()
+}
