@@ -35,6 +35,11 @@ const envSchema = z.object({
   BULK_MAX_ACTIVE_JOBS: z.coerce.number().int().positive().default(3),
   /** Rows applied per committed chunk of a bulk job (default: 10000 on PostgreSQL, 5000 on PGlite). */
   BULK_CHUNK_ROWS: z.coerce.number().int().positive().optional(),
+  /**
+   * Chunks of one bulk job applied at once on PostgreSQL, each in its own transaction (chunks in
+   * flight never share a user key or email). PGlite has one connection, so 1 there.
+   */
+  BULK_PARALLEL_CHUNKS: z.coerce.number().int().min(1).max(16).default(2),
   /** Seconds a worker holds a bulk job between chunk commits before another worker may take it over. */
   BULK_LEASE_SECONDS: z.coerce.number().int().positive().default(60),
   /** Concurrent bulk jobs one worker process runs. */
@@ -57,6 +62,7 @@ export type Config = Readonly<{
     maxRows: number
     maxActiveJobs: number
     chunkRows: number | undefined
+    parallelChunks: number
     leaseSeconds: number
   }>
   workerConcurrency: number
@@ -89,6 +95,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxRows: e.BULK_MAX_ROWS,
       maxActiveJobs: e.BULK_MAX_ACTIVE_JOBS,
       chunkRows: e.BULK_CHUNK_ROWS,
+      parallelChunks: e.BULK_PARALLEL_CHUNKS,
       leaseSeconds: e.BULK_LEASE_SECONDS,
     }),
     workerConcurrency: e.WORKER_CONCURRENCY,

@@ -138,3 +138,13 @@ export async function insertErrors(db: Tx, communityId: string, jobId: string, e
       .execute()
   }
 }
+
+/** Row ranges of the chunks of a job already committed (by this or an earlier attempt). */
+export async function committedChunks(db: Tx, jobId: string) {
+  const rows = await db
+    .selectFrom('bulk_job_chunks')
+    .select(['chunk_no', 'first_row', sql<number>`cardinality(lines)`.as('n')])
+    .where('job_id', '=', jobId)
+    .execute()
+  return rows.map((r) => ({ chunkNo: r.chunk_no, first: r.first_row, last: r.first_row + Number(r.n) - 1 }))
+}

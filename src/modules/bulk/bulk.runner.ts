@@ -67,10 +67,37 @@ async function claimAndRun(deps: AppDeps, jobId: string): Promise<void> {
 
 type Batch = { rowNo: number; record: CsvRecord }[]
 type Prepared = { checked: Checked[] }
+/** Rows [first, last] of a chunk an earlier attempt committed. */
+type Range = { first: number; last: number }
+
+/** Chunks applied at once: several only on PostgreSQL, and not for premium rows (one user has several keys). */
+function parallelChunks(deps: AppDeps, plan: Plan): number {
+  if (deps.database.kind !== 'postgres' || plan.type === 'premium_currency') return 1
+  return deps.config.bulk.parallelChunks
+}
+
+/** The user keys and emails a chunk touches: chunks in flight at once must not share any. */
+function claimsOf(prepared: Prepared): Set<string> {
+  const claims = new Set<string>()
+  for (const c of prepared.checked) {
+    if (!c.ok) continue
+    claims.add(c.ok.key)
+    const email = 'email' in c.ok ? c.ok.email : null
+    if (email) claims.add(email)
+  }
+  return claims
+}
+
+function overlaps(a: Set<string>, b: Set<string>): boolean {
+  const [small, large] = a.size <= b.size ? [a, b] : [b, a]
+  for (const k of small) if (large.has(k)) return true
+  return false
+}
 
 async function processJob(deps: AppDeps, job: repo.JobRow) {
   const ctx = await repo.loadPlanContext(deps.database.db, job.community_id)
-  const source = preparedBatches(deps, job, ctx)
+  const committed = await repo.committedChunks(deps.database.db, job.id)
+  const source = preparedBatches(deps, job, ctx, committed)
   const first = await source.next()
   if (first.done) {
     const failure = first.value
@@ -78,32 +105,59 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
     return
   }
   const { plan } = first.value
-  let state = { processed: job.processed, chunkNo: job.chunks_done }
-  // Read, parse and check the next chunk while the database applies this one.
+  const lanes = parallelChunks(deps, plan)
+  let chunkNo = committed.reduce((n, c) => Math.max(n, c.chunkNo + 1), 0)
+  const flights = new Set<{ done: Promise<void>; claims: Set<string> }>()
+  let failure: unknown = null
+  // Read, parse and check the next chunk while the database applies the ones in flight.
   let pending = source.next()
   for (;;) {
     const { value, done } = await timed('wait.prefetch', () => pending)
     if (done) break
     pending = source.next()
-    if (deps.shutdown.signal.aborted) throw new ShuttingDown()
-    state = await timed('commit', () => commitChunk(deps, job, plan, value.prepared!, state))
-    await timed('gc', async () => releaseGarbage())
+    const prepared = value.prepared!
+    const claims = lanes > 1 ? claimsOf(prepared) : new Set<string>()
+    const blocked = () => flights.size >= lanes || [...flights].some((f) => overlaps(f.claims, claims))
+    while (failure === null && blocked()) await Promise.race([...flights].map((f) => f.done))
+    if (failure !== null) break
+    if (deps.shutdown.signal.aborted) {
+      failure = new ShuttingDown()
+      break
+    }
+    const flight = {
+      claims,
+      done: timed('commit', () => commitChunk(deps, job, plan, prepared, chunkNo++))
+        .catch((err) => {
+          failure ??= err
+        })
+        .finally(() => {
+          flights.delete(flight)
+          releaseGarbage()
+        }),
+    }
+    flights.add(flight)
   }
+  await Promise.all([...flights].map((f) => f.done))
+  if (failure !== null) throw failure
   await finish(deps, job, 'done')
   printPhases(job.id)
 }
 
 /**
  * Yields the plan first (prepared: null), then each chunk of rows not yet committed, checked in JS.
+ * A chunk is a run of consecutive rows; rows an earlier attempt committed are skipped.
  * Returns a failure when the header makes the job impossible.
  */
 async function* preparedBatches(
   deps: AppDeps,
   job: repo.JobRow,
   ctx: Awaited<ReturnType<typeof repo.loadPlanContext>>,
+  committed: Range[],
 ): AsyncGenerator<{ plan: Plan; prepared: Prepared | null }, { code: string; message: string } | null> {
   const parser = new CsvParser()
   const size = chunkRows(deps)
+  const done = [...committed].sort((a, b) => a.first - b.first)
+  let nextDone = 0
   let plan: Plan | null = null
   let rowNo = 0
   let batch: Batch = []
@@ -122,7 +176,13 @@ async function* preparedBatches(
       continue
     }
     rowNo++
-    if (rowNo <= job.processed) continue // committed by an earlier attempt
+    while (nextDone < done.length && done[nextDone].last < rowNo) nextDone++
+    if (nextDone < done.length && done[nextDone].first <= rowNo) {
+      // Committed by an earlier attempt: close the batch so every chunk stays a run of consecutive rows.
+      if (batch.length > 0) yield { plan, prepared: { checked: checkRows(plan, batch) } }
+      batch = []
+      continue
+    }
     batch.push({ rowNo, record })
     if (batch.length >= size) {
       yield { plan, prepared: { checked: checkRows(plan, batch) } }
@@ -215,18 +275,18 @@ async function commitChunk(
   job: repo.JobRow,
   plan: Plan,
   prepared: Prepared,
-  state: { processed: number; chunkNo: number },
-) {
+  chunkNo: number,
+): Promise<void> {
   const { checked } = prepared // checked outside the transaction: PGlite's lock is held only for SQL
   const valid = checked.flatMap((c) => (c.ok ? [c.ok] : []))
   await deps.database.db.transaction().execute(async (tx) => {
+    // A cheap early look; the guarded UPDATE of the job at the end is what decides.
     const cur = await tx
       .selectFrom('bulk_jobs')
-      .select(['lease_owner', 'cancel_requested', 'processed'])
+      .select(['lease_owner', 'cancel_requested'])
       .where('id', '=', job.id)
-      .forUpdate()
       .executeTakeFirstOrThrow()
-    if (cur.lease_owner !== deps.instanceId || cur.processed !== state.processed) throw new LeaseLost()
+    if (cur.lease_owner !== deps.instanceId) throw new LeaseLost()
     if (cur.cancel_requested) throw new CancelRequested()
     // JIT compiles each big statement anew (tens to hundreds of ms) and buys nothing for index probes.
     if (deps.database.kind === 'postgres') await sql`SET LOCAL jit = off`.execute(tx)
@@ -272,7 +332,7 @@ async function commitChunk(
       repo.insertChunk(tx, {
         communityId: job.community_id,
         jobId: job.id,
-        chunkNo: state.chunkNo,
+        chunkNo,
         firstRow: checked[0].rowNo,
         lines: checked.map((c) => c.line),
         keys: checked.map((c) => c.key ?? ''),
@@ -280,7 +340,10 @@ async function commitChunk(
       }),
     )
     await repo.insertErrors(tx, job.community_id, job.id, errors)
-    await tx
+    // Last statement of the chunk: it locks the job row only for the moment before COMMIT, so
+    // chunks in flight at once do not wait on each other, and it commits nothing unless this
+    // worker still holds the lease and no cancel came in (checked on the row's latest version).
+    const res = await tx
       .updateTable('bulk_jobs')
       .set({
         processed: sql`processed + ${checked.length}`,
@@ -294,9 +357,12 @@ async function commitChunk(
         updated_at: sql`now()`,
       })
       .where('id', '=', job.id)
-      .execute()
+      .where('lease_owner', '=', deps.instanceId)
+      .returning(['cancel_requested'])
+      .executeTakeFirst()
+    if (!res) throw new LeaseLost()
+    if (res.cancel_requested) throw new CancelRequested()
   })
-  return { processed: state.processed + checked.length, chunkNo: state.chunkNo + 1 }
 }
 
 /** Ends a job: final state, exact total, the file removed, the lease released — in one transaction. */

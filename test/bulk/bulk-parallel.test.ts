@@ -1,0 +1,137 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { runBulkJob } from '../../src/modules/bulk/bulk.runner.ts'
+import { upload, waitForJob } from '../support/bulk.ts'
+import { startTestApp, type TestApp } from '../support/harness.ts'
+
+/**
+ * Chunks of one job applied at once (BULK_PARALLEL_CHUNKS, PostgreSQL; PGlite applies one at a
+ * time and must give the same answers), and a job resumed around a chunk an earlier attempt
+ * committed out of order.
+ */
+
+let t: TestApp
+beforeAll(async () => {
+  // Chunks of 5 rows, up to 4 in flight: a user named in rows 20 apart sits in chunks 4 apart.
+  // No background worker: each test runs its job itself, so it can stage what an earlier attempt left.
+  t = await startTestApp({ env: { BULK_CHUNK_ROWS: '5', BULK_PARALLEL_CHUNKS: '4' } })
+})
+afterAll(() => t.close())
+
+const IMPORT = '/apis/v1/users/bulk-import'
+const db = () => t.deps.database.db
+
+async function queue(auth: Record<string, string>, csv: string): Promise<string> {
+  const res = await upload(t, IMPORT, auth, { file: csv })
+  expect(res.statusCode, res.body).toBe(200)
+  return res.json().data.jobId
+}
+
+function ledgerOf(communityId: string) {
+  return db()
+    .selectFrom('currency_ledger')
+    .innerJoin('users', 'users.id', 'currency_ledger.user_id')
+    .select(['users.email', 'currency_ledger.amount', 'currency_ledger.balance_after'])
+    .where('currency_ledger.community_id', '=', communityId)
+    .where('currency_ledger.currency', '=', 'xp')
+    .orderBy('currency_ledger.id')
+    .execute()
+}
+
+describe('chunks in flight at once', () => {
+  it('give the result of applying the rows one by one in file order', async () => {
+    const c = await t.factory.community()
+    // Users u0..u19 appear at rows i, i+20 and i+40 (create 10, add 5, overwrite 30);
+    // rows 61..100 create users of their own, so several chunks can run at once.
+    const lines = ['email,xp_op,xp,country']
+    for (let i = 0; i < 20; i++) lines.push(`u${i}@x.io,,10,GB`)
+    for (let i = 0; i < 20; i++) lines.push(`u${i}@x.io,add,5,DE`)
+    for (let i = 0; i < 20; i++) lines.push(`u${i}@x.io,overwrite,30,`)
+    for (let i = 0; i < 40; i++) lines.push(`solo${i}@x.io,,${i},SG`)
+    const jobId = await queue(c.bearer, `${lines.join('\n')}\n`)
+    await runBulkJob(t.deps, jobId)
+    const job = await waitForJob(t, c.bearer, jobId)
+    expect(job).toMatchObject({ status: 'completed', total: 100, processed: 100, created: 60, updated: 40 })
+
+    const users = await db()
+      .selectFrom('users')
+      .select(['email', 'xp', 'country'])
+      .where('community_id', '=', c.id)
+      .execute()
+    expect(users).toHaveLength(60)
+    for (let i = 0; i < 20; i++) {
+      expect(users.find((u) => u.email === `u${i}@x.io`)).toMatchObject({ xp: 30, country: 'DE' })
+    }
+    // Per user, the ledger reads 10, +5, +15 in that order: the rows applied in file order.
+    const ledger = await ledgerOf(c.id)
+    for (let i = 0; i < 20; i++) {
+      const mine = ledger.filter((l) => l.email === `u${i}@x.io`)
+      expect(mine.map((l) => [l.amount, l.balance_after])).toEqual([
+        [10, 10],
+        [5, 15],
+        [15, 30],
+      ])
+    }
+    // Every row has exactly one outcome, in file order.
+    const res = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/bulk-updates/${jobId}/details?limit=100`,
+      headers: c.bearer,
+    })
+    expect(res.statusCode, res.body).toBe(200)
+    const rows = res.json().data.rows as { row: number; action: string }[]
+    expect(rows.map((r) => r.row)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1))
+    expect(rows.slice(0, 20).every((r) => r.action === 'created')).toBe(true)
+    expect(rows.slice(20, 60).every((r) => r.action === 'updated')).toBe(true)
+  })
+})
+
+describe('resuming a job', () => {
+  it('skips exactly the rows of chunks already committed, even past a gap, and applies the rest once', async () => {
+    const c = await t.factory.community()
+    const lines = ['email,xp']
+    for (let i = 1; i <= 20; i++) lines.push(`r${i}@x.io,${i}`)
+    // As if an earlier attempt had committed rows 6-10 (a chunk that finished before the one in
+    // front of it) and then died.
+    const jobId = await queue(c.bearer, `${lines.join('\n')}\n`)
+    await db()
+      .insertInto('bulk_job_chunks')
+      .values({
+        community_id: c.id,
+        job_id: jobId,
+        chunk_no: 1,
+        first_row: 6,
+        lines: [7, 8, 9, 10, 11],
+        keys: ['r6@x.io', 'r7@x.io', 'r8@x.io', 'r9@x.io', 'r10@x.io'],
+        actions: 'sssss',
+      })
+      .execute()
+    await db()
+      .updateTable('bulk_jobs')
+      .set({ processed: 5, skipped: 5, chunks_done: 1 })
+      .where('id', '=', jobId)
+      .execute()
+    await runBulkJob(t.deps, jobId)
+
+    const job = await db()
+      .selectFrom('bulk_jobs')
+      .selectAll()
+      .where('id', '=', jobId)
+      .executeTakeFirstOrThrow()
+    expect(job).toMatchObject({ status: 'completed', processed: 20, created: 15, skipped: 5, failed: 0 })
+    const emails = (
+      await db().selectFrom('users').select('email').where('community_id', '=', c.id).execute()
+    ).map((u) => u.email)
+    expect(emails.sort()).toEqual(
+      [1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20].map((i) => `r${i}@x.io`).sort(),
+    )
+    const chunks = await db()
+      .selectFrom('bulk_job_chunks')
+      .select(['chunk_no', 'first_row'])
+      .where('job_id', '=', jobId)
+      .orderBy('first_row')
+      .execute()
+    // Rows 1-5 became a chunk of their own (the committed chunk closed it); numbering went on after it.
+    expect(chunks.map((ch) => ch.first_row)).toEqual([1, 6, 11, 16])
+    expect(new Set(chunks.map((ch) => ch.chunk_no)).size).toBe(4)
+  })
+})
