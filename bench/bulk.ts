@@ -202,12 +202,17 @@ async function rawCopySeconds(file: string, columns: string[]): Promise<number> 
 }
 
 /** The worker's time per phase for the last job, when run with HEARTH_PROFILE=1 (src/lib/phase-timer.ts). */
-function lastPhases(log: string): { phasesMs?: Record<string, number> } {
+function lastPhases(log: string): {
+  phasesMs?: Record<string, number>
+  memoryPeakMB?: Record<string, number>
+} {
   const line = log
     .split('\n')
     .filter((l) => l.includes('"phasesMs"'))
     .pop()
-  return line ? { phasesMs: JSON.parse(line).phasesMs } : {}
+  if (!line) return {}
+  const { phasesMs, memoryPeakMB } = JSON.parse(line)
+  return { phasesMs, memoryPeakMB }
 }
 
 function withDb(url: string, name: string) {

@@ -19,7 +19,12 @@ export interface RuntimeOptions {
 export async function createRuntime(config: Config, opts: RuntimeOptions = {}): Promise<AppDeps> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`${m}\n`))
   const database =
-    opts.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }))
+    opts.database ??
+    (await openDatabase({
+      databaseUrl: config.databaseUrl,
+      dataDir: config.dataDir,
+      sharedBuffers: config.pgliteSharedBuffers,
+    }))
   await migrate(database.db)
   const secret = await loadSecret(database, config.secret)
   const queue = createQueue(database, { onError: (err) => log(`queue error: ${String(err)}`) })

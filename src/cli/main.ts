@@ -56,7 +56,11 @@ async function main(argv: string[]) {
       return
     case 'migrate': {
       const release = config.databaseUrl ? () => {} : acquireDataLock(config.dataDir)
-      const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir })
+      const database = await openDatabase({
+        databaseUrl: config.databaseUrl,
+        dataDir: config.dataDir,
+        sharedBuffers: config.pgliteSharedBuffers,
+      })
       const applied = await migrate(database.db)
       await database.close()
       release()

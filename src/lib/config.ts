@@ -7,6 +7,14 @@ const envSchema = z.object({
   DATABASE_URL: z.string().url().optional(),
   /** Folder for PGlite data and local uploads (default ./.data). */
   DATA_DIR: z.string().min(1).default('.data'),
+  /**
+   * PGlite's shared buffers (PostgreSQL's shared_buffers). They sit in the WebAssembly memory,
+   * which is allocated whole at start and never shrinks; the OS file cache still holds the data.
+   */
+  PGLITE_SHARED_BUFFERS: z
+    .string()
+    .regex(/^\d+(kB|MB|GB)$/)
+    .default('32MB'),
   /** HTTP port of `hearth serve`. */
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   /** Address to bind. */
@@ -49,6 +57,7 @@ const envSchema = z.object({
 export type Config = Readonly<{
   databaseUrl: string | undefined
   dataDir: string
+  pgliteSharedBuffers: string
   port: number
   host: string
   secret: string | undefined
@@ -82,6 +91,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return Object.freeze({
     databaseUrl: e.DATABASE_URL,
     dataDir: resolve(e.DATA_DIR),
+    pgliteSharedBuffers: e.PGLITE_SHARED_BUFFERS,
     port: e.PORT,
     host: e.HOST,
     secret: e.HEARTH_SECRET,

@@ -3,7 +3,8 @@ import fastifyStatic from '@fastify/static'
 import type { App } from '../../app.ts'
 
 /** The static pages, scripts and stylesheet of the admin console. */
-export const ADMIN_ROOT = fileURLToPath(new URL('./public/', import.meta.url))
+// The same path from src/ and from the compiled dist/ (assets are served from the sources).
+export const ADMIN_ROOT = fileURLToPath(new URL('../../../src/modules/admin/public/', import.meta.url))
 
 /**
  * Strict for pages that load only their own module and stylesheet and talk only to this origin.

@@ -3,7 +3,7 @@ import type { Tx } from '../../lib/db/database.ts'
 import type { BulkJobStatus } from '../../lib/db/schema.ts'
 import type { AppDeps } from '../../lib/deps.ts'
 import { releaseGarbage } from '../../lib/memory.ts'
-import { printPhases, timed } from '../../lib/phase-timer.ts'
+import { printPhases, sampleMemory, timed } from '../../lib/phase-timer.ts'
 import { applyPremiumChunk } from './bulk.apply-premium.ts'
 import { applyUsersChunk, type RowOutcome } from './bulk.apply-users.ts'
 import { readUpload } from './bulk.files.ts'
@@ -132,6 +132,7 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
         })
         .finally(() => {
           flights.delete(flight)
+          sampleMemory()
           releaseGarbage()
         }),
     }
