@@ -263,6 +263,7 @@ async function main() {
       const file = mode === 'update' ? updateFile : importFile
       const path = mode === 'update' ? '/apis/v1/users/bulk-update' : '/apis/v1/users/bulk-import'
       resetPeak(server.child.pid!)
+      const startedAtMs = Date.now()
       const { job, seconds } = await runJob(key, path, file)
       const peak = peakRssMb(server.child.pid!)
       const copySeconds = await rawCopySeconds(file, mode === 'update' ? UPDATE_COLUMNS : IMPORT_COLUMNS)
@@ -282,6 +283,11 @@ async function main() {
           peakRssMB: peak,
           rawCopySeconds: Math.round(copySeconds * 100) / 100,
           ratioToCopy: Math.round((seconds / copySeconds) * 100) / 100,
+          // Where the end-to-end time went: the upload (until the job row exists), the wait in the
+          // queue, and the worker's run.
+          uploadSeconds: Math.round((Date.parse(job.createdAt) - startedAtMs) / 10) / 100,
+          queuedSeconds: Math.round((Date.parse(job.startedAt) - Date.parse(job.createdAt)) / 10) / 100,
+          runSeconds: Math.round((Date.parse(job.finishedAt) - Date.parse(job.startedAt)) / 10) / 100,
           ...lastPhases(server.log()),
         }),
       )
