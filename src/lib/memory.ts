@@ -14,6 +14,7 @@ try {
   gc = null
 }
 
-export function releaseGarbage() {
-  gc?.()
+/** A full collection blocks the event loop (tens of ms): only when the heap has grown past `aboveMB`. */
+export function releaseGarbage(aboveMB = 64) {
+  if (gc && v8.getHeapStatistics().used_heap_size > aboveMB * 1024 * 1024) gc()
 }

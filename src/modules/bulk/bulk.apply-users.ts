@@ -9,8 +9,8 @@ import { assignWaves, createStage, fillStage, type StageColumn } from './bulk.st
 
 /**
  * Set-based SQL for bulk import and bulk update: a chunk is COPYed into the stage, then per wave
- * (rows of one wave touch distinct users, so file order holds), for imports one INSERT of new
- * users, then one UPDATE of the matched ones, each writing its field histories and ledger rows in the
+ * (rows of one wave touch distinct users, so file order holds) one UPDATE of the matched users
+ * and, for imports, one INSERT of the new ones, each writing its field histories and ledger rows in the
  * same statement.
  */
 export type RowOutcome = {
@@ -228,24 +228,14 @@ async function updateMatched(tx: Tx, ctx: Ctx, rows: Rows): Promise<RowOutcome[]
   )
 }
 
-/** Rows whose user already exists. Its own statement: nothing is inserted while it probes. */
-async function existingRows(tx: Tx, ctx: Ctx, rows: Rows): Promise<number[]> {
-  const key = keyColumn(ctx.plan)
-  const res = await sql<{ row_no: number }>`SELECT s.row_no FROM bulk_stage s
-    WHERE ${rowFilter(rows)} AND EXISTS (SELECT 1 FROM users x WHERE x.community_id = ${ctx.communityId}
-      AND ${sql.ref(`x.${key}`)} = s.key)`.execute(tx)
-  return res.rows.map((r) => r.row_no)
-}
-
 /**
- * Creates a user for each row except `skip` (rows whose user exists). Returns the outcomes it
- * decides (created, or failed for a missing email or a negative balance) and the rows that met a
- * unique key taken meanwhile or by another row's email: those go on to the update pass.
+ * Creates a user for each row (rows whose key no user holds). Returns the outcomes it decides
+ * (created, or failed for a missing email or a negative balance) and the rows that met a unique
+ * key taken meanwhile or by another row's email: those go on to a second update pass.
  */
-async function insertNew(tx: Tx, ctx: Ctx, rows: Rows, skip: number[]) {
+async function insertNew(tx: Tx, ctx: Ctx, rows: Rows) {
   const external = ctx.plan.keyKind === 'external_id' ? sql`r.key` : sql`NULL::text`
   const columns = WRITTEN.filter((c) => c !== 'join_date' && c !== 'language')
-  const except = skip.length > 0 ? sql`AND NOT (s.row_no = ANY(${skip}::int[]))` : sql``
   const ctes: RawBuilder<unknown>[] = [
     // `b` holds a new user's defaults.
     sql`m AS (SELECT s.row_no, s.new_id, s.key, 0::bigint AS o_xp, 0::bigint AS o_coins, '{}'::jsonb AS o_custom,
@@ -255,7 +245,7 @@ async function insertNew(tx: Tx, ctx: Ctx, rows: Rows, skip: number[]) {
         NULL::text AS last_name, NULL::text AS display_name, NULL::text AS phone, NULL::text AS country,
         'English'::text AS language, NULL::text AS avatar, now() AS join_date, 0::bigint AS xp,
         0::bigint AS coins, '{}'::jsonb AS custom_fields) b
-      WHERE ${rowFilter(rows)} ${except})`,
+      WHERE ${rowFilter(rows)})`,
     sql`r AS (SELECT * FROM m WHERE n_email IS NOT NULL AND n_xp >= 0 AND n_coins >= 0)`,
     sql`ins AS (INSERT INTO users (id, community_id, external_id, join_date, language, custom_fields,
         ${sql.join(columns.map((c) => sql.ref(c)))})
@@ -306,28 +296,25 @@ const duplicateUser = (rowNo: number): RowOutcome => ({
 })
 
 /**
- * Applies one wave (or one row of it, `only`). Imports probe which rows' users exist, create the
- * others, then update the existing ones (and any whose key was taken meanwhile). Keys are distinct
- * within a wave, so the order of the statements cannot change any outcome.
+ * Applies one wave (or one row of it, `only`): updates the rows whose user exists, then (imports)
+ * creates users for the others; a row that meets a key taken meanwhile goes through the update
+ * again. Keys are distinct within a wave, so the order of the statements cannot change an outcome.
  */
 async function applyWave(tx: Tx, ctx: Ctx, waveRows: number[], wave: number, only: number | null) {
   const all: Rows = only === null ? { wave } : { rowNos: [only] }
-  if (ctx.plan.type !== 'import') return timed('update', () => updateMatched(tx, ctx, all))
-  const size = only === null ? waveRows.length : 1
-  const existing = await timed('probe', () => existingRows(tx, ctx, all))
-  const out: RowOutcome[] = []
-  let conflicted: number[] = []
-  if (existing.length < size) {
-    const created = await timed('insert', () => insertNew(tx, ctx, all, existing))
-    out.push(...created.decided)
-    conflicted = created.conflicted
-  }
-  const rest = existing.length === size ? all : { rowNos: [...existing, ...conflicted] }
-  if ('wave' in rest || rest.rowNos.length > 0) {
-    const updated = await timed('update', () => updateMatched(tx, ctx, rest))
-    out.push(...updated)
-    const found = new Set(updated.map((o) => o.rowNo))
-    for (const r of conflicted) if (!found.has(r)) out.push(duplicateUser(r))
+  const out = await timed('update', () => updateMatched(tx, ctx, all))
+  if (ctx.plan.type !== 'import') return out
+  const candidates = only === null ? waveRows : [only]
+  if (out.length === candidates.length) return out
+  const matched = new Set(out.map((o) => o.rowNo))
+  const fresh: Rows = out.length === 0 ? all : { rowNos: candidates.filter((r) => !matched.has(r)) }
+  const created = await timed('insert', () => insertNew(tx, ctx, fresh))
+  out.push(...created.decided)
+  if (created.conflicted.length > 0) {
+    const again = await timed('update', () => updateMatched(tx, ctx, { rowNos: created.conflicted }))
+    out.push(...again)
+    const found = new Set(again.map((o) => o.rowNo))
+    for (const r of created.conflicted) if (!found.has(r)) out.push(duplicateUser(r))
   }
   return out
 }

@@ -294,6 +294,8 @@ async function commitChunk(
     // The data an import touches is cached, so an index probe costs about a sequential read: with
     // the default (4) the planner prefers hashing the whole users table to probing it per row.
     await sql`SET LOCAL random_page_cost = 1.1`.execute(tx)
+    // A chunk's CTEs hold its rows a few times over; the default 4MB spills them to temp files.
+    await sql`SET LOCAL work_mem = '32MB'`.execute(tx)
 
     let outcomes: RowOutcome[]
     if (job.dry_run) {
