@@ -123,6 +123,12 @@ function startServer(env: NodeJS.ProcessEnv) {
   return { child, ready, log: () => log }
 }
 
+/** CPU seconds (user + system) a process has used so far (Linux /proc/PID/stat, in clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
 /** Peak resident memory of a process since the last reset, in MB (Linux VmHWM). */
 function peakRssMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
@@ -263,9 +269,11 @@ async function main() {
       const file = mode === 'update' ? updateFile : importFile
       const path = mode === 'update' ? '/apis/v1/users/bulk-update' : '/apis/v1/users/bulk-import'
       resetPeak(server.child.pid!)
+      const cpuBefore = cpuSeconds(server.child.pid!)
       const startedAtMs = Date.now()
       const { job, seconds } = await runJob(key, path, file)
       const peak = peakRssMb(server.child.pid!)
+      const serverCpu = cpuSeconds(server.child.pid!) - cpuBefore
       const copySeconds = await rawCopySeconds(file, mode === 'update' ? UPDATE_COLUMNS : IMPORT_COLUMNS)
       console.log(
         JSON.stringify({
@@ -281,6 +289,8 @@ async function main() {
           seconds: Math.round(seconds * 100) / 100,
           rowsPerSecond: Math.round(rows / seconds),
           peakRssMB: peak,
+          // CPU the server process (Node, and PGlite inside it) used: the rest of the work is the database's.
+          serverCpuSeconds: Math.round(serverCpu * 100) / 100,
           rawCopySeconds: Math.round(copySeconds * 100) / 100,
           ratioToCopy: Math.round((seconds / copySeconds) * 100) / 100,
           // Where the end-to-end time went: the upload (until the job row exists), the wait in the
