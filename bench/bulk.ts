@@ -103,7 +103,9 @@ const updateRow = (i: number) => [
 ]
 
 function startServer(env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, ['bin/hearth.mjs', 'serve'], {
+  // BENCH_SERVER_NODE_ARGS passes Node flags to the server only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)
+  const child = spawn(process.execPath, [...nodeArgs, 'bin/hearth.mjs', 'serve'], {
     env,
     stdio: ['ignore', 'ignore', 'pipe'],
   })
