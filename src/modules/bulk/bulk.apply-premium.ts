@@ -45,7 +45,7 @@ export async function applyPremiumChunk(
   )
   // Waves by the user each row resolves to (one user may be named by _id in one row and by numeric id in another).
   const resolved = await sql<{ row_no: number; uid: string | null }>`
-    SELECT s.row_no, (SELECT u.id FROM users u WHERE u.community_id = ${ctx.communityId} AND ${matchUser(ctx.plan)} LIMIT 1) AS uid
+    SELECT s.row_no, (SELECT u.id FROM users u WHERE u.community_id = ${ctx.communityId} AND ${matchUser(ctx.plan)}) AS uid
     FROM bulk_stage s`.execute(tx)
   const order = new Map(rows.map((r, i) => [r.rowNo, i]))
   const byRow = [...resolved.rows].sort((a, b) => order.get(a.row_no)! - order.get(b.row_no)!)
@@ -68,7 +68,7 @@ export async function applyPremiumChunk(
         SELECT s.row_no, s.reason, s.ikey, u.id AS uid, u.deleted_at, u.premium AS old,
           CASE s.op WHEN 'subtract' THEN u.premium - s.amount WHEN 'overwrite' THEN s.amount ELSE u.premium + s.amount END AS new
         FROM bulk_stage s JOIN LATERAL (SELECT * FROM users u WHERE u.community_id = ${ctx.communityId}
-          AND ${matchUser(ctx.plan)} LIMIT 1 FOR UPDATE) u ON true
+          AND ${matchUser(ctx.plan)} FOR UPDATE) u ON true
         WHERE s.wave = ${w}),
       ok AS (SELECT * FROM m WHERE deleted_at IS NULL AND new >= 0 AND new <> old),
       led AS (

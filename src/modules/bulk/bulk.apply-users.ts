@@ -182,12 +182,14 @@ async function updateMatched(tx: Tx, ctx: Ctx, rows: Rows): Promise<RowOutcome[]
   const next = [...WRITTEN, 'custom'].map((c) => sql.ref(`p0.n_${c}`))
   const stage = stageColumns(ctx.plan).map((c) => sql.ref(`p0.${c.name}`))
   const ctes: RawBuilder<unknown>[] = [
-    // LATERAL … LIMIT 1 keeps each lookup an index probe: a join lets the planner scan the whole
-    // community's key index once per chunk, which grows with the community.
+    // A LATERAL subquery fenced with OFFSET 0 keeps each lookup an index probe: as a plain join
+    // the planner may scan the community's whole key index once per chunk. (Not LIMIT 1: a limit
+    // makes an index on community_id alone look cheap when statistics lag behind a fast import.)
+    // The key is unique in the community, so at most one user matches.
     sql`p0 AS (SELECT s.*, b.id AS uid, b.deleted_at AS b_deleted_at, ROW(${sql.join(cur)}) AS b_row,
         ${newValues(ctx.plan)}
       FROM bulk_stage s JOIN LATERAL (SELECT * FROM users b WHERE b.community_id = ${ctx.communityId}
-        AND ${sql.ref(`b.${key}`)} = s.key LIMIT 1) b ON true
+        AND ${sql.ref(`b.${key}`)} = s.key OFFSET 0) b ON true
       WHERE ${rowFilter(rows)})`,
     sql`p AS MATERIALIZED (SELECT ${sql.join(stage)}, p0.uid, (p0.b_deleted_at IS NOT NULL OR p0.n_xp < 0
       OR p0.n_coins < 0 OR p0.b_row IS DISTINCT FROM ROW(${sql.join(next)})) AS dirty FROM p0)`,
