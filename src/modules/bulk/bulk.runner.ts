@@ -17,6 +17,7 @@ import {
   type PremiumRow,
   type RowError,
 } from './bulk.rows.ts'
+import { UsersStatistics } from './bulk.stats.ts'
 import { CsvParser, type CsvRecord, isCsvError } from './csv/csv-parser.ts'
 
 class LeaseLost extends Error {}
@@ -106,6 +107,8 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
   }
   const { plan } = first.value
   const lanes = parallelChunks(deps, plan)
+  const stats = new UsersStatistics(deps)
+  await stats.refresh()
   let chunkNo = committed.reduce((n, c) => Math.max(n, c.chunkNo + 1), 0)
   const flights = new Set<{ done: Promise<void>; claims: Set<string> }>()
   let failure: unknown = null
@@ -127,6 +130,7 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
     const flight = {
       claims,
       done: timed('commit', () => commitChunk(deps, job, plan, prepared, chunkNo++))
+        .then((created) => stats.afterChunk(created))
         .catch((err) => {
           failure ??= err
         })
@@ -139,6 +143,7 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
     flights.add(flight)
   }
   await Promise.all([...flights].map((f) => f.done))
+  await stats.settled()
   if (failure !== null) throw failure
   await finish(deps, job, 'done')
   printPhases(job.id)
@@ -277,10 +282,10 @@ async function commitChunk(
   plan: Plan,
   prepared: Prepared,
   chunkNo: number,
-): Promise<void> {
+): Promise<number> {
   const { checked } = prepared // checked outside the transaction: PGlite's lock is held only for SQL
   const valid = checked.flatMap((c) => (c.ok ? [c.ok] : []))
-  await deps.database.db.transaction().execute(async (tx) => {
+  return deps.database.db.transaction().execute(async (tx) => {
     // A cheap early look; the guarded UPDATE of the job at the end is what decides.
     const cur = await tx
       .selectFrom('bulk_jobs')
@@ -365,6 +370,7 @@ async function commitChunk(
       .executeTakeFirst()
     if (!res) throw new LeaseLost()
     if (res.cancel_requested) throw new CancelRequested()
+    return job.dry_run ? 0 : counts.created
   })
 }
 
