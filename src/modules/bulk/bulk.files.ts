@@ -1,3 +1,4 @@
+import { sql } from 'kysely'
 import type { Database, Tx } from '../../lib/db/database.ts'
 import { tooLarge } from '../../lib/errors.ts'
 import { CsvRecordCounter } from './csv/record-counter.ts'
@@ -40,7 +41,7 @@ export async function storeUpload(
     pendingBytes = 0
     await database.db
       .insertInto('bulk_files')
-      .values({ community_id: communityId, upload_id: uploadId, seq: pieces, data })
+      .values({ community_id: communityId, upload_id: uploadId, seq: pieces, data: bytea(data) })
       .execute()
     pieces++
   }
@@ -71,6 +72,12 @@ export async function storeUpload(
   }
 }
 
+/**
+ * Pieces travel as base64 text, decoded and encoded by the database: PGlite's bytea parameters
+ * and results cost ~190 and ~125 ms per MiB, base64 ~15 and ~5 (a 124 MB upload: 30 s -> 2 s).
+ */
+const bytea = (data: Buffer) => sql<Buffer>`decode(${data.toString('base64')}, 'base64')`
+
 export async function deleteUpload(db: Tx, uploadId: string) {
   await db.deleteFrom('bulk_files').where('upload_id', '=', uploadId).execute()
 }
@@ -80,11 +87,11 @@ export async function* readUpload(db: Tx, uploadId: string, pieces: number): Asy
   for (let seq = 0; seq < pieces; seq++) {
     const row = await db
       .selectFrom('bulk_files')
-      .select('data')
+      .select(sql<string>`encode(data, 'base64')`.as('data'))
       .where('upload_id', '=', uploadId)
       .where('seq', '=', seq)
       .executeTakeFirst()
     if (!row) throw new Error(`Upload ${uploadId} is missing piece ${seq}`)
-    yield Buffer.isBuffer(row.data) ? row.data : Buffer.from(row.data)
+    yield Buffer.from(row.data, 'base64') // PostgreSQL breaks base64 into lines; the decoder skips them
   }
 }
