@@ -247,6 +247,51 @@ describe('Community API keys (Application API)', () => {
       ])
     })
 
+    it('shows when a key was last used: null until its first use, then the time, rewritten at most once a minute', async () => {
+      const c = await setup()
+      const bearerKey = await createKey(c.id, c.adminSession, { name: 'bearer' })
+      const headerKey = await createKey(c.id, c.adminSession, { name: 'secure auth' })
+      const lastUsed = async (id: string) => {
+        const res = await t.app.inject({ method: 'GET', url: keysUrl(c.id, id), headers: c.adminSession })
+        expect(res.statusCode).toBe(200)
+        return res.json().data.lastUsedAt as string | null
+      }
+      // The timestamp is written beside the request, not before the answer: wait for it.
+      const until = async (id: string, ok: (v: string | null) => boolean) => {
+        for (let i = 0; i < 100; i++) {
+          const v = await lastUsed(id)
+          if (ok(v)) return v
+          await new Promise((r) => setTimeout(r, 20))
+        }
+        throw new Error(`lastUsedAt of ${id} never settled`)
+      }
+      expect(await lastUsed(bearerKey._id)).toBeNull()
+      expect(await lastUsed(headerKey._id)).toBeNull()
+
+      const before = Date.now() - 1000
+      const read = await t.app.inject({
+        method: 'GET',
+        url: `/apis/v1/users/${c.admin.id}`,
+        headers: { authorization: `Bearer ${bearerKey.key}` },
+      })
+      expect(read.statusCode, read.body).toBe(200)
+      const first = await until(bearerKey._id, (v) => v !== null)
+      expect(Date.parse(first!)).toBeGreaterThanOrEqual(before)
+      expect(await lastUsed(headerKey._id)).toBeNull() // only the key that was used
+
+      expect((await useKey(headerKey.key, c.admin.id)).statusCode).toBe(200)
+      await until(headerKey._id, (v) => v !== null)
+
+      // Used again within the minute: the row is not rewritten.
+      await t.app.inject({
+        method: 'GET',
+        url: `/apis/v1/users/${c.admin.id}`,
+        headers: { authorization: `Bearer ${bearerKey.key}` },
+      })
+      await new Promise((r) => setTimeout(r, 100))
+      expect(await lastUsed(bearerKey._id)).toBe(first)
+    })
+
     it('rejects bad pagination and unknown query fields', async () => {
       const c = await setup()
       for (const [q, code, field] of [

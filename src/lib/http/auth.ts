@@ -1,8 +1,9 @@
 import type { FastifyRequest } from 'fastify'
+import { sql } from 'kysely'
 import type { Jwt } from '../auth/jwt.ts'
 import type { Permission, UserPermission } from '../auth/permissions.ts'
 import { hashToken, safeEqual } from '../auth/secrets.ts'
-import type { Database } from '../db/database.ts'
+import type { Database, Tx } from '../db/database.ts'
 import { AppError, forbidden, unauthorized } from '../errors.ts'
 
 export type Credential = 'public' | 'communityKey' | 'systemKey' | 'userKey' | 'session'
@@ -93,7 +94,17 @@ export async function resolveCredential(
   }
   const key = await db
     .selectFrom('api_keys')
-    .select(['id', 'community_id', 'kind', 'user_id', 'key_hash', 'permissions', 'expire_date', 'is_active'])
+    .select([
+      'id',
+      'community_id',
+      'kind',
+      'user_id',
+      'key_hash',
+      'permissions',
+      'expire_date',
+      'is_active',
+      'last_used_at',
+    ])
     .where('key_hash', '=', hash)
     .executeTakeFirst()
   if (!key || !safeEqual(key.key_hash, hash)) throw unauthorized('Invalid API key', 'invalid_api_key')
@@ -111,6 +122,7 @@ export async function resolveCredential(
     if (!owner || owner.deleted_at)
       throw unauthorized('The owner of this API key is deleted', 'api_key_owner_deleted')
   }
+  noteKeyUse(db, key)
   return {
     credential: key.kind === 'user' ? 'userKey' : 'communityKey',
     communityId: key.community_id,
@@ -119,6 +131,27 @@ export async function resolveCredential(
     role: null,
     permissions: new Set(key.permissions),
   }
+}
+
+const KEY_USE_RESOLUTION_MS = 60_000
+
+/**
+ * Records when an API key was last used (shown as lastUsedAt), to the minute: a busy key does not
+ * write its row on every request, and the request never waits for the write.
+ */
+export function noteKeyUse(db: Tx, key: { id: string; last_used_at: Date | string | null }) {
+  if (key.last_used_at && Date.now() - new Date(key.last_used_at).getTime() < KEY_USE_RESOLUTION_MS) return
+  db.updateTable('api_keys')
+    .set({ last_used_at: sql`now()` })
+    .where('id', '=', key.id)
+    .where((eb) =>
+      eb.or([
+        eb('last_used_at', 'is', null),
+        eb('last_used_at', '<', sql<Date>`now() - make_interval(secs => ${KEY_USE_RESOLUTION_MS / 1000})`),
+      ]),
+    )
+    .execute()
+    .catch(() => {}) // best effort: a lost timestamp must not fail or slow the request
 }
 
 /** Checks a resolved credential against a route's spec. */

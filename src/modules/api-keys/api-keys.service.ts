@@ -1,6 +1,7 @@
 import { hashToken, randomToken, safeEqual } from '../../lib/auth/secrets.ts'
 import type { Database } from '../../lib/db/database.ts'
 import { badRequest, conflict, notFound, unauthorized } from '../../lib/errors.ts'
+import { noteKeyUse } from '../../lib/http/auth.ts'
 import { newId } from '../../lib/ids.ts'
 import { normalizePermissions, resolveExpireDate } from './api-key-rules.ts'
 import * as repo from './api-keys.repo.ts'
@@ -125,6 +126,7 @@ export function createApiKeyService(deps: { database: Database }) {
         throw unauthorized('Invalid API key', 'invalid_api_key')
       }
       assertLive(key)
+      noteKeyUse(db, key)
       const { key_hash: _omit, ...row } = key
       return row
     },
