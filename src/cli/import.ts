@@ -44,14 +44,15 @@ export async function runImport(config: Config, file: string | undefined, args: 
     }
     job = (await call('import start', startArgs)) as JobView
   }
+  const progress = process.stderr.isTTY ? drawProgress : logProgress()
   try {
     while (!TERMINAL.has(job.status)) {
-      drawProgress(job)
+      progress(job)
       await new Promise((r) => setTimeout(r, 300))
       job = (await call('import status', { community: args.community, job: job.jobId })) as JobView
     }
-    drawProgress(job)
-    process.stderr.write('\n')
+    progress(job)
+    if (process.stderr.isTTY) process.stderr.write('\n')
     process.stdout.write(`${JSON.stringify(job)}\n`)
     if (job.status === 'failed') process.exitCode = 1
   } finally {
@@ -59,8 +60,20 @@ export async function runImport(config: Config, file: string | undefined, args: 
   }
 }
 
+/** Without a terminal (a log, CI, a pipe): one line per 10 % step or change of state. */
+function logProgress() {
+  let last = ''
+  return (job: JobView) => {
+    const step = `${Math.floor(job.percentage / 10)} ${job.status}`
+    if (step === last) return
+    last = step
+    process.stderr.write(
+      `import ${job.jobId}: ${job.percentage.toFixed(1)}% ${job.processed}/${job.total} ${job.status}\n`,
+    )
+  }
+}
+
 function drawProgress(job: JobView) {
-  if (!process.stderr.isTTY) return
   const width = 30
   const filled = Math.round((job.percentage / 100) * width)
   const bar = `${'#'.repeat(filled)}${'-'.repeat(width - filled)}`

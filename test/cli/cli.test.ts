@@ -110,6 +110,10 @@ describe('hearth CLI', () => {
       failed: 1,
       percentage: 100,
     })
+    // Not a terminal here: progress comes as plain lines, the last one at 100 %.
+    expect(imported.stderr.trim().split('\n').pop()).toMatch(
+      /^import [0-9a-f]{24}: 100\.0% 2\/2 completed_with_errors$/,
+    )
     const login = await fetch(`${server.base}/apis/v1/auth/login`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
