@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { checkFieldKey, deriveFieldKey, isReservedKey } from './field-keys.ts'
-import { coerceFieldValue, FIELD_TYPES, kindOf, normalizeFieldKey } from './field-types.ts'
+import { coerceFieldValue, FIELD_TYPES, kindOf, normalizeFieldKey, parseIsoDate } from './field-types.ts'
 
 const def = (type: string, options?: string[]) => ({ id: null, field: 'f', type, options })
 
@@ -39,6 +39,14 @@ describe('field types', () => {
       expect(coerceFieldValue(def('boolean'), '0')).toEqual({ ok: true, value: false })
       expect(coerceFieldValue(def('boolean'), false)).toEqual({ ok: true, value: false })
       expect(coerceFieldValue(def('boolean'), 'maybe')).toMatchObject({ ok: false })
+    })
+
+    it('reads YYYY-MM-DD as midnight UTC and refuses days that do not exist', () => {
+      expect(parseIsoDate('2024-02-29')?.toISOString()).toBe('2024-02-29T00:00:00.000Z')
+      expect(parseIsoDate('0025-01-31')?.toISOString()).toBe('0025-01-31T00:00:00.000Z')
+      for (const bad of ['2025-02-29', '2025-04-31', '2025-13-01', '2025-00-10', '2025-1-01']) {
+        expect(parseIsoDate(bad), bad).toBeNull()
+      }
     })
 
     it('keeps a YYYY-MM-DD date and normalises an ISO instant to UTC', () => {

@@ -57,6 +57,7 @@ export const ISO_DATE =
  * and a day that does not exist (2025-02-30) is refused. Null when it is not a date.
  */
 export function parseIsoDate(s: string): Date | null {
+  if (s.length === 10 && DATE_ONLY.test(s)) return parseDay(s)
   const m = ISO_DATE.exec(s)
   if (!m) return null
   const day = s.slice(0, 10)
@@ -64,6 +65,19 @@ export function parseIsoDate(s: string): Date | null {
   const d = new Date(`${day}T${/(Z|[+-]\d{2}:?\d{2})$/.test(time) ? time : `${time}Z`}`)
   if (Number.isNaN(d.getTime())) return null
   return new Date(`${day}T00:00:00Z`).toISOString().startsWith(day) ? d : null
+}
+
+/**
+ * YYYY-MM-DD at midnight UTC without parsing strings through Date (bulk files carry a date per row).
+ * setUTCFullYear, not Date.UTC, which reads years 0-99 as 1900-1999.
+ */
+function parseDay(s: string): Date | null {
+  const y = Number(s.slice(0, 4))
+  const m = Number(s.slice(5, 7)) - 1
+  const d = Number(s.slice(8, 10))
+  const date = new Date(0)
+  date.setUTCFullYear(y, m, d)
+  return date.getUTCFullYear() === y && date.getUTCMonth() === m && date.getUTCDate() === d ? date : null
 }
 
 /** Checks one value (from JSON or a CSV cell) against a field's type; the stored form is JSON. */
