@@ -249,6 +249,73 @@ describe('Auth', () => {
     })
   })
 
+  describe('POST /apis/v1/auth/verify-email/resend', () => {
+    const resend = (payload: object) =>
+      t.app.inject({ method: 'POST', url: '/apis/v1/auth/verify-email/resend', payload })
+    const verify = (token: string) =>
+      t.app.inject({ method: 'POST', url: '/apis/v1/auth/verify-email', payload: { token } })
+    const mailsTo = (email: string) => t.mails.filter((m) => m.to === email).length
+
+    it('mails a new link that works, and retires the old one', async () => {
+      const c = await t.factory.community()
+      const { email } = await registered(c.id)
+      const first = mailedToken(email)
+      // The first mail was sent a moment ago: make it older than the one-per-minute limit.
+      await db()
+        .updateTable('auth_tokens')
+        .set({ created_at: new Date(Date.now() - 120_000) })
+        .where('token_hash', '=', hashToken(first))
+        .execute()
+      const res = await resend({ communityId: c.id, email: email.toUpperCase() })
+      expect(res.statusCode).toBe(200)
+      expect(res.json()).toMatchObject({ status: 'success', data: {} })
+      expect(mailsTo(email)).toBe(2)
+      const second = mailedToken(email)
+      expect(second).not.toBe(first)
+      expect((await verify(first)).json().error).toMatchObject({ code: 'invalid_token' })
+      expect((await verify(second)).statusCode).toBe(200)
+    })
+
+    it("answers the same and mails nothing for an unknown, a verified or another community's account", async () => {
+      const c = await t.factory.community()
+      const other = await t.factory.community()
+      const { email } = await registered(c.id)
+      await verify(mailedToken(email))
+      const mailsBefore = t.mails.length
+      const answers = []
+      for (const body of [
+        { communityId: c.id, email: 'nobody@example.com' },
+        { communityId: c.id, email }, // verified already
+        { communityId: other.id, email }, // no such account in that community
+      ]) {
+        const res = await resend(body)
+        expect(res.statusCode).toBe(200)
+        answers.push(res.json())
+      }
+      expect(new Set(answers.map((a) => JSON.stringify(a))).size).toBe(1)
+      expect(t.mails.length).toBe(mailsBefore)
+    })
+
+    it('sends at most one mail per account per minute', async () => {
+      const c = await t.factory.community()
+      const { email } = await registered(c.id)
+      for (let i = 0; i < 3; i++) expect((await resend({ communityId: c.id, email })).statusCode).toBe(200)
+      expect(mailsTo(email)).toBe(1) // the registration mail only
+    })
+
+    it('rejects a bad body with the field at fault', async () => {
+      for (const [payload, field] of [
+        [{ communityId: 'nope', email: 'a@b.io' }, 'communityId'],
+        [{ communityId: newId(), email: 'not-an-email' }, 'email'],
+        [{ communityId: newId(), email: 'a@b.io', extra: 1 }, 'extra'],
+      ] as const) {
+        const res = await resend(payload)
+        expect(res.statusCode, JSON.stringify(payload)).toBe(400)
+        expect(res.json()).toMatchObject({ status: 'error', error: { field } })
+      }
+    })
+  })
+
   describe('POST /apis/v1/auth/login', () => {
     it('logs a verified user in with the documented fields and sets last_login', async () => {
       const c = await t.factory.community()

@@ -3,7 +3,13 @@ import type { App } from '../../app.ts'
 import type { AppDeps } from '../../lib/deps.ts'
 import { integration, integrationOk } from '../../lib/http/envelope.ts'
 import { authUserSchema, presentAuthUser, sessionSchema } from './auth.presenter.ts'
-import { loginBody, registerBody, verifyEmailBody, verifyEmailQuery } from './auth.schema.ts'
+import {
+  loginBody,
+  registerBody,
+  resendVerificationBody,
+  verifyEmailBody,
+  verifyEmailQuery,
+} from './auth.schema.ts'
 import { createAuthService } from './auth.service.ts'
 import { registerSecureAuth } from './secure-auth.routes.ts'
 
@@ -77,6 +83,29 @@ export async function registerAuth(app: App, deps: AppDeps) {
       response: { 200: integrationOk(verifiedSchema) },
     },
     handler: async (req) => verify(req.query.token),
+  })
+
+  app.route({
+    method: 'POST',
+    url: '/apis/v1/auth/verify-email/resend',
+    config: { family },
+    schema: {
+      operationId: 'resendVerificationEmail',
+      tags,
+      summary: 'Send the verification mail again',
+      description:
+        'Mails a new verification link to an unverified account of the community and retires the earlier links. ' +
+        'Answers the same whether or not such an account exists; at most one mail per account per minute.',
+      body: resendVerificationBody,
+      response: { 200: integrationOk(z.object({})) },
+    },
+    handler: async (req) => {
+      await service.resendVerification(req.body)
+      return integration(
+        {},
+        'If this account exists and is not verified yet, a new verification link was sent',
+      )
+    },
   })
 
   app.route({

@@ -31,6 +31,7 @@ export const registerBody = z
   .strict()
 
 export const verifyEmailBody = z.object({ token }).strict()
+export const resendVerificationBody = z.object({ communityId, email }).strict()
 export const verifyEmailQuery = z.object({ token }).strict()
 
 export const loginBody = z

@@ -3,11 +3,13 @@ import type { AppDeps } from '../../lib/deps.ts'
 import { badRequest, conflict, forbidden, notFound, unauthorized } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import * as repo from './auth.repo.ts'
-import { consumeToken, issueToken } from './one-time-tokens.ts'
+import { consumeToken, issueToken, lastIssuedAt, retireTokens } from './one-time-tokens.ts'
 
 /** Session JWT lifetime (seconds); login answers it as `expiresIn`. */
 export const SESSION_TTL_SECONDS = 7 * 24 * 3600
 const VERIFY_TTL_SECONDS = 24 * 3600
+/** A new verification mail at most this often per account (mail bombing, token churn). */
+const RESEND_INTERVAL_SECONDS = 60
 
 export interface RegisterInput {
   communityId: string
@@ -96,6 +98,21 @@ export function createAuthService(deps: Deps) {
         })
       await mailVerification(user, community.name)
       return user
+    },
+
+    /**
+     * Mails a new verification link to an unverified account and retires the earlier ones. Says
+     * nothing about whether the account exists; at most one mail per account per minute.
+     */
+    async resendVerification(input: { communityId: string; email: string }) {
+      const [user] = await repo.findLoginCandidates(db, input.email.toLowerCase(), input.communityId)
+      if (!user || user.email_verified_at || !user.password_hash) return
+      const last = await lastIssuedAt(db, 'verify_email', user.community_id, user.id)
+      if (last && Date.now() - last.getTime() < RESEND_INTERVAL_SECONDS * 1000) return
+      const community = await repo.findCommunityName(db, user.community_id)
+      if (!community) return
+      await retireTokens(db, 'verify_email', user.community_id, user.id)
+      await mailVerification(user, community.name)
     },
 
     /** Consumes a verification token (single use) and marks the email verified. */

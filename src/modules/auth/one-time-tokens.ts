@@ -61,3 +61,29 @@ export async function consumeToken(db: Tx, purpose: TokenPurpose, raw: string) {
     throw badRequest('token_expired', 'This token has expired; ask for a new one', 'token')
   throw badRequest('invalid_token', 'This token is invalid or was already used', 'token')
 }
+
+/** When the newest token of this purpose was issued to the user (null: never). */
+export async function lastIssuedAt(db: Tx, purpose: TokenPurpose, communityId: string, userId: string) {
+  const row = await db
+    .selectFrom('auth_tokens')
+    .select('created_at')
+    .where('community_id', '=', communityId)
+    .where('purpose', '=', purpose)
+    .where('user_id', '=', userId)
+    .orderBy('created_at', 'desc')
+    .limit(1)
+    .executeTakeFirst()
+  return row ? new Date(row.created_at) : null
+}
+
+/** Retires the user's unused tokens of this purpose (they then answer invalid_token). */
+export async function retireTokens(db: Tx, purpose: TokenPurpose, communityId: string, userId: string) {
+  await db
+    .updateTable('auth_tokens')
+    .set({ used_at: new Date() })
+    .where('community_id', '=', communityId)
+    .where('purpose', '=', purpose)
+    .where('user_id', '=', userId)
+    .where('used_at', 'is', null)
+    .execute()
+}
