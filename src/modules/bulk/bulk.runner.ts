@@ -143,7 +143,6 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
     flights.add(flight)
   }
   await Promise.all([...flights].map((f) => f.done))
-  await stats.settled()
   if (failure !== null) throw failure
   await finish(deps, job, 'done')
   printPhases(job.id)
