@@ -122,7 +122,7 @@ export function createApiKeyService(deps: { database: Database }) {
       if (!raw) throw unauthorized('The apiKey header is required', 'api_key_required')
       const hash = hashToken(raw)
       const key = await repo.findKeyByHash(db, hash)
-      if (!key || key.kind !== 'community' || !safeEqual(key.key_hash, hash)) {
+      if (key?.kind !== 'community' || !safeEqual(key.key_hash, hash)) {
         throw unauthorized('Invalid API key', 'invalid_api_key')
       }
       assertLive(key)
