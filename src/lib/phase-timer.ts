@@ -4,7 +4,7 @@
  * Off by default: then `timed` only calls through.
  */
 const totals = new Map<string, number>()
-export const profiling = process.env.HEARTH_PROFILE === '1'
+const profiling = process.env.HEARTH_PROFILE === '1'
 
 export async function timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
   if (!profiling) return fn()

@@ -167,7 +167,6 @@ export interface BulkJobsTable {
   updated: Generated<number>
   skipped: Generated<number>
   failed: Generated<number>
-  chunks_done: Generated<number>
   columns: DefaultedJson
   unknown_columns: DefaultedJson
   error_code: string | null

@@ -359,7 +359,6 @@ async function commitChunk(
         skipped: sql`skipped + ${counts.skipped}`,
         failed: sql`failed + ${counts.failed}`,
         total: sql`greatest(total, processed + ${checked.length})`,
-        chunks_done: sql`chunks_done + 1`,
         lease_until: sql`now() + make_interval(secs => ${deps.config.bulk.leaseSeconds})`,
         updated_at: sql`now()`,
       })
