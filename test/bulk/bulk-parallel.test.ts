@@ -105,11 +105,7 @@ describe('resuming a job', () => {
         actions: 'sssss',
       })
       .execute()
-    await db()
-      .updateTable('bulk_jobs')
-      .set({ processed: 5, skipped: 5 })
-      .where('id', '=', jobId)
-      .execute()
+    await db().updateTable('bulk_jobs').set({ processed: 5, skipped: 5 }).where('id', '=', jobId).execute()
     await runBulkJob(t.deps, jobId)
 
     const job = await db()
