@@ -23,7 +23,7 @@ async function* parts(data: Buffer, sizes: number[]) {
 describe('bulk upload storage', () => {
   it('gives back exactly the bytes stored, across pieces, whatever they are', async () => {
     // Multibyte UTF-8 split across piece boundaries, a byte-order mark, CRLF, and bytes that are not UTF-8 at all.
-    const text = Buffer.from('\uFEFFemail,name\r\n' + 'é@x.io,Zoë 😀 "quoted, comma"\r\n'.repeat(60_000))
+    const text = Buffer.from(`\uFEFFemail,name\r\n${'é@x.io,Zoë 😀 "quoted, comma"\r\n'.repeat(60_000)}`)
     const data = Buffer.concat([text, randomBytes(300_000)])
     expect(data.length).toBeGreaterThan(2 * PIECE_BYTES)
     const communityId = 'c'.repeat(24)

@@ -202,6 +202,19 @@ export interface BulkJobChunksTable {
   actions: string
 }
 
+/** A user as a dry run left it (see migrations/000100). */
+export interface BulkDryRunUsersTable {
+  job_id: string
+  user_id: string
+  state: unknown
+}
+
+export interface BulkDryRunNamesTable {
+  job_id: string
+  name: string
+  user_id: string
+}
+
 export interface BulkJobErrorsTable {
   community_id: string
   job_id: string
@@ -228,4 +241,6 @@ export interface DB {
   bulk_files: BulkFilesTable
   bulk_job_chunks: BulkJobChunksTable
   bulk_job_errors: BulkJobErrorsTable
+  bulk_dry_run_users: BulkDryRunUsersTable
+  bulk_dry_run_names: BulkDryRunNamesTable
 }

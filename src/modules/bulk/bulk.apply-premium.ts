@@ -61,7 +61,7 @@ export async function applyPremiumChunk(
       found: boolean
       deleted: boolean
       negative: boolean
-      applied: boolean
+      applied: string | null
       unchanged: boolean
     }>`
       WITH m AS (
@@ -78,7 +78,7 @@ export async function applyPremiumChunk(
         FROM ok ON CONFLICT DO NOTHING RETURNING user_id, balance_after),
       upd AS (UPDATE users u SET premium = led.balance_after, updated_at = now() FROM led WHERE u.id = led.user_id RETURNING u.id)
       SELECT s.row_no, m.uid IS NOT NULL AS found, m.deleted_at IS NOT NULL AS deleted, coalesce(m.new < 0, false) AS negative,
-        upd.id IS NOT NULL AS applied, coalesce(m.new = m.old, false) AS unchanged
+        upd.id AS applied, coalesce(m.new = m.old, false) AS unchanged
       FROM bulk_stage s LEFT JOIN m ON m.row_no = s.row_no LEFT JOIN upd ON upd.id = m.uid
       WHERE s.wave = ${w}`.execute(tx)
     for (const r of res.rows) {
@@ -99,7 +99,8 @@ export async function applyPremiumChunk(
           field: 'amount',
           message: 'The balance cannot go below zero',
         })
-      } else outcomes.push({ rowNo: r.row_no, action: r.applied ? 'u' : 's' })
+      } else if (r.applied) outcomes.push({ rowNo: r.row_no, action: 'u', userId: r.applied })
+      else outcomes.push({ rowNo: r.row_no, action: 's' })
     }
   }
   return outcomes

@@ -16,6 +16,8 @@ import { assignWaves, createStage, fillStage, type StageColumn } from './bulk.st
 export type RowOutcome = {
   rowNo: number
   action: 'c' | 'u' | 's' | 'f'
+  /** The user a created or updated row changed (a dry run keeps its state for later chunks). */
+  userId?: string
   code?: string
   field?: string
   message?: string
@@ -104,7 +106,7 @@ function newValues(plan: ImportPlan): RawBuilder<unknown> {
   return sql.join(parts)
 }
 
-const WRITTEN = [
+export const WRITTEN = [
   'email',
   'username',
   'first_name',
@@ -206,10 +208,10 @@ async function updateMatched(tx: Tx, ctx: Ctx, rows: Rows): Promise<RowOutcome[]
   if (hist) ctes.push(sql`hist AS (${hist})`)
   const led = ledgerInsert(ctx, sql`ok`, sql`r.uid`)
   if (led) ctes.push(sql`led AS (${led})`)
-  const res = await sql<{ row_no: number; deleted: boolean; negative: boolean; changed: boolean }>`
+  const res = await sql<{ row_no: number; deleted: boolean; negative: boolean; changed: string | null }>`
     WITH ${sql.join(ctes)}
     SELECT p.row_no, coalesce(m.deleted_at IS NOT NULL, false) AS deleted,
-      coalesce(m.n_xp < 0 OR m.n_coins < 0, false) AS negative, upd.id IS NOT NULL AS changed
+      coalesce(m.n_xp < 0 OR m.n_coins < 0, false) AS negative, upd.id AS changed
     FROM p LEFT JOIN m ON m.row_no = p.row_no LEFT JOIN upd ON upd.id = m.uid`.execute(tx)
   return res.rows.map((r) =>
     r.deleted
@@ -226,7 +228,9 @@ async function updateMatched(tx: Tx, ctx: Ctx, rows: Rows): Promise<RowOutcome[]
             code: 'negative_balance',
             message: 'xp and coins cannot go below zero',
           }
-        : { rowNo: r.row_no, action: r.changed ? 'u' : 's' },
+        : r.changed
+          ? { rowNo: r.row_no, action: 'u', userId: r.changed }
+          : { rowNo: r.row_no, action: 's' },
   )
 }
 
@@ -260,15 +264,15 @@ async function insertNew(tx: Tx, ctx: Ctx, rows: Rows) {
   if (hist) ctes.push(sql`hist AS (${hist})`)
   const led = ledgerInsert(ctx, sql`ok`, sql`r.new_id`)
   if (led) ctes.push(sql`led AS (${led})`)
-  const res = await sql<{ row_no: number; inserted: boolean; no_email: boolean; negative: boolean }>`
+  const res = await sql<{ row_no: number; inserted: string | null; no_email: boolean; negative: boolean }>`
     WITH ${sql.join(ctes)}
-    SELECT m.row_no, ins.id IS NOT NULL AS inserted, m.n_email IS NULL AS no_email,
+    SELECT m.row_no, ins.id AS inserted, m.n_email IS NULL AS no_email,
       (m.n_xp < 0 OR m.n_coins < 0) AS negative
     FROM m LEFT JOIN ins ON ins.id = m.new_id`.execute(tx)
   const decided: RowOutcome[] = []
   const conflicted: number[] = []
   for (const r of res.rows) {
-    if (r.inserted) decided.push({ rowNo: r.row_no, action: 'c' })
+    if (r.inserted) decided.push({ rowNo: r.row_no, action: 'c', userId: r.inserted })
     else if (r.no_email) {
       decided.push({
         rowNo: r.row_no,

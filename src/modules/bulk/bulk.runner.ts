@@ -6,6 +6,7 @@ import { releaseGarbage } from '../../lib/memory.ts'
 import { printPhases, sampleMemory, timed } from '../../lib/phase-timer.ts'
 import { applyPremiumChunk } from './bulk.apply-premium.ts'
 import { applyUsersChunk, type RowOutcome } from './bulk.apply-users.ts'
+import { applyAsDryRun, forgetDryRun } from './bulk.dry-run.ts'
 import { readUpload } from './bulk.files.ts'
 import { type Plan, planColumns } from './bulk.plan.ts'
 import * as repo from './bulk.repo.ts'
@@ -275,6 +276,16 @@ async function applyRows(
   )
 }
 
+/** The names a chunk's rows give users by (keys, emails; lower-cased too, as email keys are matched). */
+function namesOf(rows: (ImportRow | PremiumRow)[]): string[] {
+  const names = new Set<string>()
+  for (const r of rows) {
+    names.add(r.key).add(r.key.toLowerCase())
+    if ('email' in r && r.email) names.add(r.email)
+  }
+  return [...names]
+}
+
 async function commitChunk(
   deps: AppDeps,
   job: repo.JobRow,
@@ -301,13 +312,9 @@ async function commitChunk(
     // A chunk's CTEs hold its rows a few times over; the default 4MB spills them to temp files.
     await sql`SET LOCAL work_mem = '32MB'`.execute(tx)
 
-    let outcomes: RowOutcome[]
-    if (job.dry_run) {
-      // Dry run: apply under a savepoint to learn each row's outcome, then undo it.
-      await sql`SAVEPOINT dry_run`.execute(tx)
-      outcomes = await applyRows(tx, job, plan, valid)
-      await sql`ROLLBACK TO SAVEPOINT dry_run`.execute(tx)
-    } else outcomes = await applyRows(tx, job, plan, valid)
+    const outcomes = job.dry_run
+      ? await applyAsDryRun(tx, job.id, namesOf(valid), () => applyRows(tx, job, plan, valid))
+      : await applyRows(tx, job, plan, valid)
 
     const byRow = new Map(outcomes.map((o) => [o.rowNo, o]))
     const errors: RowError[] = []
@@ -402,6 +409,7 @@ async function finish(
       .executeTakeFirst()
     if (!res) throw new LeaseLost()
     await tx.deleteFrom('bulk_files').where('upload_id', '=', job.id).execute()
+    if (job.dry_run) await forgetDryRun(tx, job.id)
     await tx
       .updateTable('api_log')
       .set({

@@ -1,0 +1,87 @@
+import { sql } from 'kysely'
+import type { Tx } from '../../lib/db/database.ts'
+import type { RowOutcome } from './bulk.apply-users.ts'
+import { WRITTEN } from './bulk.apply-users.ts'
+
+/**
+ * A dry run applies each chunk under a savepoint, reads the outcomes, and rolls it back. So that
+ * later chunks see what earlier ones would have done, the users a chunk changed are kept, as the
+ * chunk left them, in bulk_dry_run_users; a later chunk replays those its rows name (by key, email,
+ * id) under its own savepoint before applying. Kept rows are committed with the chunk's outcomes,
+ * so a resumed dry run sees the same world, and dropped when the job ends.
+ */
+
+/** Columns a bulk job can change on an existing user: all a replay restores. */
+const CHANGED_BY_BULK = [...WRITTEN, 'premium', 'custom_fields', 'updated_at'] as const
+
+export async function applyAsDryRun(
+  tx: Tx,
+  jobId: string,
+  names: string[],
+  apply: () => Promise<RowOutcome[]>,
+): Promise<RowOutcome[]> {
+  await sql`SAVEPOINT dry_run`.execute(tx)
+  await replay(tx, jobId, names)
+  const outcomes = await apply()
+  const changed = [...new Set(outcomes.flatMap((o) => (o.userId ? [o.userId] : [])))]
+  const states = changed.length > 0 ? await statesOf(tx, changed) : []
+  await sql`ROLLBACK TO SAVEPOINT dry_run`.execute(tx)
+  if (states.length > 0) await keep(tx, jobId, states)
+  return outcomes
+}
+
+export async function forgetDryRun(tx: Tx, jobId: string) {
+  await tx.deleteFrom('bulk_dry_run_names').where('job_id', '=', jobId).execute()
+  await tx.deleteFrom('bulk_dry_run_users').where('job_id', '=', jobId).execute()
+}
+
+/** Puts the users these names designate back in the state the dry run left them in. */
+async function replay(tx: Tx, jobId: string, names: string[]) {
+  if (names.length === 0) return
+  const kept = sql`(SELECT (jsonb_populate_record(NULL::users, k.state)).* FROM bulk_dry_run_users k
+    WHERE k.job_id = ${jobId} AND k.user_id IN (SELECT n.user_id FROM bulk_dry_run_names n
+      WHERE n.job_id = ${jobId} AND n.name = ANY(${names}::text[])))`
+  // Under a savepoint of its own: if the real table moved meanwhile so that a kept state no longer
+  // fits (another user took its email), the chunk is judged against the real table instead.
+  await sql`SAVEPOINT dry_run_replay`.execute(tx)
+  try {
+    const setList = sql.join(CHANGED_BY_BULK.map((c) => sql`${sql.ref(c)} = r.${sql.ref(c)}`))
+    await sql`UPDATE users u SET ${setList} FROM ${kept} r WHERE u.id = r.id`.execute(tx)
+    // Users only the dry run created. A user that meanwhile really got the same email wins.
+    await sql`INSERT INTO users OVERRIDING SYSTEM VALUE SELECT r.* FROM ${kept} r
+      WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = r.id) ON CONFLICT DO NOTHING`.execute(tx)
+    await sql`RELEASE SAVEPOINT dry_run_replay`.execute(tx)
+  } catch {
+    await sql`ROLLBACK TO SAVEPOINT dry_run_replay`.execute(tx)
+  }
+}
+
+type Kept = { id: string; state: unknown; names: string[] }
+
+async function statesOf(tx: Tx, userIds: string[]): Promise<Kept[]> {
+  const res = await sql<Kept>`SELECT u.id, to_jsonb(u.*) AS state,
+      array_remove(ARRAY[u.id, u.seq::text, u.email, u.external_id], NULL) AS names
+    FROM users u WHERE u.id = ANY(${userIds}::text[])`.execute(tx)
+  return res.rows
+}
+
+/** Runs after the rollback: the real emails of the users are names too (the dry run may have changed them). */
+async function keep(tx: Tx, jobId: string, states: Kept[]) {
+  const ids = states.map((s) => s.id)
+  const real = await sql<{
+    id: string
+    email: string
+  }>`SELECT id, email FROM users WHERE id = ANY(${ids}::text[])`.execute(tx)
+  const pairs = [
+    ...states.flatMap((s) => s.names.map((n) => [n, s.id])),
+    ...real.rows.map((r) => [r.email, r.id]),
+  ]
+  const names = pairs.map((p) => p[0])
+  const nameIds = pairs.map((p) => p[1])
+  await sql`INSERT INTO bulk_dry_run_users (job_id, user_id, state)
+    SELECT ${jobId}, x.id, x.state FROM jsonb_to_recordset(${JSON.stringify(states)}::jsonb) AS x(id text, state jsonb)
+    ON CONFLICT (job_id, user_id) DO UPDATE SET state = excluded.state`.execute(tx)
+  await sql`INSERT INTO bulk_dry_run_names (job_id, name, user_id)
+    SELECT ${jobId}, n.name, n.user_id FROM unnest(${names}::text[], ${nameIds}::text[]) AS n(name, user_id)
+    ON CONFLICT DO NOTHING`.execute(tx)
+}

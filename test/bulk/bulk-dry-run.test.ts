@@ -1,0 +1,151 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { newId } from '../../src/lib/ids.ts'
+import { runJob } from '../support/bulk.ts'
+import { startTestApp, type TestApp } from '../support/harness.ts'
+
+/**
+ * A dry run is applied chunk by chunk under savepoints that are rolled back. With chunks of 2 rows,
+ * a user named in several rows is named in several chunks: the dry run must still predict exactly
+ * what the real run then does, and leave nothing behind.
+ */
+
+let t: TestApp
+beforeAll(async () => {
+  t = await startTestApp({ env: { BULK_CHUNK_ROWS: '2', BULK_PARALLEL_CHUNKS: '2' }, worker: true })
+})
+afterAll(() => t.close())
+
+const IMPORT = '/apis/v1/users/bulk-import'
+const UPDATE = '/apis/v1/users/bulk-update'
+const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
+const db = () => t.deps.database.db
+
+async function actionsOf(auth: Record<string, string>, jobId: string) {
+  const res = await t.app.inject({
+    method: 'GET',
+    url: `/apis/v1/users/bulk-updates/${jobId}/details?limit=100`,
+    headers: auth,
+  })
+  expect(res.statusCode, res.body).toBe(200)
+  return res
+    .json()
+    .data.rows.map((r: { row: number; action: string; error: { code: string } | null }) => [
+      r.row,
+      r.action,
+      r.error?.code ?? null,
+    ])
+}
+
+/** Everything a job could write for a community, in a stable order. */
+async function worldOf(communityId: string) {
+  const [users, ledger, histories] = await Promise.all([
+    db()
+      .selectFrom('users')
+      .select(['id', 'email', 'external_id', 'first_name', 'xp', 'coins', 'premium', 'custom_fields'])
+      .where('community_id', '=', communityId)
+      .orderBy('id')
+      .execute(),
+    db().selectFrom('currency_ledger').select('id').where('community_id', '=', communityId).execute(),
+    db().selectFrom('field_histories').select('id').where('community_id', '=', communityId).execute(),
+  ])
+  return { users, ledger: ledger.length, histories: histories.length }
+}
+
+/** Runs `file` as a dry run, then for real: the dry run wrote nothing and predicted every row. */
+async function expectDryRunPredicts(
+  path: string,
+  c: { id: string; bearer: Record<string, string> },
+  file: string,
+) {
+  const before = await worldOf(c.id)
+  const dry = await runJob(t, path, c.bearer, { file, fields: { dryRun: 'true' } })
+  expect(await worldOf(c.id)).toEqual(before)
+  const kept = await db()
+    .selectFrom('bulk_dry_run_users')
+    .select('user_id')
+    .where('job_id', '=', dry.jobId)
+    .execute()
+  const names = await db()
+    .selectFrom('bulk_dry_run_names')
+    .select('name')
+    .where('job_id', '=', dry.jobId)
+    .execute()
+  expect([kept, names]).toEqual([[], []])
+
+  const real = await runJob(t, path, c.bearer, { file })
+  const counts = (j: Record<string, unknown>) => [
+    j.status,
+    j.total,
+    j.created,
+    j.updated,
+    j.skipped,
+    j.failed,
+  ]
+  expect(counts(dry)).toEqual(counts(real))
+  expect(await actionsOf(c.bearer, dry.jobId)).toEqual(await actionsOf(c.bearer, real.jobId))
+  return { dry, real }
+}
+
+describe('a dry run sees what its earlier chunks would have done', () => {
+  it('import: a user created in one chunk is updated, not created again, in later ones', async () => {
+    const c = await t.factory.community()
+    await db()
+      .insertInto('user_fields')
+      .values({ id: newId(), community_id: c.id, field: 'deposit', name: 'Deposit', type: 'number' })
+      .execute()
+    const old = await t.factory.user(c.id, { email: 'old@x.io' })
+    const file = [
+      'email,first_name,xp_op,xp,deposit_op,deposit',
+      'new@x.io,New,,10,,100', // chunk 1: created
+      'old@x.io,Old,add,5,,', // chunk 1: updated
+      'other@x.io,Other,,1,,', // chunk 2: created
+      'new@x.io,New,add,5,add,50', // chunk 2: updated (new@ exists in the dry run's world)
+      'old@x.io,Old,,5,,', // chunk 3: skipped (xp is already 5 after row 2)
+      'new@x.io,Renamed,subtract,20,,', // chunk 3: failed (15 - 20 < 0)
+      'NEW@X.IO,New,overwrite,15,,150', // chunk 4: skipped (exactly the state rows 1 and 4 left)
+      'bad-email,X,,1,,', // chunk 4: failed (invalid email)
+    ].join('\n')
+    const { dry, real } = await expectDryRunPredicts(IMPORT, c, `${file}\n`)
+    expect(dry).toMatchObject({ created: 2, updated: 2, skipped: 2, failed: 2 })
+    expect(real).toMatchObject({ created: 2, updated: 2, skipped: 2, failed: 2 })
+    const users = await worldOf(c.id)
+    expect(users.users.find((u) => u.email === 'new@x.io')).toMatchObject({
+      first_name: 'New',
+      xp: 15,
+      custom_fields: { deposit: 150 },
+    })
+    expect(users.users.find((u) => u.id === old.id)).toMatchObject({ first_name: 'Old', xp: 5 })
+  })
+
+  it('update keyed by external id: an email one chunk frees is free for a later chunk', async () => {
+    const c = await t.factory.community()
+    await db()
+      .insertInto('user_fields')
+      .values({ id: newId(), community_id: c.id, field: 'crm_id', name: 'CRM id', type: 'text' })
+      .execute()
+    await db().updateTable('communities').set({ identifier_field: 'crm_id' }).where('id', '=', c.id).execute()
+    const a = await t.factory.user(c.id, { email: 'a@x.io' })
+    const b = await t.factory.user(c.id, { email: 'b@x.io' })
+    await db().updateTable('users').set({ external_id: 'A' }).where('id', '=', a.id).execute()
+    await db().updateTable('users').set({ external_id: 'B' }).where('id', '=', b.id).execute()
+    // Row 1 moves A to a2@; row 3 (another chunk) gives B the email A had: allowed once row 1 ran.
+    const file = 'crm_id,email,xp\nA,a2@x.io,1\nB,,2\nB,a@x.io,2\nA,,3\n'
+    const { real } = await expectDryRunPredicts(UPDATE, c, file)
+    expect(real).toMatchObject({ status: 'completed', updated: 4, failed: 0 })
+  })
+
+  it('premium currency: a balance spent in one chunk is gone in the next', async () => {
+    const c = await t.factory.community()
+    const a = await t.factory.user(c.id)
+    await db().updateTable('users').set({ premium: 10 }).where('id', '=', a.id).execute()
+    const file = `email,amount,amount_op\n${a.email},6,subtract\nnobody@x.io,1,add\n${a.email},6,subtract\n${a.email},2,subtract\n`
+    const { dry } = await expectDryRunPredicts(PREMIUM, c, file)
+    expect(dry).toMatchObject({ updated: 2, failed: 2 })
+    expect(await actionsOf(c.bearer, dry.jobId)).toEqual([
+      [1, 'updated', null],
+      [2, 'failed', 'user_not_found'],
+      [3, 'failed', 'insufficient_balance'],
+      [4, 'updated', null],
+    ])
+  })
+})
