@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { newId } from '../../src/lib/ids.ts'
 import { runBulkJob } from '../../src/modules/bulk/bulk.runner.ts'
 import { upload, waitForJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
@@ -82,6 +83,56 @@ describe('chunks in flight at once', () => {
     expect(rows.map((r) => r.row)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1))
     expect(rows.slice(0, 20).every((r) => r.action === 'created')).toBe(true)
     expect(rows.slice(20, 60).every((r) => r.action === 'updated')).toBe(true)
+  })
+  it('keyed by external id, an email one chunk frees is taken by the next as in a one-by-one run', async () => {
+    const c = await t.factory.community()
+    await db()
+      .insertInto('user_fields')
+      .values({ id: newId(), community_id: c.id, field: 'crm_id', name: 'CRM id', type: 'text' })
+      .execute()
+    await db().updateTable('communities').set({ identifier_field: 'crm_id' }).where('id', '=', c.id).execute()
+    const ids: Record<string, string> = {}
+    for (const k of ['A', 'B', 'C1', 'C2', 'C3', 'C4', 'C5', 'C6', 'C7', 'C8']) {
+      const u = await t.factory.user(c.id, { email: `${k.toLowerCase()}@x.io` })
+      await db().updateTable('users').set({ external_id: k }).where('id', '=', u.id).execute()
+      ids[k] = u.id
+    }
+    // Chunk 1 (rows 1-5) moves A off a@x.io in its last row; chunk 2 (rows 6-10) gives a@x.io to B
+    // in its first. Their keys and new emails differ: only the table knows a@x.io is A's.
+    const file =
+      'crm_id,email,xp\nC1,,1\nC2,,1\nC3,,1\nC4,,1\nA,a2@x.io,1\nB,a@x.io,1\nC5,,1\nC6,,1\nC7,,1\nC8,,1\n'
+    const res = await upload(t, '/apis/v1/users/bulk-update', c.bearer, { file })
+    expect(res.statusCode, res.body).toBe(200)
+    const jobId = res.json().data.jobId
+    await runBulkJob(t.deps, jobId)
+    expect(await waitForJob(t, c.bearer, jobId)).toMatchObject({
+      status: 'completed',
+      updated: 10,
+      failed: 0,
+    })
+    const emails = await db()
+      .selectFrom('users')
+      .select(['id', 'email'])
+      .where('id', 'in', [ids.A, ids.B])
+      .execute()
+    expect(Object.fromEntries(emails.map((u) => [u.id, u.email]))).toEqual({
+      [ids.A]: 'a2@x.io',
+      [ids.B]: 'a@x.io',
+    })
+
+    // The other way round: chunk 1 asks for an email A still holds; chunk 2 frees it too late.
+    const back =
+      'crm_id,email,xp\nC1,,2\nC2,,2\nC3,,2\nC4,,2\nC5,a2@x.io,2\nA,a3@x.io,2\nC6,,2\nC7,,2\nC8,,2\nB,,2\n'
+    const res2 = await upload(t, '/apis/v1/users/bulk-update', c.bearer, { file: back })
+    const jobId2 = res2.json().data.jobId
+    await runBulkJob(t.deps, jobId2)
+    expect(await waitForJob(t, c.bearer, jobId2)).toMatchObject({ updated: 9, failed: 1 })
+    const c5 = await db()
+      .selectFrom('users')
+      .select('email')
+      .where('id', '=', ids.C5)
+      .executeTakeFirstOrThrow()
+    expect(c5.email).toBe('c5@x.io')
   })
 })
 

@@ -72,9 +72,14 @@ type Prepared = { checked: Checked[] }
 /** Rows [first, last] of a chunk an earlier attempt committed. */
 type Range = { first: number; last: number }
 
-/** Chunks applied at once: several only on PostgreSQL, and not for premium rows (one user has several keys). */
+/**
+ * Chunks applied at once: several only on PostgreSQL. One at a time for premium rows (one user has
+ * several keys) and for files keyed by external id that carry emails: a row may give a user the
+ * email another row takes away, and the chunks' claims cannot see an email only the table holds.
+ */
 function parallelChunks(deps: AppDeps, plan: Plan): number {
   if (deps.database.kind !== 'postgres' || plan.type === 'premium_currency') return 1
+  if (plan.keyKind === 'external_id' && plan.emailIndex !== null) return 1
   return deps.config.bulk.parallelChunks
 }
 
