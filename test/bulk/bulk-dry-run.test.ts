@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { newId } from '../../src/lib/ids.ts'
 import { runJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
@@ -89,10 +88,7 @@ async function expectDryRunPredicts(
 describe('a dry run sees what its earlier chunks would have done', () => {
   it('import: a user created in one chunk is updated, not created again, in later ones', async () => {
     const c = await t.factory.community()
-    await db()
-      .insertInto('user_fields')
-      .values({ id: newId(), community_id: c.id, field: 'deposit', name: 'Deposit', type: 'number' })
-      .execute()
+    await t.factory.userField(c.id, 'deposit', 'number')
     const old = await t.factory.user(c.id, { email: 'old@x.io' })
     const file = [
       'email,first_name,xp_op,xp,deposit_op,deposit',
@@ -118,16 +114,9 @@ describe('a dry run sees what its earlier chunks would have done', () => {
   })
 
   it('update keyed by external id: an email one chunk frees is free for a later chunk', async () => {
-    const c = await t.factory.community()
-    await db()
-      .insertInto('user_fields')
-      .values({ id: newId(), community_id: c.id, field: 'crm_id', name: 'CRM id', type: 'text' })
-      .execute()
-    await db().updateTable('communities').set({ identifier_field: 'crm_id' }).where('id', '=', c.id).execute()
-    const a = await t.factory.user(c.id, { email: 'a@x.io' })
-    const b = await t.factory.user(c.id, { email: 'b@x.io' })
-    await db().updateTable('users').set({ external_id: 'A' }).where('id', '=', a.id).execute()
-    await db().updateTable('users').set({ external_id: 'B' }).where('id', '=', b.id).execute()
+    const c = await t.factory.externalIdCommunity()
+    await t.factory.user(c.id, { email: 'a@x.io', externalId: 'A' })
+    await t.factory.user(c.id, { email: 'b@x.io', externalId: 'B' })
     // Row 1 moves A to a2@; row 3 (another chunk) gives B the email A had: allowed once row 1 ran.
     const file = 'crm_id,email,xp\nA,a2@x.io,1\nB,,2\nB,a@x.io,2\nA,,3\n'
     const { real } = await expectDryRunPredicts(UPDATE, c, file)

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { newId } from '../../src/lib/ids.ts'
 import { failedRows, runJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
@@ -23,16 +22,7 @@ function usersOf(communityId: string) {
     .execute()
 }
 
-/** A community whose external id is the custom text field `crm_id`. */
-async function externalIdCommunity() {
-  const c = await t.factory.community()
-  await db()
-    .insertInto('user_fields')
-    .values({ id: newId(), community_id: c.id, field: 'crm_id', name: 'CRM id', type: 'text' })
-    .execute()
-  await db().updateTable('communities').set({ identifier_field: 'crm_id' }).where('id', '=', c.id).execute()
-  return c
-}
+const externalIdCommunity = () => t.factory.externalIdCommunity()
 
 describe('bulk import keyed by email', () => {
   it('counts created, updated and skipped rows; emails match in any case and are stored lower case', async () => {
@@ -86,8 +76,7 @@ describe('bulk import keyed by email', () => {
 describe('bulk import keyed by the community external id', () => {
   it('matches by external id, creates new users with it, and fails new users without an email (missing_email)', async () => {
     const c = await externalIdCommunity()
-    const existing = await t.factory.user(c.id, { email: 'eve.old@x.io' })
-    await db().updateTable('users').set({ external_id: 'CRM-1' }).where('id', '=', existing.id).execute()
+    const existing = await t.factory.user(c.id, { email: 'eve.old@x.io', externalId: 'CRM-1' })
     const file = 'crm_id,email,first_name\nCRM-1,eve.new@x.io,Eve\nCRM-2,Finn@x.io,Finn\nCRM-3,,Gus\n'
     const job = await runJob(t, IMPORT, c.bearer, { file })
     expect(job).toMatchObject({
@@ -179,10 +168,8 @@ describe('bulk import keyed by the community external id', () => {
 describe('the identifier field mirrors users.external_id', () => {
   it('an email taken by another user fails only that row (the rest of the file still applies)', async () => {
     const c = await externalIdCommunity()
-    const one = await t.factory.user(c.id, { email: 'one@x.io' })
-    const two = await t.factory.user(c.id, { email: 'two@x.io' })
-    await db().updateTable('users').set({ external_id: 'E1' }).where('id', '=', one.id).execute()
-    await db().updateTable('users').set({ external_id: 'E2' }).where('id', '=', two.id).execute()
+    const _one = await t.factory.user(c.id, { email: 'one@x.io', externalId: 'E1' })
+    const _two = await t.factory.user(c.id, { email: 'two@x.io', externalId: 'E2' })
     const job = await runJob(t, IMPORT, c.bearer, {
       file: 'crm_id,email,first_name\nE1,two@x.io,Clash\nE2,two@x.io,Two\nE3,three@x.io,Three\n',
     })

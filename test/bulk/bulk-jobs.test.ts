@@ -292,10 +292,7 @@ describe('GET /apis/v1/users/bulk-updates/{jobId}/details', () => {
 describe('dry run (multipart field dryRun=true)', () => {
   it('reports would-be created, updated, skipped and failed rows and writes nothing', async () => {
     const c = await t.factory.community()
-    await t.deps.database.db
-      .insertInto('user_fields')
-      .values({ id: newId(), community_id: c.id, field: 'deposit', name: 'Deposit', type: 'number' })
-      .execute()
+    await t.factory.userField(c.id, 'deposit', 'number')
     const a = await t.factory.user(c.id)
     const file = `email,first_name,xp,deposit\nnew@x.io,New,5,10\n${a.email},Changed,7,3\nbad,X,1,1\n${a.email},Changed,7,3\n`
     const dry = await runJob(t, IMPORT, c.bearer, { file, fields: { dryRun: 'true' } })

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { newId } from '../../src/lib/ids.ts'
 import { runBulkJob } from '../../src/modules/bulk/bulk.runner.ts'
 import { upload, waitForJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
@@ -85,17 +84,10 @@ describe('chunks in flight at once', () => {
     expect(rows.slice(20, 60).every((r) => r.action === 'updated')).toBe(true)
   })
   it('keyed by external id, an email one chunk frees is taken by the next as in a one-by-one run', async () => {
-    const c = await t.factory.community()
-    await db()
-      .insertInto('user_fields')
-      .values({ id: newId(), community_id: c.id, field: 'crm_id', name: 'CRM id', type: 'text' })
-      .execute()
-    await db().updateTable('communities').set({ identifier_field: 'crm_id' }).where('id', '=', c.id).execute()
+    const c = await t.factory.externalIdCommunity()
     const ids: Record<string, string> = {}
     for (const k of ['A', 'B', 'C1', 'C2', 'C3', 'C4', 'C5', 'C6', 'C7', 'C8']) {
-      const u = await t.factory.user(c.id, { email: `${k.toLowerCase()}@x.io` })
-      await db().updateTable('users').set({ external_id: k }).where('id', '=', u.id).execute()
-      ids[k] = u.id
+      ids[k] = (await t.factory.user(c.id, { email: `${k.toLowerCase()}@x.io`, externalId: k })).id
     }
     // Chunk 1 (rows 1-5) moves A off a@x.io in its last row; chunk 2 (rows 6-10) gives a@x.io to B
     // in its first. Their keys and new emails differ: only the table knows a@x.io is A's.

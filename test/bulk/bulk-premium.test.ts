@@ -153,14 +153,8 @@ describe('premium currency bulk update', () => {
   })
 
   it("finds users by the community's external id column", async () => {
-    const c = await t.factory.community()
-    await db()
-      .insertInto('user_fields')
-      .values({ id: newId(), community_id: c.id, field: 'crm_id', name: 'CRM id', type: 'text' })
-      .execute()
-    await db().updateTable('communities').set({ identifier_field: 'crm_id' }).where('id', '=', c.id).execute()
-    const a = await t.factory.user(c.id)
-    await db().updateTable('users').set({ external_id: 'CRM-A' }).where('id', '=', a.id).execute()
+    const c = await t.factory.externalIdCommunity()
+    const a = await t.factory.user(c.id, { externalId: 'CRM-A' })
     const job = await runJob(t, PREMIUM, c.bearer, { file: 'crm_id,amount\nCRM-A,12\nCRM-Z,1\n' })
     expect(job).toMatchObject({ status: 'completed_with_errors', updated: 1, failed: 1 })
     expect(await premiumOf(a.id)).toBe(12)

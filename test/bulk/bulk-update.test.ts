@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { newId } from '../../src/lib/ids.ts'
 import { failedRows, runJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
@@ -16,14 +15,8 @@ const UPDATE = '/apis/v1/users/bulk-update'
 
 const db = () => t.deps.database.db
 
-async function addField(communityId: string, field: string, type: string) {
-  const id = newId()
-  await db()
-    .insertInto('user_fields')
-    .values({ id, community_id: communityId, field, name: field, type })
-    .execute()
-  return id
-}
+const addField = (communityId: string, field: string, type: string) =>
+  t.factory.userField(communityId, field, type)
 
 async function setUser(
   id: string,

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { hashToken, verifyPassword } from '../../src/lib/auth/secrets.ts'
-import { newId } from '../../src/lib/ids.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 let t: TestApp
@@ -15,11 +14,8 @@ type Community = Awaited<ReturnType<TestApp['factory']['community']>>
 const create = (c: { bearer: Record<string, string> }, payload: unknown) =>
   t.app.inject({ method: 'POST', url: '/apis/v1/users', headers: c.bearer, payload: payload as object })
 
-async function defineField(communityId: string, field: string, type: string, name = field) {
-  const id = newId()
-  await db().insertInto('user_fields').values({ id, community_id: communityId, field, name, type }).execute()
-  return id
-}
+const defineField = (communityId: string, field: string, type: string, name = field) =>
+  t.factory.userField(communityId, field, type, name)
 
 /** A community whose identifier field is `customerid`. */
 async function brokerCommunity() {

@@ -12,12 +12,8 @@ afterAll(() => t.close())
 const db = () => t.deps.database.db
 const URL = '/apis/v1/users/filter'
 
-async function defineField(communityId: string, field: string, type: string) {
-  await db()
-    .insertInto('user_fields')
-    .values({ id: newId(), community_id: communityId, field, name: field, type })
-    .execute()
-}
+const defineField = (communityId: string, field: string, type: string) =>
+  t.factory.userField(communityId, field, type)
 
 async function addUser(communityId: string, over: Record<string, unknown> = {}) {
   const u = await t.factory.user(communityId)

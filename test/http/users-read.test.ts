@@ -11,14 +11,8 @@ afterAll(() => t.close())
 
 const db = () => t.deps.database.db
 
-async function defineField(communityId: string, field: string, type: string) {
-  const id = newId()
-  await db()
-    .insertInto('user_fields')
-    .values({ id, community_id: communityId, field, name: field, type })
-    .execute()
-  return id
-}
+const defineField = (communityId: string, field: string, type: string) =>
+  t.factory.userField(communityId, field, type)
 
 describe('Users: Get user (GET /apis/v1/users/:userId)', () => {
   it('answers the documented shape with every field when no flag is given', async () => {

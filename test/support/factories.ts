@@ -19,6 +19,24 @@ export function createFactories(deps: AppDeps) {
       return { id: community.id, community, systemKey, apiKey, bearer: { authorization: `Bearer ${apiKey}` } }
     },
 
+    /** A custom user field of the community; returns its id. */
+    async userField(communityId: string, field: string, type = 'text', name = field) {
+      const id = newId()
+      await db
+        .insertInto('user_fields')
+        .values({ id, community_id: communityId, field, name, type })
+        .execute()
+      return id
+    },
+
+    /** A community whose users are keyed by the custom text field `field` (its external id). */
+    async externalIdCommunity(field = 'crm_id') {
+      const c = await this.community()
+      await this.userField(c.id, field)
+      await db.updateTable('communities').set({ identifier_field: field }).where('id', '=', c.id).execute()
+      return c
+    },
+
     async apiKey(
       communityId: string,
       permissions: readonly string[] = COMMUNITY_KEY_PERMISSIONS,
@@ -43,7 +61,12 @@ export function createFactories(deps: AppDeps) {
 
     async user(
       communityId: string,
-      over: { email?: string; role?: 'member' | 'admin' | 'owner'; password?: string } = {},
+      over: {
+        email?: string
+        role?: 'member' | 'admin' | 'owner'
+        password?: string
+        externalId?: string
+      } = {},
     ) {
       const id = newId()
       const email = over.email ?? `user-${uniq()}@example.com`
@@ -57,6 +80,7 @@ export function createFactories(deps: AppDeps) {
           first_name: 'Test',
           last_name: 'User',
           role: over.role ?? 'member',
+          external_id: over.externalId ?? null,
           password_hash: over.password ? await hashPassword(over.password) : null,
           email_verified_at: new Date(),
         })
