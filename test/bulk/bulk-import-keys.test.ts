@@ -168,8 +168,8 @@ describe('bulk import keyed by the community external id', () => {
 describe('the identifier field mirrors users.external_id', () => {
   it('an email taken by another user fails only that row (the rest of the file still applies)', async () => {
     const c = await externalIdCommunity()
-    const _one = await t.factory.user(c.id, { email: 'one@x.io', externalId: 'E1' })
-    const _two = await t.factory.user(c.id, { email: 'two@x.io', externalId: 'E2' })
+    await t.factory.user(c.id, { email: 'one@x.io', externalId: 'E1' })
+    await t.factory.user(c.id, { email: 'two@x.io', externalId: 'E2' })
     const job = await runJob(t, IMPORT, c.bearer, {
       file: 'crm_id,email,first_name\nE1,two@x.io,Clash\nE2,two@x.io,Two\nE3,three@x.io,Three\n',
     })
