@@ -108,10 +108,7 @@ export async function resolveCredential(
     .where('key_hash', '=', hash)
     .executeTakeFirst()
   if (!key || !safeEqual(key.key_hash, hash)) throw unauthorized('Invalid API key', 'invalid_api_key')
-  if (!key.is_active) throw unauthorized('This API key is disabled', 'api_key_disabled')
-  if (key.expire_date && new Date(key.expire_date).getTime() < Date.now()) {
-    throw unauthorized('This API key has expired', 'api_key_expired')
-  }
+  assertKeyLive(key)
   if (key.user_id) {
     // A user API key dies with its user (soft delete included).
     const owner = await db
@@ -139,6 +136,14 @@ const KEY_USE_RESOLUTION_MS = 60_000
  * Records when an API key was last used (shown as lastUsedAt), to the minute: a busy key does not
  * write its row on every request, and the request never waits for the write.
  */
+/** Refuses a disabled or expired key (also where a key is checked outside a request's auth). */
+export function assertKeyLive(key: { is_active: boolean; expire_date: Date | string | null }) {
+  if (!key.is_active) throw unauthorized('This API key is disabled', 'api_key_disabled')
+  if (key.expire_date && new Date(key.expire_date).getTime() < Date.now()) {
+    throw unauthorized('This API key has expired', 'api_key_expired')
+  }
+}
+
 export function noteKeyUse(db: Tx, key: { id: string; last_used_at: Date | string | null }) {
   if (key.last_used_at && Date.now() - new Date(key.last_used_at).getTime() < KEY_USE_RESOLUTION_MS) return
   db.updateTable('api_keys')

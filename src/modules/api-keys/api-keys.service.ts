@@ -1,21 +1,13 @@
 import { hashToken, randomToken, safeEqual } from '../../lib/auth/secrets.ts'
 import type { Database } from '../../lib/db/database.ts'
 import { badRequest, conflict, notFound, unauthorized } from '../../lib/errors.ts'
-import { noteKeyUse } from '../../lib/http/auth.ts'
+import { assertKeyLive, noteKeyUse } from '../../lib/http/auth.ts'
 import { newId } from '../../lib/ids.ts'
 import { normalizePermissions, resolveExpireDate } from './api-key-rules.ts'
 import * as repo from './api-keys.repo.ts'
 
 /** Most keys one user may hold, so the unpaginated list of a user's keys stays complete. */
 export const MAX_USER_KEYS = 100
-
-/** The same refusals as src/lib/http/auth.ts for a disabled or expired key. */
-function assertLive(key: { is_active: boolean; expire_date: Date | string | null }) {
-  if (!key.is_active) throw unauthorized('This API key is disabled', 'api_key_disabled')
-  if (key.expire_date && new Date(key.expire_date).getTime() < Date.now()) {
-    throw unauthorized('This API key has expired', 'api_key_expired')
-  }
-}
 
 /** The path parameter naming the key: community routes say apiKeyId, user routes keyId. */
 const keyField = (scope: repo.KeyScope) => (scope.kind === 'user' ? 'keyId' : 'apiKeyId')
@@ -111,7 +103,7 @@ export function createApiKeyService(deps: { database: Database }) {
     async assertCommunityKeyUsable(communityId: string, id: string) {
       const key = await repo.findKey(db, { communityId, kind: 'community' }, id)
       if (!key) throw unauthorized('This API key no longer exists', 'invalid_api_key')
-      assertLive(key)
+      assertKeyLive(key)
     },
 
     /**
@@ -125,7 +117,7 @@ export function createApiKeyService(deps: { database: Database }) {
       if (key?.kind !== 'community' || !safeEqual(key.key_hash, hash)) {
         throw unauthorized('Invalid API key', 'invalid_api_key')
       }
-      assertLive(key)
+      assertKeyLive(key)
       noteKeyUse(db, key)
       const { key_hash: _omit, ...row } = key
       return row
