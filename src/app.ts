@@ -23,6 +23,7 @@ import { installApiLog } from './lib/http/api-log.ts'
 import { authorize, resolveCredential } from './lib/http/auth.ts'
 import { errorSchemas, type Family } from './lib/http/envelope.ts'
 import { installErrorHandling } from './lib/http/errors.ts'
+import { postgresRateLimitStore } from './lib/http/rate-limit-store.ts'
 import './lib/http/types.ts'
 import { newId } from './lib/ids.ts'
 import { modules } from './modules/index.ts'
@@ -101,6 +102,10 @@ export async function buildApp(deps: AppDeps, opts: BuildOptions = {}): Promise<
   await app.register(fastifyRateLimit, {
     max: deps.config.rateLimitPerMinute,
     timeWindow: '1 minute',
+    // On PostgreSQL every API process counts in one table: the limit holds across machines.
+    ...(deps.database.kind === 'postgres' ? { store: postgresRateLimitStore(deps.database.db) } : {}),
+    // A counter the database cannot give does not turn a request away; the request itself reports the outage.
+    skipOnError: true,
     keyGenerator: (req) => {
       const header = req.headers['x-api-key'] ?? req.headers.authorization ?? req.headers.apikey
       return typeof header === 'string' ? `k:${hashToken(header)}` : `ip:${req.ip}`
