@@ -1,5 +1,6 @@
 /**
- * Bulk import benchmark: `npm run bench:bulk -- --rows N [--update] [--modes import,reimport,update]`.
+ * Bulk import benchmark: `npm run bench:bulk -- --rows N [--update] [--modes import,reimport,update,dryrun]`.
+ * `dryrun` is a dry run of the import file (on a fresh community it would create every row).
  *
  * Starts a real `hearth serve` (on DATABASE_URL's server in a fresh database, else on PGlite in a
  * temporary folder), generates a CSV of N users (default fields + two custom fields), runs the whole
@@ -166,8 +167,9 @@ async function api(path: string, key: string, init: RequestInit = {}) {
   return body
 }
 
-async function runJob(key: string, path: string, file: string) {
+async function runJob(key: string, path: string, file: string, dryRun = false) {
   const form = new FormData()
+  if (dryRun) form.append('dryRun', 'true')
   form.append('data', await openAsBlob(file), 'bench.csv')
   const started = performance.now()
   const queued = await api(path, key, { method: 'POST', body: form })
@@ -273,7 +275,7 @@ async function main() {
       resetPeak(server.child.pid!)
       const cpuBefore = cpuSeconds(server.child.pid!)
       const startedAtMs = Date.now()
-      const { job, seconds } = await runJob(key, path, file)
+      const { job, seconds } = await runJob(key, path, file, mode === 'dryrun')
       const peak = peakRssMb(server.child.pid!)
       const serverCpu = cpuSeconds(server.child.pid!) - cpuBefore
       const copySeconds = await rawCopySeconds(file, mode === 'update' ? UPDATE_COLUMNS : IMPORT_COLUMNS)

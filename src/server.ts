@@ -3,6 +3,8 @@ import { buildApp } from './app.ts'
 import { startControlSocket } from './cli/control.ts'
 import type { Config } from './lib/config.ts'
 import { acquireDataLock } from './lib/data-lock.ts'
+import { startHousekeeping } from './lib/db/housekeeping.ts'
+import { bulkJobRunning } from './modules/bulk/bulk.repo.ts'
 import { closeRuntime, createRuntime } from './runtime.ts'
 import { startWorker } from './worker.ts'
 
@@ -19,6 +21,15 @@ export async function serve(config: Config, opts: ServeOptions) {
   let control: Server | null = null
   if (!config.databaseUrl) control = await startControlSocket(deps)
   const stopWorker = opts.worker ? await startWorker(deps) : null
+  // On PGlite this is the only process on the data folder (the data lock): it stands in for autovacuum.
+  const stopHousekeeping =
+    deps.database.kind === 'pglite' && config.pgliteHousekeepingSeconds > 0
+      ? startHousekeeping(deps.database.db, {
+          everyMs: config.pgliteHousekeepingSeconds * 1000,
+          log: (m) => process.stderr.write(`${m}\n`),
+          busy: () => bulkJobRunning(deps.database.db),
+        })
+      : null
   let where = ''
   if (app) {
     await app.listen({ port: config.port, host: config.host })
@@ -39,6 +50,7 @@ export async function serve(config: Config, opts: ServeOptions) {
     setTimeout(() => process.exit(1), 15_000).unref()
     await app?.close()
     await stopWorker?.()
+    await stopHousekeeping?.()
     control?.close()
     await closeRuntime(deps).catch(() => {})
     releaseLock()

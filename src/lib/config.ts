@@ -15,6 +15,11 @@ const envSchema = z.object({
     .string()
     .regex(/^\d+(kB|MB|GB)$/)
     .default('32MB'),
+  /**
+   * PGlite has no autovacuum: every this many seconds the server VACUUMs and ANALYZEs the tables
+   * that PostgreSQL's autovacuum thresholds say are due (0 = never).
+   */
+  PGLITE_HOUSEKEEPING_SECONDS: z.coerce.number().int().min(0).default(60),
   /** HTTP port of `hearth serve`. */
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   /** Address to bind. */
@@ -58,6 +63,7 @@ export type Config = Readonly<{
   databaseUrl: string | undefined
   dataDir: string
   pgliteSharedBuffers: string
+  pgliteHousekeepingSeconds: number
   port: number
   host: string
   secret: string | undefined
@@ -92,6 +98,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     dataDir: resolve(e.DATA_DIR),
     pgliteSharedBuffers: e.PGLITE_SHARED_BUFFERS,
+    pgliteHousekeepingSeconds: e.PGLITE_HOUSEKEEPING_SECONDS,
     port: e.PORT,
     host: e.HOST,
     secret: e.HEARTH_SECRET,

@@ -26,6 +26,18 @@ export async function countActiveJobs(db: Tx, communityId: string): Promise<numb
   return Number(r.n)
 }
 
+/** Whether a worker is applying a bulk job (of any community) right now: one holds a live lease. */
+export async function bulkJobRunning(db: Tx): Promise<boolean> {
+  const r = await db
+    .selectFrom('bulk_jobs')
+    .select('id')
+    .where('status', 'in', ['validating', 'processing'])
+    .where('lease_until', '>', sql<Date>`now()`)
+    .limit(1)
+    .executeTakeFirst()
+  return r !== undefined
+}
+
 export interface JobFilter {
   type?: BulkJobType
   status?: BulkJobStatus
