@@ -1,4 +1,7 @@
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { newId } from '../../src/lib/ids.ts'
+import { applyAsDryRun } from '../../src/modules/bulk/bulk.dry-run.ts'
 import { runJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
@@ -136,5 +139,52 @@ describe('a dry run sees what its earlier chunks would have done', () => {
       [3, 'failed', 'insufficient_balance'],
       [4, 'updated', null],
     ])
+  })
+
+  it('keeps the state of a user it changed without the password hash, and leaves the user as it was', async () => {
+    const c = await t.factory.community()
+    const u = await t.factory.user(c.id, { password: 'correct horse battery' })
+    const jobId = newId()
+    await db()
+      .insertInto('bulk_jobs')
+      .values({
+        id: jobId,
+        community_id: c.id,
+        type: 'update',
+        status: 'processing',
+        dry_run: true,
+        file_name: 'f.csv',
+        file_bytes: 0,
+        file_chunks: 0,
+      })
+      .execute()
+    await db()
+      .transaction()
+      .execute((tx) =>
+        applyAsDryRun(tx, jobId, [u.email], async () => {
+          await sql`UPDATE users SET first_name = 'Dry' WHERE id = ${u.id}`.execute(tx)
+          return [{ rowNo: 1, action: 'u', userId: u.id }]
+        }),
+      )
+    const kept = await db()
+      .selectFrom('bulk_dry_run_users')
+      .select('state')
+      .where('job_id', '=', jobId)
+      .execute()
+    expect(kept).toHaveLength(1)
+    expect(kept[0].state).toMatchObject({ id: u.id, first_name: 'Dry' })
+    expect(kept[0].state).not.toHaveProperty('password_hash')
+    const real = await db()
+      .selectFrom('users')
+      .select(['first_name', 'password_hash'])
+      .where('id', '=', u.id)
+      .executeTakeFirstOrThrow()
+    expect(real).toEqual({ first_name: 'Test', password_hash: u.password_hash })
+    const names = await db()
+      .selectFrom('bulk_dry_run_names')
+      .select('name')
+      .where('job_id', '=', jobId)
+      .execute()
+    expect(names.map((n) => n.name)).toEqual(expect.arrayContaining([u.id, String(u.seq), u.email]))
   })
 })

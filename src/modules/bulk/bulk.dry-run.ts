@@ -59,7 +59,9 @@ async function replay(tx: Tx, jobId: string, names: string[]) {
 type Kept = { id: string; state: unknown; names: string[] }
 
 async function statesOf(tx: Tx, userIds: string[]): Promise<Kept[]> {
-  const res = await sql<Kept>`SELECT u.id, to_jsonb(u.*) AS state,
+  // Never a copy of a secret: a bulk job does not touch the password, and a user only the dry run
+  // created has none.
+  const res = await sql<Kept>`SELECT u.id, to_jsonb(u.*) - 'password_hash' AS state,
       array_remove(ARRAY[u.id, u.seq::text, u.email, u.external_id], NULL) AS names
     FROM users u WHERE u.id = ANY(${userIds}::text[])`.execute(tx)
   return res.rows
