@@ -56,12 +56,13 @@ async function replay(tx: Tx, jobId: string, names: string[]) {
   }
 }
 
-type Kept = { id: string; state: unknown; names: string[] }
+/** `state` stays JSON text end to end: never parsed into objects in Node, only passed back. */
+type Kept = { id: string; state: string; names: string[] }
 
 async function statesOf(tx: Tx, userIds: string[]): Promise<Kept[]> {
   // Never a copy of a secret: a bulk job does not touch the password, and a user only the dry run
   // created has none.
-  const res = await sql<Kept>`SELECT u.id, to_jsonb(u.*) - 'password_hash' AS state,
+  const res = await sql<Kept>`SELECT u.id, (to_jsonb(u.*) - 'password_hash')::text AS state,
       array_remove(ARRAY[u.id, u.seq::text, u.email, u.external_id], NULL) AS names
     FROM users u WHERE u.id = ANY(${userIds}::text[])`.execute(tx)
   return res.rows
@@ -81,7 +82,7 @@ async function keep(tx: Tx, jobId: string, states: Kept[]) {
   const names = pairs.map((p) => p[0])
   const nameIds = pairs.map((p) => p[1])
   await sql`INSERT INTO bulk_dry_run_users (job_id, user_id, state)
-    SELECT ${jobId}, x.id, x.state FROM jsonb_to_recordset(${JSON.stringify(states)}::jsonb) AS x(id text, state jsonb)
+    SELECT ${jobId}, x ->> 'id', x FROM jsonb_array_elements(${`[${states.map((s) => s.state).join(',')}]`}::jsonb) AS x
     ON CONFLICT (job_id, user_id) DO UPDATE SET state = excluded.state`.execute(tx)
   await sql`INSERT INTO bulk_dry_run_names (job_id, name, user_id)
     SELECT ${jobId}, n.name, n.user_id FROM unnest(${names}::text[], ${nameIds}::text[]) AS n(name, user_id)
