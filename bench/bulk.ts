@@ -1,6 +1,7 @@
 /**
- * Bulk import benchmark: `npm run bench:bulk -- --rows N [--update] [--modes import,reimport,update,dryrun]`.
- * `dryrun` is a dry run of the import file (on a fresh community it would create every row).
+ * Bulk import benchmark: `npm run bench:bulk -- --rows N [--update] [--modes import,reimport,update,dryrun,premium]`.
+ * `dryrun` is a dry run of the import file (on a fresh community it would create every row);
+ * `premium` credits every imported user some premium currency (one ledger row each).
  *
  * Starts a real `hearth serve` (on DATABASE_URL's server in a fresh database, else on PGlite in a
  * temporary folder), generates a CSV of N users (default fields + two custom fields), runs the whole
@@ -38,6 +39,9 @@ const { values } = parseArgs({
 })
 const rows = Number(values.rows)
 const modes = (values.modes ?? (values.update ? 'import,update' : 'import,reimport,update')).split(',')
+const MODES = ['import', 'reimport', 'update', 'dryrun', 'premium']
+for (const m of modes)
+  if (!MODES.includes(m)) throw new Error(`--modes: ${m} is not one of ${MODES.join(', ')}`)
 const databaseUrl = process.env.DATABASE_URL
 const port = Number(values.port)
 const base = `http://127.0.0.1:${port}`
@@ -59,6 +63,7 @@ const IMPORT_COLUMNS = [
   'tier',
 ]
 const UPDATE_COLUMNS = ['email', 'xp_op', 'xp', 'coins_op', 'coins', 'deposit_op', 'deposit', 'tier']
+const PREMIUM_COLUMNS = ['email', 'amount_op', 'amount', 'reason']
 
 async function writeCsv(path: string, columns: string[], row: (i: number) => (string | number)[]) {
   const out = createWriteStream(path)
@@ -102,6 +107,8 @@ const updateRow = (i: number) => [
   10,
   TIERS[(i + 1) % 4],
 ]
+
+const premiumRow = (i: number) => [`user${i}@bench.example`, 'add', (i % 100) + 1, 'bench credit']
 
 function startServer(env: NodeJS.ProcessEnv) {
   // BENCH_SERVER_NODE_ARGS passes Node flags to the server only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
@@ -236,6 +243,8 @@ async function main() {
   const updateFile = join(work, 'update.csv')
   await writeCsv(importFile, IMPORT_COLUMNS, importRow)
   if (modes.includes('update')) await writeCsv(updateFile, UPDATE_COLUMNS, updateRow)
+  const premiumFile = join(work, 'premium.csv')
+  if (modes.includes('premium')) await writeCsv(premiumFile, PREMIUM_COLUMNS, premiumRow)
 
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -269,16 +278,27 @@ async function main() {
         body: JSON.stringify({ field, name: field, type }),
       })
     }
+    const importJob = { file: importFile, path: '/apis/v1/users/bulk-import', columns: IMPORT_COLUMNS }
+    const jobs: Record<string, { file: string; path: string; columns: string[] }> = {
+      import: importJob,
+      reimport: importJob,
+      dryrun: importJob,
+      update: { file: updateFile, path: '/apis/v1/users/bulk-update', columns: UPDATE_COLUMNS },
+      premium: {
+        file: premiumFile,
+        path: '/apis/v1/users/bulk-update/premium-currency',
+        columns: PREMIUM_COLUMNS,
+      },
+    }
     for (const mode of modes) {
-      const file = mode === 'update' ? updateFile : importFile
-      const path = mode === 'update' ? '/apis/v1/users/bulk-update' : '/apis/v1/users/bulk-import'
+      const { file, path, columns } = jobs[mode]
       resetPeak(server.child.pid!)
       const cpuBefore = cpuSeconds(server.child.pid!)
       const startedAtMs = Date.now()
       const { job, seconds } = await runJob(key, path, file, mode === 'dryrun')
       const peak = peakRssMb(server.child.pid!)
       const serverCpu = cpuSeconds(server.child.pid!) - cpuBefore
-      const copySeconds = await rawCopySeconds(file, mode === 'update' ? UPDATE_COLUMNS : IMPORT_COLUMNS)
+      const copySeconds = await rawCopySeconds(file, columns)
       console.log(
         JSON.stringify({
           database: databaseUrl ? 'postgres' : 'pglite',
