@@ -28,6 +28,7 @@ import { parseArgs } from 'node:util'
 import { PGlite } from '@electric-sql/pglite'
 import pg from 'pg'
 import copyStreams from 'pg-copy-streams'
+import { createScratchDatabase, dropScratchDatabase } from './scratch-database.ts'
 
 const { values } = parseArgs({
   options: {
@@ -191,12 +192,16 @@ async function runJob(key: string, path: string, file: string, dryRun = false) {
 }
 
 /** The baseline: COPY of the same file into a plain table of the same columns with a unique (community, email) index. */
-async function rawCopySeconds(file: string, columns: string[]): Promise<number> {
+async function rawCopySeconds(
+  file: string,
+  columns: string[],
+  serverUrl: string | undefined,
+): Promise<number> {
   const ddl = `CREATE TABLE bench_raw (community_id text NOT NULL DEFAULT 'c', ${columns.map((c) => `${c} text`).join(', ')});
     CREATE UNIQUE INDEX bench_raw_key ON bench_raw (community_id, email);`
   const copy = `COPY bench_raw (${columns.join(', ')}) FROM STDIN WITH (FORMAT csv, HEADER true)`
-  if (databaseUrl) {
-    const client = new pg.Client({ connectionString: withDb(databaseUrl, benchDb) })
+  if (serverUrl) {
+    const client = new pg.Client({ connectionString: serverUrl })
     await client.connect()
     await client.query('DROP TABLE IF EXISTS bench_raw')
     await client.query(ddl)
@@ -232,12 +237,6 @@ function lastPhases(log: string): {
   return { phasesMs, memoryPeakMB }
 }
 
-function withDb(url: string, name: string) {
-  const u = new URL(url)
-  u.pathname = `/${name}`
-  return u.toString()
-}
-
 async function main() {
   const importFile = join(work, 'import.csv')
   const updateFile = join(work, 'update.csv')
@@ -254,12 +253,7 @@ async function main() {
     RATE_LIMIT_PER_MINUTE: '100000',
   }
   if (databaseUrl) {
-    const admin = new pg.Client({ connectionString: databaseUrl })
-    await admin.connect()
-    await admin.query(`DROP DATABASE IF EXISTS ${benchDb} WITH (FORCE)`)
-    await admin.query(`CREATE DATABASE ${benchDb}`)
-    await admin.end()
-    env.DATABASE_URL = withDb(databaseUrl, benchDb)
+    env.DATABASE_URL = await createScratchDatabase(databaseUrl, benchDb)
   } else {
     env.DATA_DIR = join(work, 'data')
   }
@@ -298,7 +292,7 @@ async function main() {
       const { job, seconds } = await runJob(key, path, file, mode === 'dryrun')
       const peak = peakRssMb(server.child.pid!)
       const serverCpu = cpuSeconds(server.child.pid!) - cpuBefore
-      const copySeconds = await rawCopySeconds(file, columns)
+      const copySeconds = await rawCopySeconds(file, columns, env.DATABASE_URL)
       console.log(
         JSON.stringify({
           database: databaseUrl ? 'postgres' : 'pglite',
@@ -329,12 +323,7 @@ async function main() {
   } finally {
     server.child.kill('SIGTERM')
     await new Promise((r) => server.child.once('exit', r))
-    if (databaseUrl) {
-      const admin = new pg.Client({ connectionString: databaseUrl })
-      await admin.connect()
-      await admin.query(`DROP DATABASE IF EXISTS ${benchDb} WITH (FORCE)`)
-      await admin.end()
-    }
+    if (databaseUrl) await dropScratchDatabase(databaseUrl, benchDb)
     rmSync(work, { recursive: true, force: true })
   }
 }

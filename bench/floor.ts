@@ -15,9 +15,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { type Kysely, sql } from 'kysely'
-import pg from 'pg'
 import { openDatabase } from '../src/lib/db/database.ts'
 import { migrate } from '../src/lib/db/migrate.ts'
+import { createScratchDatabase, dropScratchDatabase } from './scratch-database.ts'
 
 const { values } = parseArgs({
   options: { rows: { type: 'string', default: '100000' }, lanes: { type: 'string', default: '1' } },
@@ -92,16 +92,7 @@ async function writeUsers(db: Kysely<any>, from: number, to: number, times: Reco
 }
 
 async function main() {
-  let url: string | undefined
-  if (databaseUrl) {
-    const admin = new pg.Client({ connectionString: databaseUrl })
-    await admin.connect()
-    await admin.query(`CREATE DATABASE ${floorDb}`)
-    await admin.end()
-    const u = new URL(databaseUrl)
-    u.pathname = `/${floorDb}`
-    url = u.toString()
-  }
+  const url = databaseUrl ? await createScratchDatabase(databaseUrl, floorDb) : undefined
   const database = await openDatabase({
     databaseUrl: url,
     dataDir: join(work, 'data'),
@@ -140,12 +131,7 @@ async function main() {
     )
   } finally {
     await database.close()
-    if (databaseUrl) {
-      const admin = new pg.Client({ connectionString: databaseUrl })
-      await admin.connect()
-      await admin.query(`DROP DATABASE IF EXISTS ${floorDb} WITH (FORCE)`)
-      await admin.end()
-    }
+    if (databaseUrl) await dropScratchDatabase(databaseUrl, floorDb)
     rmSync(work, { recursive: true, force: true })
   }
 }
