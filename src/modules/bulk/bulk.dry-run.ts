@@ -56,6 +56,8 @@ async function replay(tx: Tx, jobId: string, names: string[]) {
   }
 }
 
+const KEEP_SLICE = 1000
+
 /** `state` stays JSON text end to end: never parsed into objects in Node, only passed back. */
 type Kept = { id: string; state: string; names: string[] }
 
@@ -81,9 +83,16 @@ async function keep(tx: Tx, jobId: string, states: Kept[]) {
   ]
   const names = pairs.map((p) => p[0])
   const nameIds = pairs.map((p) => p[1])
-  await sql`INSERT INTO bulk_dry_run_users (job_id, user_id, state)
-    SELECT ${jobId}, x ->> 'id', x FROM jsonb_array_elements(${`[${states.map((s) => s.state).join(',')}]`}::jsonb) AS x
-    ON CONFLICT (job_id, user_id) DO UPDATE SET state = excluded.state`.execute(tx)
+  // In slices: each statement's JSON parameter is one more copy of the states in memory.
+  for (let i = 0; i < states.length; i += KEEP_SLICE) {
+    const json = `[${states
+      .slice(i, i + KEEP_SLICE)
+      .map((s) => s.state)
+      .join(',')}]`
+    await sql`INSERT INTO bulk_dry_run_users (job_id, user_id, state)
+      SELECT ${jobId}, x ->> 'id', x FROM jsonb_array_elements(${json}::jsonb) AS x
+      ON CONFLICT (job_id, user_id) DO UPDATE SET state = excluded.state`.execute(tx)
+  }
   await sql`INSERT INTO bulk_dry_run_names (job_id, name, user_id)
     SELECT ${jobId}, n.name, n.user_id FROM unnest(${names}::text[], ${nameIds}::text[]) AS n(name, user_id)
     ON CONFLICT DO NOTHING`.execute(tx)
