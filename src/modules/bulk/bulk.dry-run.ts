@@ -13,6 +13,20 @@ import { WRITTEN } from './bulk.apply-users.ts'
 
 /** Columns a bulk job can change on an existing user: all a replay restores. */
 const CHANGED_BY_BULK = [...WRITTEN, 'premium', 'custom_fields', 'updated_at'] as const
+/**
+ * What is kept of a user: those, and what a user the dry run created needs besides. Its other
+ * columns (role, counters, …) take their defaults, as in the bulk insert; secrets are never kept.
+ */
+const KEPT = [
+  'id',
+  'community_id',
+  'seq',
+  'external_id',
+  'deleted_at',
+  'created_at',
+  ...CHANGED_BY_BULK,
+] as const
+const columnList = (alias?: string) => sql.join(KEPT.map((c) => sql.ref(alias ? `${alias}.${c}` : c)))
 
 export async function applyAsDryRun(
   tx: Tx,
@@ -48,7 +62,7 @@ async function replay(tx: Tx, jobId: string, names: string[]) {
     const setList = sql.join(CHANGED_BY_BULK.map((c) => sql`${sql.ref(c)} = r.${sql.ref(c)}`))
     await sql`UPDATE users u SET ${setList} FROM ${kept} r WHERE u.id = r.id`.execute(tx)
     // Users only the dry run created. A user that meanwhile really got the same email wins.
-    await sql`INSERT INTO users OVERRIDING SYSTEM VALUE SELECT r.* FROM ${kept} r
+    await sql`INSERT INTO users (${columnList()}) OVERRIDING SYSTEM VALUE SELECT ${columnList('r')} FROM ${kept} r
       WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = r.id) ON CONFLICT DO NOTHING`.execute(tx)
     await sql`RELEASE SAVEPOINT dry_run_replay`.execute(tx)
   } catch {
@@ -62,9 +76,8 @@ const KEEP_SLICE = 1000
 type Kept = { id: string; state: string; names: string[] }
 
 async function statesOf(tx: Tx, userIds: string[]): Promise<Kept[]> {
-  // Never a copy of a secret: a bulk job does not touch the password, and a user only the dry run
-  // created has none.
-  const res = await sql<Kept>`SELECT u.id, (to_jsonb(u.*) - 'password_hash')::text AS state,
+  const res =
+    await sql<Kept>`SELECT u.id, (SELECT to_jsonb(k) FROM (SELECT ${columnList('u')}) k)::text AS state,
       array_remove(ARRAY[u.id, u.seq::text, u.email, u.external_id], NULL) AS names
     FROM users u WHERE u.id = ANY(${userIds}::text[])`.execute(tx)
   return res.rows
