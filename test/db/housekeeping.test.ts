@@ -1,6 +1,12 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/lib/config.ts'
+import type { Tx } from '../../src/lib/db/database.ts'
 import { housekeepingPass, startHousekeeping, tablesDue } from '../../src/lib/db/housekeeping.ts'
+import { serve } from '../../src/server.ts'
 import { createTestDatabase, type TestDatabase } from '../support/database.ts'
 
 /**
@@ -15,13 +21,13 @@ beforeAll(async () => {
 })
 afterAll(() => testDb.drop())
 
-async function churn(table: string, rows: number) {
+async function churn(table: string, rows: number, on: Tx = db()) {
   await sql
     .raw(`CREATE TABLE ${table} (id int PRIMARY KEY, v int) WITH (autovacuum_enabled = false)`)
-    .execute(db())
-  await sql.raw(`INSERT INTO ${table} SELECT g, g FROM generate_series(1, ${rows}) g`).execute(db())
-  await sql.raw(`UPDATE ${table} SET v = v + 1 WHERE id <= ${rows / 2}`).execute(db())
-  await sql.raw(`DELETE FROM ${table} WHERE id > ${rows - rows / 10}`).execute(db())
+    .execute(on)
+  await sql.raw(`INSERT INTO ${table} SELECT g, g FROM generate_series(1, ${rows}) g`).execute(on)
+  await sql.raw(`UPDATE ${table} SET v = v + 1 WHERE id <= ${rows / 2}`).execute(on)
+  await sql.raw(`DELETE FROM ${table} WHERE id > ${rows - rows / 10}`).execute(on)
 }
 
 /** Activity counters reach the statistics a moment after the transaction: wait until `table` shows up as due. */
@@ -33,11 +39,11 @@ async function untilDue(table: string) {
   throw new Error(`${table} never became due`)
 }
 
-const statsOf = async (table: string) =>
+const statsOf = async (table: string, on: Tx = db()) =>
   (
     await sql<{ dead: number; vacuumed: boolean; analyzed: boolean }>`
       SELECT n_dead_tup::int AS dead, last_vacuum IS NOT NULL AS vacuumed, last_analyze IS NOT NULL AS analyzed
-      FROM pg_stat_user_tables WHERE relname = ${table}`.execute(db())
+      FROM pg_stat_user_tables WHERE relname = ${table}`.execute(on)
   ).rows[0]
 
 describe('housekeeping (PGlite has no autovacuum)', () => {
@@ -72,5 +78,23 @@ describe('housekeeping (PGlite has no autovacuum)', () => {
       await stop()
     }
     expect(await statsOf('hk_timer')).toMatchObject({ dead: 0, vacuumed: true })
+  })
+
+  it('a server on PGlite runs it by itself (PGLITE_HOUSEKEEPING_SECONDS)', async () => {
+    // A PGlite feature: this test uses PGlite whichever database the suite runs on.
+    const dataDir = mkdtempSync(join(tmpdir(), 'hearth-housekeeping-'))
+    const config = loadConfig({ DATA_DIR: dataDir, PGLITE_HOUSEKEEPING_SECONDS: '1', LOG_LEVEL: 'silent' })
+    const server = await serve(config, { api: false, worker: false })
+    try {
+      const on = server.deps.database.db
+      await churn('hk_served', 4000, on)
+      for (let i = 0; i < 100 && !(await statsOf('hk_served', on)).vacuumed; i++) {
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      expect(await statsOf('hk_served', on)).toMatchObject({ dead: 0, vacuumed: true, analyzed: true })
+    } finally {
+      await server.stop()
+      rmSync(dataDir, { recursive: true, force: true })
+    }
   })
 })
