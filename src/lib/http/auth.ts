@@ -132,10 +132,6 @@ export async function resolveCredential(
 
 const KEY_USE_RESOLUTION_MS = 60_000
 
-/**
- * Records when an API key was last used (shown as lastUsedAt), to the minute: a busy key does not
- * write its row on every request, and the request never waits for the write.
- */
 /** Refuses a disabled or expired key (also where a key is checked outside a request's auth). */
 export function assertKeyLive(key: { is_active: boolean; expire_date: Date | string | null }) {
   if (!key.is_active) throw unauthorized('This API key is disabled', 'api_key_disabled')
@@ -144,6 +140,10 @@ export function assertKeyLive(key: { is_active: boolean; expire_date: Date | str
   }
 }
 
+/**
+ * Records when an API key was last used (shown as lastUsedAt), to the minute: a busy key does not
+ * write its row on every request, and the request never waits for the write.
+ */
 export function noteKeyUse(db: Tx, key: { id: string; last_used_at: Date | string | null }) {
   if (key.last_used_at && Date.now() - new Date(key.last_used_at).getTime() < KEY_USE_RESOLUTION_MS) return
   db.updateTable('api_keys')
