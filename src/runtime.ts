@@ -1,7 +1,7 @@
 import { sql } from 'kysely'
 import { createJwt } from './lib/auth/jwt.ts'
 import type { Config } from './lib/config.ts'
-import { type Database, openDatabase } from './lib/db/database.ts'
+import { type Database, openConfiguredDatabase } from './lib/db/database.ts'
 import { migrate } from './lib/db/migrate.ts'
 import type { AppDeps } from './lib/deps.ts'
 import { loadSecret, newInstanceId } from './lib/instance.ts'
@@ -18,13 +18,7 @@ export interface RuntimeOptions {
 /** Opens the database, migrates it and builds the dependencies every role shares. */
 export async function createRuntime(config: Config, opts: RuntimeOptions = {}): Promise<AppDeps> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`${m}\n`))
-  const database =
-    opts.database ??
-    (await openDatabase({
-      databaseUrl: config.databaseUrl,
-      dataDir: config.dataDir,
-      sharedBuffers: config.pgliteSharedBuffers,
-    }))
+  const database = opts.database ?? (await openConfiguredDatabase(config))
   await migrate(database.db)
   const secret = await loadSecret(database, config.secret)
   const queue = createQueue(database, { onError: (err) => log(`queue error: ${String(err)}`) })

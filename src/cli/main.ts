@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from '../lib/config.ts'
 import { acquireDataLock } from '../lib/data-lock.ts'
-import { openDatabase } from '../lib/db/database.ts'
+import { openConfiguredDatabase } from '../lib/db/database.ts'
 import { migrate } from '../lib/db/migrate.ts'
 import { closeRuntime, createRuntime } from '../runtime.ts'
 import { serve } from '../server.ts'
@@ -56,11 +56,7 @@ async function main(argv: string[]) {
       return
     case 'migrate': {
       const release = config.databaseUrl ? () => {} : acquireDataLock(config.dataDir)
-      const database = await openDatabase({
-        databaseUrl: config.databaseUrl,
-        dataDir: config.dataDir,
-        sharedBuffers: config.pgliteSharedBuffers,
-      })
+      const database = await openConfiguredDatabase(config)
       const applied = await migrate(database.db)
       await database.close()
       release()

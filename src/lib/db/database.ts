@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { Kysely } from 'kysely'
 import pg from 'pg'
+import type { Config } from '../config.ts'
 import { Mutex } from './mutex.ts'
 import { PgDialect } from './pg-dialect.ts'
 import { PGliteDialect } from './pglite-dialect.ts'
@@ -70,6 +71,17 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
   })
   const db = new Kysely<DB>({ dialect: new PGliteDialect(pglite, new Mutex()) })
   return { kind: 'pglite', db, close: () => db.destroy(), dump: () => pglite.dumpDataDir('none') }
+}
+
+/** The database the configuration names: DATABASE_URL's server, else PGlite in DATA_DIR. */
+export function openConfiguredDatabase(
+  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'pgliteSharedBuffers'>,
+) {
+  return openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    sharedBuffers: config.pgliteSharedBuffers,
+  })
 }
 
 /**
