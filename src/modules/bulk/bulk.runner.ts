@@ -68,7 +68,8 @@ async function claimAndRun(deps: AppDeps, jobId: string): Promise<void> {
 }
 
 type Batch = { rowNo: number; record: CsvRecord }[]
-type Prepared = { checked: Checked[] }
+/** A chunk's rows checked in JS, and those of them that passed (what the database is given). */
+type Prepared = { checked: Checked[]; valid: (ImportRow | PremiumRow)[] }
 /** Rows [first, last] of a chunk an earlier attempt committed. */
 type Range = { first: number; last: number }
 
@@ -83,16 +84,17 @@ function parallelChunks(deps: AppDeps, plan: Plan): number {
   return deps.config.bulk.parallelChunks
 }
 
-/** The user keys and emails a chunk touches: chunks in flight at once must not share any. */
-function claimsOf(prepared: Prepared): Set<string> {
-  const claims = new Set<string>()
-  for (const c of prepared.checked) {
-    if (!c.ok) continue
-    claims.add(c.ok.key)
-    const email = 'email' in c.ok ? c.ok.email : null
-    if (email) claims.add(email)
+/**
+ * The keys and emails rows name their users by: the claims of a chunk (chunks in flight at once
+ * must not share any) and, lower-cased keys added, the names a dry-run chunk replays by.
+ */
+function userNamesOf(rows: (ImportRow | PremiumRow)[]): Set<string> {
+  const names = new Set<string>()
+  for (const r of rows) {
+    names.add(r.key)
+    if ('email' in r && r.email) names.add(r.email)
   }
-  return claims
+  return names
 }
 
 function overlaps(a: Set<string>, b: Set<string>): boolean {
@@ -125,7 +127,7 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
     if (done) break
     pending = source.next()
     const prepared = value.prepared!
-    const claims = lanes > 1 ? claimsOf(prepared) : new Set<string>()
+    const claims = lanes > 1 ? userNamesOf(prepared.valid) : new Set<string>()
     const blocked = () => flights.size >= lanes || [...flights].some((f) => overlaps(f.claims, claims))
     while (failure === null && blocked()) await Promise.race([...flights].map((f) => f.done))
     if (failure !== null) break
@@ -190,18 +192,18 @@ async function* preparedBatches(
     while (nextDone < done.length && done[nextDone].last < rowNo) nextDone++
     if (nextDone < done.length && done[nextDone].first <= rowNo) {
       // Committed by an earlier attempt: close the batch so every chunk stays a run of consecutive rows.
-      if (batch.length > 0) yield { plan, prepared: { checked: checkRows(plan, batch) } }
+      if (batch.length > 0) yield { plan, prepared: prepare(plan, batch) }
       batch = []
       continue
     }
     batch.push({ rowNo, record })
     if (batch.length >= size) {
-      yield { plan, prepared: { checked: checkRows(plan, batch) } }
+      yield { plan, prepared: prepare(plan, batch) }
       batch = []
     }
   }
   if (!plan) return { code: 'empty_file', message: 'The file has no header row' }
-  if (batch.length > 0) yield { plan, prepared: { checked: checkRows(plan, batch) } }
+  if (batch.length > 0) yield { plan, prepared: prepare(plan, batch) }
   return null
 }
 
@@ -238,6 +240,11 @@ type Checked = {
   cells: string[] | null
   ok: ImportRow | PremiumRow | null
   error: RowError | null
+}
+
+function prepare(plan: Plan, batch: Batch): Prepared {
+  const checked = checkRows(plan, batch)
+  return { checked, valid: checked.flatMap((c) => (c.ok ? [c.ok] : [])) }
 }
 
 function checkRows(plan: Plan, batch: { rowNo: number; record: CsvRecord }[]): Checked[] {
@@ -281,15 +288,10 @@ async function applyRows(
   )
 }
 
-/** The names a chunk's rows give users by (keys, emails; lower-cased too, as email keys are matched). */
-function namesOf(rows: (ImportRow | PremiumRow)[]): string[] {
-  const names = new Set<string>()
-  for (const r of rows) {
-    names.add(r.key).add(r.key.toLowerCase())
-    if ('email' in r && r.email) names.add(r.email)
-  }
-  return [...names]
-}
+/** Email keys are matched lower-cased (premium rows), so their lower-cased form names the user too. */
+const dryRunNames = (rows: (ImportRow | PremiumRow)[]) => [
+  ...new Set([...userNamesOf(rows), ...rows.map((r) => r.key.toLowerCase())]),
+]
 
 async function commitChunk(
   deps: AppDeps,
@@ -298,8 +300,7 @@ async function commitChunk(
   prepared: Prepared,
   chunkNo: number,
 ): Promise<number> {
-  const { checked } = prepared // checked outside the transaction: PGlite's lock is held only for SQL
-  const valid = checked.flatMap((c) => (c.ok ? [c.ok] : []))
+  const { checked, valid } = prepared // checked outside the transaction: PGlite's lock is held only for SQL
   return deps.database.db.transaction().execute(async (tx) => {
     // A cheap early look; the guarded UPDATE of the job at the end is what decides.
     const cur = await tx
@@ -318,7 +319,7 @@ async function commitChunk(
     await sql`SET LOCAL work_mem = '32MB'`.execute(tx)
 
     const outcomes = job.dry_run
-      ? await applyAsDryRun(tx, job.id, namesOf(valid), () => applyRows(tx, job, plan, valid))
+      ? await applyAsDryRun(tx, job.id, dryRunNames(valid), () => applyRows(tx, job, plan, valid))
       : await applyRows(tx, job, plan, valid)
 
     const byRow = new Map(outcomes.map((o) => [o.rowNo, o]))
