@@ -34,19 +34,19 @@ export function postgresRateLimitStore(db: Tx) {
       db,
     )
 
+  const answer = (key: string, timeWindowMs: number, increment: boolean, cb: Callback) =>
+    count(key, timeWindowMs, increment).then(
+      (r) => cb(null, r.rows[0]),
+      (err) => cb(err as Error),
+    )
+
   return class PostgresRateLimitStore {
     incr(key: string, cb: Callback, timeWindow: number) {
       sweep()
-      count(key, timeWindow, true).then(
-        (r) => cb(null, r.rows[0]),
-        (err) => cb(err as Error),
-      )
+      answer(key, timeWindow, true, cb)
     }
     read(key: string, cb: Callback, timeWindow: number) {
-      count(key, timeWindow, false).then(
-        (r) => cb(null, r.rows[0]),
-        (err) => cb(err as Error),
-      )
+      answer(key, timeWindow, false, cb)
     }
     child() {
       return this
