@@ -40,9 +40,6 @@ const { values } = parseArgs({
 })
 const rows = Number(values.rows)
 const modes = (values.modes ?? (values.update ? 'import,update' : 'import,reimport,update')).split(',')
-const MODES = ['import', 'reimport', 'update', 'dryrun', 'premium']
-for (const m of modes)
-  if (!MODES.includes(m)) throw new Error(`--modes: ${m} is not one of ${MODES.join(', ')}`)
 const databaseUrl = process.env.DATABASE_URL
 const port = Number(values.port)
 const base = `http://127.0.0.1:${port}`
@@ -110,6 +107,35 @@ const updateRow = (i: number) => [
 ]
 
 const premiumRow = (i: number) => [`user${i}@bench.example`, 'add', (i % 100) + 1, 'bench credit']
+
+/** What a mode uploads: its generated file (one per run, whatever the modes sharing it), the endpoint and the columns. */
+interface JobSpec {
+  file: string
+  path: string
+  columns: string[]
+  row: (i: number) => (string | number)[]
+}
+const IMPORT_JOB: JobSpec = {
+  file: 'import.csv',
+  path: '/apis/v1/users/bulk-import',
+  columns: IMPORT_COLUMNS,
+  row: importRow,
+}
+const JOBS: Record<string, JobSpec> = {
+  import: IMPORT_JOB,
+  reimport: IMPORT_JOB,
+  dryrun: IMPORT_JOB,
+  update: { file: 'update.csv', path: '/apis/v1/users/bulk-update', columns: UPDATE_COLUMNS, row: updateRow },
+  premium: {
+    file: 'premium.csv',
+    path: '/apis/v1/users/bulk-update/premium-currency',
+    columns: PREMIUM_COLUMNS,
+    row: premiumRow,
+  },
+}
+for (const m of modes) {
+  if (!(m in JOBS)) throw new Error(`--modes: ${m} is not one of ${Object.keys(JOBS).join(', ')}`)
+}
 
 function startServer(env: NodeJS.ProcessEnv) {
   // BENCH_SERVER_NODE_ARGS passes Node flags to the server only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
@@ -238,12 +264,10 @@ function lastPhases(log: string): {
 }
 
 async function main() {
-  const importFile = join(work, 'import.csv')
-  const updateFile = join(work, 'update.csv')
-  await writeCsv(importFile, IMPORT_COLUMNS, importRow)
-  if (modes.includes('update')) await writeCsv(updateFile, UPDATE_COLUMNS, updateRow)
-  const premiumFile = join(work, 'premium.csv')
-  if (modes.includes('premium')) await writeCsv(premiumFile, PREMIUM_COLUMNS, premiumRow)
+  // The import file always: the other modes work on the users it creates.
+  for (const spec of new Set([IMPORT_JOB, ...modes.map((m) => JOBS[m])])) {
+    await writeCsv(join(work, spec.file), spec.columns, spec.row)
+  }
 
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -272,20 +296,9 @@ async function main() {
         body: JSON.stringify({ field, name: field, type }),
       })
     }
-    const importJob = { file: importFile, path: '/apis/v1/users/bulk-import', columns: IMPORT_COLUMNS }
-    const jobs: Record<string, { file: string; path: string; columns: string[] }> = {
-      import: importJob,
-      reimport: importJob,
-      dryrun: importJob,
-      update: { file: updateFile, path: '/apis/v1/users/bulk-update', columns: UPDATE_COLUMNS },
-      premium: {
-        file: premiumFile,
-        path: '/apis/v1/users/bulk-update/premium-currency',
-        columns: PREMIUM_COLUMNS,
-      },
-    }
     for (const mode of modes) {
-      const { file, path, columns } = jobs[mode]
+      const { path, columns } = JOBS[mode]
+      const file = join(work, JOBS[mode].file)
       resetPeak(server.child.pid!)
       const cpuBefore = cpuSeconds(server.child.pid!)
       const startedAtMs = Date.now()
