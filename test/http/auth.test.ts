@@ -24,6 +24,10 @@ function mailedToken(email: string): string {
   return m[1]
 }
 
+/** Back-dates or expires a one-time token, found by its hash. */
+const alterToken = (token: string, values: { expires_at?: Date; created_at?: Date }) =>
+  db().updateTable('auth_tokens').set(values).where('token_hash', '=', hashToken(token)).execute()
+
 async function registered(communityId: string, email = `u-${newId()}@example.com`) {
   const res = await register({ communityId, email, password: PASSWORD, confirmPassword: PASSWORD })
   expect(res.statusCode).toBe(201)
@@ -204,11 +208,7 @@ describe('Auth', () => {
       const c = await t.factory.community()
       const { email, userId } = await registered(c.id)
       const token = mailedToken(email)
-      await db()
-        .updateTable('auth_tokens')
-        .set({ expires_at: new Date(Date.now() - 1000) })
-        .where('token_hash', '=', hashToken(token))
-        .execute()
+      await alterToken(token, { expires_at: new Date(Date.now() - 1000) })
       const res = await t.app.inject({ method: 'GET', url: `/apis/v1/auth/verify-email?token=${token}` })
       expect(res.statusCode).toBe(400)
       expect(res.json().error).toMatchObject({ code: 'token_expired', field: 'token' })
@@ -261,11 +261,7 @@ describe('Auth', () => {
       const { email } = await registered(c.id)
       const first = mailedToken(email)
       // The first mail was sent a moment ago: make it older than the one-per-minute limit.
-      await db()
-        .updateTable('auth_tokens')
-        .set({ created_at: new Date(Date.now() - 120_000) })
-        .where('token_hash', '=', hashToken(first))
-        .execute()
+      await alterToken(first, { created_at: new Date(Date.now() - 120_000) })
       const res = await resend({ communityId: c.id, email: email.toUpperCase() })
       expect(res.statusCode).toBe(200)
       expect(res.json()).toMatchObject({ status: 'success', data: {} })
@@ -656,11 +652,7 @@ describe('Secure Auth', () => {
         (await secureAuth(`userId=${b.user.id}&accessLevel=3`, b.headers)).json().loginUrl as string
       const expiredUrl = await issue()
       const token = new URL(expiredUrl).searchParams.get('token')!
-      await db()
-        .updateTable('auth_tokens')
-        .set({ expires_at: new Date(Date.now() - 1000) })
-        .where('token_hash', '=', hashToken(token))
-        .execute()
+      await alterToken(token, { expires_at: new Date(Date.now() - 1000) })
       const expired = await t.app.inject({ method: 'GET', url: pathOf(expiredUrl) })
       expect(expired.statusCode).toBe(400)
       expect(expired.json()).toMatchObject({ error: true, code: 'token_expired' })
