@@ -2,7 +2,7 @@ import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newId } from '../../src/lib/ids.ts'
 import { applyAsDryRun } from '../../src/modules/bulk/bulk.dry-run.ts'
-import { runJob } from '../support/bulk.ts'
+import { detailRows, runJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
@@ -23,19 +23,8 @@ const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
 const db = () => t.deps.database.db
 
 async function actionsOf(auth: Record<string, string>, jobId: string) {
-  const res = await t.app.inject({
-    method: 'GET',
-    url: `/apis/v1/users/bulk-updates/${jobId}/details?limit=100`,
-    headers: auth,
-  })
-  expect(res.statusCode, res.body).toBe(200)
-  return res
-    .json()
-    .data.rows.map((r: { row: number; action: string; error: { code: string } | null }) => [
-      r.row,
-      r.action,
-      r.error?.code ?? null,
-    ])
+  const rows = await detailRows(t, auth, jobId, 'limit=100')
+  return rows.map((r) => [r.row, r.action, r.error?.code ?? null])
 }
 
 /** Everything a job could write for a community, in a stable order. */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runBulkJob } from '../../src/modules/bulk/bulk.runner.ts'
-import { upload, waitForJob } from '../support/bulk.ts'
+import { detailRows, upload, waitForJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
@@ -72,13 +72,7 @@ describe('chunks in flight at once', () => {
       ])
     }
     // Every row has exactly one outcome, in file order.
-    const res = await t.app.inject({
-      method: 'GET',
-      url: `/apis/v1/users/bulk-updates/${jobId}/details?limit=100`,
-      headers: c.bearer,
-    })
-    expect(res.statusCode, res.body).toBe(200)
-    const rows = res.json().data.rows as { row: number; action: string }[]
+    const rows = await detailRows(t, c.bearer, jobId, 'limit=100')
     expect(rows.map((r) => r.row)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1))
     expect(rows.slice(0, 20).every((r) => r.action === 'created')).toBe(true)
     expect(rows.slice(20, 60).every((r) => r.action === 'updated')).toBe(true)

@@ -54,17 +54,25 @@ export interface FailedRow {
   error: { code: string; field: string | null; message: string }
 }
 
-/** The failed rows of a job, from the details endpoint. */
-export async function failedRows(
+/** A row of the details endpoint; only failed rows carry an error. */
+export type DetailRow = Omit<FailedRow, 'error'> & { error: FailedRow['error'] | null }
+
+/** Rows of a job from the details endpoint (`query`: its filters and paging). */
+export async function detailRows(
   t: TestApp,
   auth: Record<string, string>,
   jobId: string,
-): Promise<FailedRow[]> {
+  query: string,
+): Promise<DetailRow[]> {
   const res = await t.app.inject({
     method: 'GET',
-    url: `/apis/v1/users/bulk-updates/${jobId}/details?status=failed`,
+    url: `/apis/v1/users/bulk-updates/${jobId}/details?${query}`,
     headers: auth,
   })
   expect(res.statusCode, res.body).toBe(200)
   return res.json().data.rows
 }
+
+/** The failed rows of a job, from the details endpoint. */
+export const failedRows = (t: TestApp, auth: Record<string, string>, jobId: string) =>
+  detailRows(t, auth, jobId, 'status=failed') as Promise<FailedRow[]>
