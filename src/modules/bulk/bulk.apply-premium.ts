@@ -62,7 +62,6 @@ export async function applyPremiumChunk(
       deleted: boolean
       negative: boolean
       applied: string | null
-      unchanged: boolean
     }>`
       WITH m AS (
         SELECT s.row_no, s.reason, s.ikey, u.id AS uid, u.deleted_at, u.premium AS old,
@@ -78,7 +77,7 @@ export async function applyPremiumChunk(
         FROM ok ON CONFLICT DO NOTHING RETURNING user_id, balance_after),
       upd AS (UPDATE users u SET premium = led.balance_after, updated_at = now() FROM led WHERE u.id = led.user_id RETURNING u.id)
       SELECT s.row_no, m.uid IS NOT NULL AS found, m.deleted_at IS NOT NULL AS deleted, coalesce(m.new < 0, false) AS negative,
-        upd.id AS applied, coalesce(m.new = m.old, false) AS unchanged
+        upd.id AS applied
       FROM bulk_stage s LEFT JOIN m ON m.row_no = s.row_no LEFT JOIN upd ON upd.id = m.uid
       WHERE s.wave = ${w}`.execute(tx)
     for (const r of res.rows) {
