@@ -13,6 +13,7 @@ const COLUMNS: StageColumn[] = [
   { name: 'op', type: 'text' },
   { name: 'reason', type: 'text' },
   { name: 'ikey', type: 'text' },
+  { name: 'uid', type: 'text' },
 ]
 
 function matchUser(plan: PremiumPlan) {
@@ -41,12 +42,14 @@ export async function applyPremiumChunk(
   await fillStage(
     tx,
     COLUMNS,
-    rows.map((r) => [r.rowNo, 0, r.key, r.amount, r.op, r.reason, r.idempotencyKey]),
+    rows.map((r) => [r.rowNo, 0, r.key, r.amount, r.op, r.reason, r.idempotencyKey, null]),
   )
-  // Waves by the user each row resolves to (one user may be named by _id in one row and by numeric id in another).
+  // Each row's user is looked up by its key once, here: the waves are cut by that user (one user may
+  // be named by _id in one row and by numeric id in another) and each wave locks it by primary key,
+  // so the rows of a wave touch distinct users by construction.
   const resolved = await sql<{ row_no: number; uid: string | null }>`
-    SELECT s.row_no, (SELECT u.id FROM users u WHERE u.community_id = ${ctx.communityId} AND ${matchUser(ctx.plan)}) AS uid
-    FROM bulk_stage s`.execute(tx)
+    UPDATE bulk_stage s SET uid = (SELECT u.id FROM users u WHERE u.community_id = ${ctx.communityId} AND ${matchUser(ctx.plan)})
+    RETURNING s.row_no, s.uid`.execute(tx)
   const order = new Map(rows.map((r, i) => [r.rowNo, i]))
   const byRow = [...resolved.rows].sort((a, b) => order.get(a.row_no)! - order.get(b.row_no)!)
   const { waves, count } = assignWaves(byRow.map((r) => r.uid ?? `row:${r.row_no}`))
@@ -66,8 +69,8 @@ export async function applyPremiumChunk(
       WITH m AS (
         SELECT s.row_no, s.reason, s.ikey, u.id AS uid, u.deleted_at, u.premium AS old,
           CASE s.op WHEN 'subtract' THEN u.premium - s.amount WHEN 'overwrite' THEN s.amount ELSE u.premium + s.amount END AS new
-        FROM bulk_stage s JOIN LATERAL (SELECT * FROM users u WHERE u.community_id = ${ctx.communityId}
-          AND ${matchUser(ctx.plan)} FOR UPDATE) u ON true
+        FROM bulk_stage s JOIN LATERAL (SELECT * FROM users u WHERE u.id = s.uid AND u.community_id = ${ctx.communityId}
+          FOR UPDATE) u ON true
         WHERE s.wave = ${w}),
       ok AS (SELECT * FROM m WHERE deleted_at IS NULL AND new >= 0 AND new <> old),
       led AS (
