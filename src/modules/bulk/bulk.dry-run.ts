@@ -72,41 +72,35 @@ async function replay(tx: Tx, jobId: string, names: string[]) {
 
 const KEEP_SLICE = 1000
 
-/** `state` stays JSON text end to end: never parsed into objects in Node, only passed back. */
-type Kept = { id: string; state: string; names: string[] }
-
-async function statesOf(tx: Tx, userIds: string[]): Promise<Kept[]> {
-  const res =
-    await sql<Kept>`SELECT u.id, (SELECT to_jsonb(k) FROM (SELECT ${columnList('u')}) k)::text AS state,
-      array_remove(ARRAY[u.id, u.seq::text, u.email, u.external_id], NULL) AS names
-    FROM users u WHERE u.id = ANY(${userIds}::text[])`.execute(tx)
-  return res.rows
+/**
+ * The users' states as JSON arrays of up to KEEP_SLICE users each. They stay text end to end: Node
+ * holds a few strings per chunk, never an object per user, and passes them back after the rollback.
+ */
+async function statesOf(tx: Tx, userIds: string[]): Promise<string[]> {
+  const slices: string[] = []
+  for (let i = 0; i < userIds.length; i += KEEP_SLICE) {
+    const res = await sql<{ states: string }>`SELECT json_agg(k)::text AS states
+      FROM (SELECT ${columnList('u')} FROM users u WHERE u.id = ANY(${userIds.slice(i, i + KEEP_SLICE)}::text[])) k`.execute(
+      tx,
+    )
+    if (res.rows[0]?.states) slices.push(res.rows[0].states)
+  }
+  return slices
 }
 
-/** Runs after the rollback: the real emails of the users are names too (the dry run may have changed them). */
-async function keep(tx: Tx, jobId: string, states: Kept[]) {
-  const ids = states.map((s) => s.id)
-  const real = await sql<{
-    id: string
-    email: string
-  }>`SELECT id, email FROM users WHERE id = ANY(${ids}::text[])`.execute(tx)
-  const pairs = [
-    ...states.flatMap((s) => s.names.map((n) => [n, s.id])),
-    ...real.rows.map((r) => [r.email, r.id]),
-  ]
-  const names = pairs.map((p) => p[0])
-  const nameIds = pairs.map((p) => p[1])
-  // In slices: each statement's JSON parameter is one more copy of the states in memory.
-  for (let i = 0; i < states.length; i += KEEP_SLICE) {
-    const json = `[${states
-      .slice(i, i + KEEP_SLICE)
-      .map((s) => s.state)
-      .join(',')}]`
-    await sql`INSERT INTO bulk_dry_run_users (job_id, user_id, state)
-      SELECT ${jobId}, x ->> 'id', x FROM jsonb_array_elements(${json}::jsonb) AS x
-      ON CONFLICT (job_id, user_id) DO UPDATE SET state = excluded.state`.execute(tx)
+/**
+ * Runs after the rollback. A kept user is named by its id, numeric id, external id and the email
+ * the dry run left it with, and by the email it really has (the dry run may have changed it).
+ */
+async function keep(tx: Tx, jobId: string, slices: string[]) {
+  for (const slice of slices) {
+    await sql`WITH x AS (SELECT s FROM jsonb_array_elements(${slice}::jsonb) AS s),
+      kept AS (INSERT INTO bulk_dry_run_users (job_id, user_id, state) SELECT ${jobId}, s ->> 'id', s FROM x
+        ON CONFLICT (job_id, user_id) DO UPDATE SET state = excluded.state)
+      INSERT INTO bulk_dry_run_names (job_id, name, user_id)
+      SELECT DISTINCT ${jobId}, n.name, x.s ->> 'id' FROM x CROSS JOIN LATERAL (VALUES (x.s ->> 'id'), (x.s ->> 'seq'),
+        (x.s ->> 'email'), (x.s ->> 'external_id'), ((SELECT u.email FROM users u WHERE u.id = x.s ->> 'id'))) AS n(name)
+      WHERE n.name IS NOT NULL
+      ON CONFLICT DO NOTHING`.execute(tx)
   }
-  await sql`INSERT INTO bulk_dry_run_names (job_id, name, user_id)
-    SELECT ${jobId}, n.name, n.user_id FROM unnest(${names}::text[], ${nameIds}::text[]) AS n(name, user_id)
-    ON CONFLICT DO NOTHING`.execute(tx)
 }
