@@ -426,6 +426,11 @@ describe('API log', () => {
       expect(
         entry.bulkJob.updated + entry.bulkJob.skipped + entry.bulkJob.failed + entry.bulkJob.created,
       ).toBe(3)
+      // The upload is one row, the job's, with the status its answer had: not a request row beside it.
+      const uploads = (await list(c, session))
+        .json()
+        .data.filter((e: { path: string }) => e.path === entry.path)
+      expect(uploads).toEqual([expect.objectContaining({ kind: 'bulk_job', status: 200 })])
     })
 
     it('shows the linked job with its live progress', async () => {

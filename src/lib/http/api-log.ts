@@ -35,7 +35,7 @@ function redact(value: unknown, depth: number): unknown {
 export function installApiLog(app: FastifyInstance, database: Database) {
   app.addHook('onResponse', async (req, reply) => {
     const auth = req.auth
-    if (!auth?.apiKeyId) return
+    if (!auth?.apiKeyId || reply.loggedInApiLog) return
     try {
       await database.db
         .insertInto('api_log')
@@ -49,7 +49,6 @@ export function installApiLog(app: FastifyInstance, database: Database) {
           duration_ms: Math.round(reply.elapsedTime),
           request_id: req.id,
           summary: JSON.stringify(summarise(req)),
-          bulk_job_id: (reply as { bulkJobId?: string }).bulkJobId ?? null,
         })
         .execute()
     } catch (err) {

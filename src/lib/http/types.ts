@@ -12,7 +12,7 @@ declare module 'fastify' {
     auth: AuthContext | null
   }
   interface FastifyReply {
-    /** Set by bulk routes so the API log row links to the job. */
-    bulkJobId?: string
+    /** Set by a route whose request the API log already holds (a bulk upload is logged with the job it queued). */
+    loggedInApiLog?: boolean
   }
 }

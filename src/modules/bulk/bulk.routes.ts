@@ -86,7 +86,7 @@ export async function registerBulk(app: App, deps: AppDeps) {
         body: uploadForm,
         response: { 200: queuedResponse },
       },
-      handler: async (req) => {
+      handler: async (req, reply) => {
         const form = await readUploadForm(req, service, deps.database, { allowPublic: u.public })
         const job = await service.enqueue(form.stored, {
           communityId: form.communityId,
@@ -99,6 +99,8 @@ export async function registerBulk(app: App, deps: AppDeps) {
           requestId: req.id,
           idempotencyKey: idempotencyKeyOf(req.headers['idempotency-key']),
         })
+        // A new job's API log row is this request's: one row per upload, its progress live.
+        if (job.id === form.stored.uploadId) reply.loggedInApiLog = true
         const message = `${u.label} process is queued`
         return integration(
           { message: `${message}. You can check in Api Log ( community settings )`, jobId: job.id },

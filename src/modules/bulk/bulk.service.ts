@@ -116,7 +116,7 @@ export function createBulkService(deps: AppDeps) {
             kind: 'bulk_job',
             method: 'POST',
             path: meta.requestPath ?? `bulk ${meta.type}`,
-            status: 202,
+            status: 200, // the answer of the upload this row stands for
             duration_ms: 0,
             request_id: meta.requestId ?? job.id,
             summary: JSON.stringify({
