@@ -95,3 +95,16 @@ export async function* readUpload(db: Tx, uploadId: string, pieces: number): Asy
     yield Buffer.from(row.data, 'base64') // PostgreSQL breaks base64 into lines; the decoder skips them
   }
 }
+
+/**
+ * Deletes the pieces of uploads that never became a job: their API process died mid-upload (an
+ * upload that is refused or breaks off deletes its own). An upload still arriving writes a piece
+ * per MiB, so one whose newest piece is older than `idleMinutes` is abandoned.
+ */
+export async function deleteAbandonedUploads(db: Tx, idleMinutes = 60): Promise<number> {
+  const res = await sql`DELETE FROM bulk_files f
+    WHERE f.upload_id IN (SELECT p.upload_id FROM bulk_files p GROUP BY p.upload_id
+      HAVING max(p.created_at) < now() - make_interval(mins => ${idleMinutes}))
+    AND NOT EXISTS (SELECT 1 FROM bulk_jobs j WHERE j.id = f.upload_id)`.execute(db)
+  return Number(res.numAffectedRows ?? 0)
+}

@@ -1,10 +1,12 @@
 import { sql } from 'kysely'
 import type { AppDeps } from '../../lib/deps.ts'
+import { deleteAbandonedUploads } from './bulk.files.ts'
 import { runBulkJob } from './bulk.runner.ts'
 
 /**
  * Worker side of bulk jobs: the queue handler, and a sweeper that re-enqueues jobs whose worker
- * died (lease expired) or whose queue message was lost, so every job finishes.
+ * died (lease expired) or whose queue message was lost, so every job finishes, and deletes the
+ * pieces of uploads abandoned when their API process died.
  */
 export async function startBulkWorker(deps: AppDeps, log: (m: string) => void): Promise<() => void> {
   await deps.queue.work('bulk.run', { concurrency: deps.config.workerConcurrency }, async ({ jobId }) => {
@@ -29,6 +31,8 @@ export async function startBulkWorker(deps: AppDeps, log: (m: string) => void): 
         .execute()
       for (const { id } of stale) await deps.queue.enqueue('bulk.run', { jobId: id })
       if (stale.length) log(`re-enqueued ${stale.length} stalled bulk job(s)`)
+      const abandoned = await deleteAbandonedUploads(deps.database.db)
+      if (abandoned) log(`deleted ${abandoned} piece(s) of abandoned uploads`)
     } catch (err) {
       log(`bulk sweep failed: ${String(err)}`)
     }
