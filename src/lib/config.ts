@@ -34,6 +34,11 @@ const envSchema = z.object({
   SMTP_URL: z.string().url().optional(),
   /** Sender address for mails. */
   MAIL_FROM: z.string().min(3).default('Hearth <no-reply@hearth.local>'),
+  /**
+   * Days the API log entries and finished bulk jobs (with their per-row outcomes) are kept; the
+   * worker deletes older ones every hour. 0 keeps them forever.
+   */
+  API_LOG_RETENTION_DAYS: z.coerce.number().int().min(0).default(90),
   /** Requests per minute allowed per API key (or per IP without a key). */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(600),
   /** Largest bulk CSV upload, in bytes. */
@@ -72,6 +77,7 @@ export type Config = Readonly<{
   smtpUrl: string | undefined
   mailFrom: string
   rateLimitPerMinute: number
+  apiLogRetentionDays: number
   bulk: Readonly<{
     maxFileBytes: number
     maxRows: number
@@ -107,6 +113,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     smtpUrl: e.SMTP_URL,
     mailFrom: e.MAIL_FROM,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    apiLogRetentionDays: e.API_LOG_RETENTION_DAYS,
     bulk: Object.freeze({
       maxFileBytes: e.BULK_MAX_FILE_BYTES,
       maxRows: e.BULK_MAX_ROWS,
