@@ -127,6 +127,10 @@ describe('GET /apis/v1/users/bulk-updates/{jobId} (status)', () => {
     expect(created).toBeLessThanOrEqual(started)
     expect(started).toBeLessThanOrEqual(finished)
     expect(finished).toBeLessThanOrEqual(Date.parse(job.updatedAt))
+    // Its pace: 3 rows over the time from start to finish; nothing left to predict.
+    const seconds = Math.max(finished - started, 1) / 1000
+    expect(job.rowsPerSecond).toBe(finished > started ? Math.round(3 / seconds) : null)
+    expect(job.secondsLeft).toBeNull()
   })
 
   it('answers 404 for an unknown job and 400 for a malformed id', async () => {
@@ -381,6 +385,8 @@ describe('POST /apis/v1/users/bulk-updates/{jobId}/cancel', () => {
       total: 1,
       processed: 0,
       percentage: 0,
+      rowsPerSecond: null,
+      secondsLeft: null,
       startedAt: null,
       finishedAt: null,
     })

@@ -1,7 +1,6 @@
 import { z } from 'zod'
+import { percentage } from '../bulk/bulk.presenter.ts'
 import type { LogRow } from './api-log.repo.ts'
-
-const TERMINAL = new Set(['completed', 'completed_with_errors', 'failed', 'cancelled'])
 
 export const logBulkJobSchema = z
   .object({
@@ -38,12 +37,6 @@ export const apiLogSchema = z
   })
   .meta({ id: 'ApiLogEntry' })
 
-/** Progress as a percentage with one decimal. */
-export function percentage(processed: number, total: number, finished: boolean): number {
-  if (total <= 0) return finished ? 100 : 0
-  return Math.round((processed / total) * 1000) / 10
-}
-
 const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString())
 
 export function presentLog(r: LogRow): z.infer<typeof apiLogSchema> {
@@ -71,11 +64,11 @@ export function presentLog(r: LogRow): z.infer<typeof apiLogSchema> {
             updated: r.job_updated ?? 0,
             skipped: r.job_skipped ?? 0,
             failed: r.job_failed ?? 0,
-            percentage: percentage(
-              r.job_processed ?? 0,
-              r.job_total ?? 0,
-              r.job_finished_at !== null || TERMINAL.has(r.job_status),
-            ),
+            percentage: percentage({
+              processed: r.job_processed ?? 0,
+              total: r.job_total ?? 0,
+              status: r.job_finished_at !== null ? 'completed' : r.job_status,
+            }),
             startedAt: iso(r.job_started_at),
             finishedAt: iso(r.job_finished_at),
           },

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest'
 import { AppError } from '../../lib/errors.ts'
-import { percentage } from './api-log.presenter.ts'
 import { decodeCursor, encodeCursor } from './cursor.ts'
 
 describe('log cursor', () => {
@@ -40,19 +39,5 @@ describe('log cursor', () => {
     }
     expect(caught).toBeInstanceOf(AppError)
     expect(caught).toMatchObject({ status: 400, code: 'invalid_cursor', field: 'cursor' })
-  })
-})
-
-describe('percentage', () => {
-  it('rounds to one decimal', () => {
-    expect(percentage(1, 3, false)).toBe(33.3)
-    expect(percentage(2, 3, false)).toBe(66.7)
-    expect(percentage(50, 200, false)).toBe(25)
-    expect(percentage(3, 3, true)).toBe(100)
-  })
-
-  it('is 100 for a finished empty job and 0 while it waits', () => {
-    expect(percentage(0, 0, true)).toBe(100)
-    expect(percentage(0, 0, false)).toBe(0)
   })
 })

@@ -11,7 +11,12 @@ export const JOB_STATES = [
   'failed',
   'cancelled',
 ] as const
-const TERMINAL = new Set(['completed', 'completed_with_errors', 'failed', 'cancelled'])
+export const TERMINAL: ReadonlySet<string> = new Set([
+  'completed',
+  'completed_with_errors',
+  'failed',
+  'cancelled',
+])
 
 export const jobSchema = z
   .object({
@@ -31,6 +36,16 @@ export const jobSchema = z
     skipped: z.number().describe('Rows that matched a user but changed nothing'),
     failed: z.number(),
     percentage: z.number(),
+    rowsPerSecond: z
+      .number()
+      .nullable()
+      .describe(
+        'Rows processed per second since the job started (until it finished); null before the first chunk',
+      ),
+    secondsLeft: z
+      .number()
+      .nullable()
+      .describe('Estimated seconds until a processing job is done, at its pace so far; null otherwise'),
     columns: z.array(z.string()),
     unknownColumns: z.array(z.string()).describe('Header columns that match no field: reported and ignored'),
     cancelRequested: z.boolean(),
@@ -50,6 +65,21 @@ export function percentage(j: { total: number; processed: number; status: string
   return TERMINAL.has(j.status) ? 100 : 0
 }
 
+/** The job's pace so far, and what it predicts for a job still processing. */
+export function pace(
+  j: Pick<JobRow, 'status' | 'total' | 'processed' | 'started_at' | 'finished_at'>,
+  now = Date.now(),
+): { rowsPerSecond: number | null; secondsLeft: number | null } {
+  if (j.started_at === null || j.processed === 0) return { rowsPerSecond: null, secondsLeft: null }
+  const seconds =
+    ((j.finished_at === null ? now : new Date(j.finished_at).getTime()) - new Date(j.started_at).getTime()) /
+    1000
+  if (seconds <= 0) return { rowsPerSecond: null, secondsLeft: null }
+  const rate = j.processed / seconds
+  const left = j.status === 'processing' ? Math.ceil(Math.max(0, j.total - j.processed) / rate) : null
+  return { rowsPerSecond: Math.round(rate), secondsLeft: left }
+}
+
 export function presentJob(j: JobRow): JobView {
   return {
     _id: j.id,
@@ -66,6 +96,7 @@ export function presentJob(j: JobRow): JobView {
     skipped: j.skipped,
     failed: j.failed,
     percentage: percentage(j),
+    ...pace(j),
     columns: (j.columns ?? []) as string[],
     unknownColumns: (j.unknown_columns ?? []) as string[],
     cancelRequested: j.cancel_requested,

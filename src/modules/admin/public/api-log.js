@@ -83,6 +83,13 @@ function jobCard(jobId) {
   return card
 }
 
+/** 42 s, 3 min, 1 h 5 min: an estimate, so whole units. */
+function timeLeft(seconds) {
+  if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`
+  const minutes = Math.round(seconds / 60)
+  return minutes < 60 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`
+}
+
 function paintCard(card, jobId, job) {
   const part = (role) => card.querySelector(`[data-role="${role}"]`)
   const status = part('status')
@@ -102,6 +109,9 @@ function paintCard(card, jobId, job) {
   if (job.updated) counts.push(`${num(job.updated)} updated`)
   if (job.skipped) counts.push(`${num(job.skipped)} unchanged`)
   counts.push(`${num(job.failed)} failed`)
+  if (job.status === 'processing' && job.rowsPerSecond) counts.push(`${num(job.rowsPerSecond)} rows/s`)
+  if (job.status === 'processing' && job.secondsLeft != null)
+    counts.push(`about ${timeLeft(job.secondsLeft)} left`)
   part('counts').textContent = counts.join(' · ')
 
   const actions = part('actions')
