@@ -1,20 +1,11 @@
 import { resolve } from 'node:path'
 import type { Config } from '../lib/config.ts'
 import { acquireDataLock } from '../lib/data-lock.ts'
+import { type JobView, TERMINAL } from '../modules/bulk/bulk.presenter.ts'
 import { closeRuntime, createRuntime } from '../runtime.ts'
 import { startWorker } from '../worker.ts'
 import { type CommandArgs, commands } from './commands.ts'
 import { sendControl } from './control.ts'
-
-interface JobView {
-  jobId: string
-  status: string
-  total: number
-  processed: number
-  percentage: number
-}
-
-const TERMINAL = new Set(['completed', 'completed_with_errors', 'failed', 'cancelled'])
 
 /**
  * `hearth import FILE --community ID`: the same job path as the HTTP upload. It asks a running
@@ -68,9 +59,18 @@ function logProgress() {
     if (step === last) return
     last = step
     process.stderr.write(
-      `import ${job.jobId}: ${job.percentage.toFixed(1)}% ${job.processed}/${job.total} ${job.status}\n`,
+      `import ${job.jobId}: ${job.percentage.toFixed(1)}% ${job.processed}/${job.total} ${job.status}${pace(job)}\n`,
     )
   }
+}
+
+/** ', 12345 rows/s, ~3 min left' while a job processes. */
+export function pace(job: JobView): string {
+  if (job.status !== 'processing' || job.rowsPerSecond === null) return ''
+  const left = job.secondsLeft
+  const eta =
+    left === null ? '' : left < 60 ? `, ~${Math.max(1, left)} s left` : `, ~${Math.round(left / 60)} min left`
+  return `, ${job.rowsPerSecond} rows/s${eta}`
 }
 
 function drawProgress(job: JobView) {
@@ -78,6 +78,6 @@ function drawProgress(job: JobView) {
   const filled = Math.round((job.percentage / 100) * width)
   const bar = `${'#'.repeat(filled)}${'-'.repeat(width - filled)}`
   process.stderr.write(
-    `\r[${bar}] ${job.percentage.toFixed(1)}% ${job.processed}/${job.total} ${job.status}   `,
+    `\r[${bar}] ${job.percentage.toFixed(1)}% ${job.processed}/${job.total} ${job.status}${pace(job)}   `,
   )
 }
