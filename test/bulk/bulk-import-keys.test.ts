@@ -149,6 +149,32 @@ describe('bulk import keyed by the community external id', () => {
     ])
   })
 
+  it('emails that clash inside one wave fail only their rows: a held email, and two rows taking one free email', async () => {
+    const c = await externalIdCommunity()
+    await t.factory.user(c.id, { email: 'held@x.io' })
+    const rows = Array.from({ length: 40 }, (_, i) => `CRM-${i},u${i}@x.io,Old`)
+    await runJob(t, IMPORT, c.bearer, { file: `crm_id,email,first_name\n${rows.join('\n')}\n` })
+    // One wave (40 distinct keys): row 6 takes an email a user no row moves holds (decided before
+    // the UPDATE); rows 10 and 31 both take the same free email (the database refuses the wave,
+    // which is split until only the later of the two fails); every other row renames its user.
+    const update = Array.from({ length: 40 }, (_, i) =>
+      i === 5 ? 'CRM-5,held@x.io,New' : i === 9 || i === 30 ? `CRM-${i},both@x.io,New` : `CRM-${i},,New`,
+    )
+    const job = await runJob(t, IMPORT, c.bearer, { file: `crm_id,email,first_name\n${update.join('\n')}\n` })
+    expect(job).toMatchObject({ status: 'completed_with_errors', updated: 38, failed: 2, created: 0 })
+    const failed = await failedRows(t, c.bearer, job.jobId)
+    expect(failed.map((f) => [f.row, f.key, f.error.code, f.error.field])).toEqual([
+      [6, 'CRM-5', 'email_taken', 'email'],
+      [31, 'CRM-30', 'email_taken', 'email'],
+    ])
+    const users = await usersOf(c.id)
+    const byKey = new Map(users.map((u) => [u.external_id, u]))
+    expect(byKey.get('CRM-9')).toMatchObject({ email: 'both@x.io', first_name: 'New' })
+    expect(byKey.get('CRM-30')).toMatchObject({ email: 'u30@x.io', first_name: 'Old' })
+    expect(byKey.get('CRM-5')).toMatchObject({ email: 'u5@x.io', first_name: 'Old' })
+    expect(users.filter((u) => u.first_name === 'New')).toHaveLength(38)
+  })
+
   it('without the external id column the file is keyed by email', async () => {
     const c = await externalIdCommunity()
     const u = await t.factory.user(c.id, { email: 'by.email@x.io' })

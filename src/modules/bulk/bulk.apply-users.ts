@@ -183,6 +183,16 @@ async function updateMatched(tx: Tx, ctx: Ctx, rows: Rows): Promise<RowOutcome[]
   const cur = [...WRITTEN, 'custom_fields'].map((c) => sql.ref(`b.${c}`))
   const next = [...WRITTEN, 'custom'].map((c) => sql.ref(`p0.n_${c}`))
   const stage = stageColumns(ctx.plan).map((c) => sql.ref(`p0.${c.name}`))
+  // A file keyed by external id may move emails. A row whose new email another user holds, and
+  // that no row here moves off it, fails as it would alone, before the UPDATE, instead of making
+  // the database refuse the whole statement (see applyRows). A holder some row here moves away is
+  // left to the UPDATE: whether the email is free then depends on which row comes first.
+  const taken =
+    ctx.plan.keyKind === 'external_id' && ctx.plan.emailIndex !== null
+      ? sql`(s.email IS NOT NULL AND s.email IS DISTINCT FROM b.email AND EXISTS (SELECT 1 FROM users o
+          WHERE o.community_id = ${ctx.communityId} AND o.email = s.email AND o.id <> b.id
+          AND NOT EXISTS (SELECT 1 FROM p WHERE p.uid = o.id AND p.email IS NOT NULL AND p.email <> o.email)))`
+      : sql`false`
   const ctes: RawBuilder<unknown>[] = [
     // A LATERAL subquery fenced with OFFSET 0 keeps each lookup an index probe: as a plain join
     // the planner may scan the community's whole key index once per chunk. (Not LIMIT 1: a limit
@@ -196,11 +206,11 @@ async function updateMatched(tx: Tx, ctx: Ctx, rows: Rows): Promise<RowOutcome[]
     sql`p AS MATERIALIZED (SELECT ${sql.join(stage)}, p0.uid, (p0.b_deleted_at IS NOT NULL OR p0.n_xp < 0
       OR p0.n_coins < 0 OR p0.b_row IS DISTINCT FROM ROW(${sql.join(next)})) AS dirty FROM p0)`,
     sql`m AS (SELECT s.row_no, b.id AS uid, b.deleted_at, b.xp AS o_xp, b.coins AS o_coins, b.custom_fields AS o_custom,
-      ${newValues(ctx.plan)}
+      ${taken} AS taken, ${newValues(ctx.plan)}
       FROM p s JOIN LATERAL (SELECT * FROM users b WHERE b.id = s.uid
         AND ${sql.ref(`b.${key}`)} = s.key FOR UPDATE) b ON true
       WHERE s.dirty)`,
-    sql`ok AS (SELECT * FROM m WHERE deleted_at IS NULL AND n_xp >= 0 AND n_coins >= 0)`,
+    sql`ok AS (SELECT * FROM m WHERE deleted_at IS NULL AND n_xp >= 0 AND n_coins >= 0 AND NOT taken)`,
     sql`upd AS (UPDATE users u SET ${setList}, custom_fields = ok.n_custom, updated_at = now()
       FROM ok WHERE u.id = ok.uid AND ${differs('u', 'ok')} RETURNING u.id)`,
   ]
@@ -208,10 +218,16 @@ async function updateMatched(tx: Tx, ctx: Ctx, rows: Rows): Promise<RowOutcome[]
   if (hist) ctes.push(sql`hist AS (${hist})`)
   const led = ledgerInsert(ctx, sql`ok`, sql`r.uid`)
   if (led) ctes.push(sql`led AS (${led})`)
-  const res = await sql<{ row_no: number; deleted: boolean; negative: boolean; changed: string | null }>`
+  const res = await sql<{
+    row_no: number
+    deleted: boolean
+    negative: boolean
+    taken: boolean
+    changed: string | null
+  }>`
     WITH ${sql.join(ctes)}
     SELECT p.row_no, coalesce(m.deleted_at IS NOT NULL, false) AS deleted,
-      coalesce(m.n_xp < 0 OR m.n_coins < 0, false) AS negative, upd.id AS changed
+      coalesce(m.n_xp < 0 OR m.n_coins < 0, false) AS negative, coalesce(m.taken, false) AS taken, upd.id AS changed
     FROM p LEFT JOIN m ON m.row_no = p.row_no LEFT JOIN upd ON upd.id = m.uid`.execute(tx)
   return res.rows.map((r) =>
     r.deleted
@@ -228,9 +244,11 @@ async function updateMatched(tx: Tx, ctx: Ctx, rows: Rows): Promise<RowOutcome[]
             code: 'negative_balance',
             message: 'xp and coins cannot go below zero',
           }
-        : r.changed
-          ? { rowNo: r.row_no, action: 'u', userId: r.changed }
-          : { rowNo: r.row_no, action: 's' },
+        : r.taken
+          ? { rowNo: r.row_no, action: 'f', field: 'email', ...EMAIL_TAKEN }
+          : r.changed
+            ? { rowNo: r.row_no, action: 'u', userId: r.changed }
+            : { rowNo: r.row_no, action: 's' },
   )
 }
 
@@ -302,18 +320,17 @@ const duplicateUser = (rowNo: number): RowOutcome => ({
 })
 
 /**
- * Applies one wave (or one row of it, `only`): updates the rows whose user exists, then (imports)
- * creates users for the others; a row that meets a key taken meanwhile goes through the update
- * again. Keys are distinct within a wave, so the order of the statements cannot change an outcome.
+ * Applies rows of one wave (the whole wave, or a part of it in file order): updates the rows whose
+ * user exists, then (imports) creates users for the others; a row that meets a key taken meanwhile
+ * goes through the update again. Keys are distinct within a wave, so the order of the statements
+ * cannot change an outcome.
  */
-async function applyWave(tx: Tx, ctx: Ctx, waveRows: number[], wave: number, only: number | null) {
-  const all: Rows = only === null ? { wave } : { rowNos: [only] }
+async function applyWave(tx: Tx, ctx: Ctx, rowNos: number[], all: Rows) {
   const out = await timed('update', () => updateMatched(tx, ctx, all))
   if (ctx.plan.type !== 'import') return out
-  const candidates = only === null ? waveRows : [only]
-  if (out.length === candidates.length) return out
+  if (out.length === rowNos.length) return out
   const matched = new Set(out.map((o) => o.rowNo))
-  const fresh: Rows = out.length === 0 ? all : { rowNos: candidates.filter((r) => !matched.has(r)) }
+  const fresh: Rows = out.length === 0 ? all : { rowNos: rowNos.filter((r) => !matched.has(r)) }
   const created = await timed('insert', () => insertNew(tx, ctx, fresh))
   out.push(...created.decided)
   if (created.conflicted.length > 0) {
@@ -325,12 +342,40 @@ async function applyWave(tx: Tx, ctx: Ctx, waveRows: number[], wave: number, onl
   return out
 }
 
+/**
+ * Applies rows of a wave under a savepoint. When the database refuses them (a constraint one row
+ * breaks, such as an email another user holds), the rows are split in two halves applied one after
+ * the other, down to the single rows that fail: k bad rows among n cost about 2k·log2(n) attempts,
+ * not n (measured: one bad row in a thousand made a 50k-row update keyed by external id run for
+ * minutes instead of 3.5 s when every row of a refused wave was retried alone).
+ */
+async function applyRows(tx: Tx, ctx: Ctx, rowNos: number[], all: Rows): Promise<RowOutcome[]> {
+  await sql`SAVEPOINT bulk_rows`.execute(tx)
+  try {
+    const out = await applyWave(tx, ctx, rowNos, all)
+    await sql`RELEASE SAVEPOINT bulk_rows`.execute(tx)
+    return out
+  } catch (err) {
+    await sql`ROLLBACK TO SAVEPOINT bulk_rows`.execute(tx)
+    await sql`RELEASE SAVEPOINT bulk_rows`.execute(tx)
+    if (rowNos.length === 1) return [{ rowNo: rowNos[0], action: 'f', ...describeRowRejection(err) }]
+    const half = Math.ceil(rowNos.length / 2)
+    const first = rowNos.slice(0, half)
+    const second = rowNos.slice(half)
+    return [
+      ...(await applyRows(tx, ctx, first, { rowNos: first })),
+      ...(await applyRows(tx, ctx, second, { rowNos: second })),
+    ]
+  }
+}
+
+const EMAIL_TAKEN = { code: 'email_taken', message: 'Another user already has this email' }
+
 /** Explains a database refusal of one row in words a CSV author can act on. */
 export function describeRowRejection(err: unknown): { code: string; message: string } {
   const e = err as { code?: string; constraint?: string; message?: string }
   const text = `${e.constraint ?? ''} ${e.message ?? ''}`
-  if (text.includes('users_community_email'))
-    return { code: 'email_taken', message: 'Another user already has this email' }
+  if (text.includes('users_community_email')) return EMAIL_TAKEN
   if (text.includes('users_community_external_id')) {
     return { code: 'external_id_taken', message: 'Another user already has this external id' }
   }
@@ -340,8 +385,8 @@ export function describeRowRejection(err: unknown): { code: string; message: str
 }
 
 /**
- * Applies one chunk of checked rows. A statement that fails for a whole wave (a constraint hit by
- * one row) is retried row by row under savepoints, so only the offending row fails.
+ * Applies one chunk of checked rows, wave by wave. A wave the database refuses is split until only
+ * the offending rows fail (applyRows).
  */
 export async function applyUsersChunk(tx: Tx, ctxIn: Ctx, rows: ImportRow[]): Promise<RowOutcome[]> {
   if (rows.length === 0) return []
@@ -358,24 +403,7 @@ export async function applyUsersChunk(tx: Tx, ctxIn: Ctx, rows: ImportRow[]): Pr
   const outcomes: RowOutcome[] = []
   for (let w = 0; w < count; w++) {
     const waveRows = rows.flatMap((r, i) => (waves[i] === w ? [r.rowNo] : []))
-    await sql`SAVEPOINT bulk_wave`.execute(tx)
-    try {
-      outcomes.push(...(await applyWave(tx, ctxIn, waveRows, w, null)))
-      await sql`RELEASE SAVEPOINT bulk_wave`.execute(tx)
-    } catch {
-      await sql`ROLLBACK TO SAVEPOINT bulk_wave`.execute(tx)
-      for (const [i, r] of rows.entries()) {
-        if (waves[i] !== w) continue
-        await sql`SAVEPOINT bulk_row`.execute(tx)
-        try {
-          outcomes.push(...(await applyWave(tx, ctxIn, waveRows, w, r.rowNo)))
-          await sql`RELEASE SAVEPOINT bulk_row`.execute(tx)
-        } catch (err) {
-          await sql`ROLLBACK TO SAVEPOINT bulk_row`.execute(tx)
-          outcomes.push({ rowNo: r.rowNo, action: 'f', ...describeRowRejection(err) })
-        }
-      }
-    }
+    outcomes.push(...(await applyRows(tx, ctxIn, waveRows, { wave: w })))
   }
   const seen = new Set(outcomes.map((o) => o.rowNo))
   for (const r of rows) {
