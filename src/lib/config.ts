@@ -54,6 +54,15 @@ const envSchema = z.object({
   /** Rows applied per committed chunk of a bulk job (default: 10000 on PostgreSQL, 5000 on PGlite). */
   BULK_CHUNK_ROWS: z.coerce.number().int().positive().optional(),
   /**
+   * A chunk also ends once its rows hold this many characters, so a file of very long rows (up to
+   * 1 MiB each) keeps the same bound on memory as one of short rows.
+   */
+  BULK_CHUNK_CHARS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(8 * 1024 * 1024),
+  /**
    * Chunks of one bulk job applied at once on PostgreSQL, each in its own transaction (chunks in
    * flight never share a user key or email). PGlite has one connection, so 1 there.
    */
@@ -83,6 +92,7 @@ export type Config = Readonly<{
     maxRows: number
     maxActiveJobs: number
     chunkRows: number | undefined
+    chunkChars: number
     parallelChunks: number
     leaseSeconds: number
   }>
@@ -119,6 +129,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxRows: e.BULK_MAX_ROWS,
       maxActiveJobs: e.BULK_MAX_ACTIVE_JOBS,
       chunkRows: e.BULK_CHUNK_ROWS,
+      chunkChars: e.BULK_CHUNK_CHARS,
       parallelChunks: e.BULK_PARALLEL_CHUNKS,
       leaseSeconds: e.BULK_LEASE_SECONDS,
     }),

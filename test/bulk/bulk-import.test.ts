@@ -67,3 +67,31 @@ describe('POST /apis/v1/users/bulk-import', () => {
     ])
   })
 })
+
+describe('chunks of long rows', () => {
+  let small: TestApp
+  beforeAll(async () => {
+    small = await startTestApp({ worker: true, env: { BULK_CHUNK_CHARS: '2000' } })
+  })
+  afterAll(() => small.close())
+
+  it('end when their rows hold BULK_CHUNK_CHARS characters, however few the rows, and apply every row once', async () => {
+    const c = await small.factory.community()
+    const about = 'x'.repeat(493) // with the email and two separators: 502 characters a row
+    const rows = Array.from({ length: 10 }, (_, i) => `u${i}@x.io,${about}`)
+    const job = await runJob(small, IMPORT, c.bearer, { file: `email,first_name\n${rows.join('\n')}\n` })
+    expect(job).toMatchObject({ status: 'completed', created: 10, processed: 10 })
+    const chunks = await small.deps.database.db
+      .selectFrom('bulk_job_chunks')
+      .select(['first_row', 'actions'])
+      .where('job_id', '=', job.jobId)
+      .orderBy('chunk_no')
+      .execute()
+    // Four rows reach 2,000 characters and close a chunk (the row count limit is 5,000 or more).
+    expect(chunks.map((ch) => [ch.first_row, ch.actions.length])).toEqual([
+      [1, 4],
+      [5, 4],
+      [9, 2],
+    ])
+  })
+})

@@ -169,6 +169,8 @@ async function* preparedBatches(
 ): AsyncGenerator<{ plan: Plan; prepared: Prepared | null }, { code: string; message: string } | null> {
   const parser = new CsvParser()
   const size = chunkRows(deps)
+  const maxChars = deps.config.bulk.chunkChars
+  let chars = 0 // the batch's characters so far
   const done = [...committed].sort((a, b) => a.first - b.first)
   let nextDone = 0
   let plan: Plan | null = null
@@ -194,17 +196,27 @@ async function* preparedBatches(
       // Committed by an earlier attempt: close the batch so every chunk stays a run of consecutive rows.
       if (batch.length > 0) yield { plan, prepared: prepare(plan, batch) }
       batch = []
+      chars = 0
       continue
     }
     batch.push({ rowNo, record })
-    if (batch.length >= size) {
+    chars += charsOf(record)
+    if (batch.length >= size || chars >= maxChars) {
       yield { plan, prepared: prepare(plan, batch) }
       batch = []
+      chars = 0
     }
   }
   if (!plan) return { code: 'empty_file', message: 'The file has no header row' }
   if (batch.length > 0) yield { plan, prepared: prepare(plan, batch) }
   return null
+}
+
+function charsOf(record: CsvRecord): number {
+  if (isCsvError(record)) return record.raw.length
+  let n = record.cells.length
+  for (const c of record.cells) n += c.length
+  return n
 }
 
 /** On a graceful stop the lease is handed back at once, so another worker resumes without waiting for it to expire. */
