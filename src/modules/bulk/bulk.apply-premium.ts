@@ -3,7 +3,7 @@ import type { Tx } from '../../lib/db/database.ts'
 import type { RowOutcome } from './bulk.apply-users.ts'
 import type { PremiumPlan } from './bulk.plan.ts'
 import type { PremiumRow } from './bulk.rows.ts'
-import { assignWaves, createStage, fillStage, type StageColumn } from './bulk.stage.ts'
+import { assignWaves, createStage, fillStage, indexWaves, type StageColumn } from './bulk.stage.ts'
 
 const COLUMNS: StageColumn[] = [
   { name: 'row_no', type: 'integer' },
@@ -56,6 +56,7 @@ export async function applyPremiumChunk(
   if (count > 1) {
     await sql`UPDATE bulk_stage s SET wave = w.wave FROM (SELECT unnest(${byRow.map((r) => r.row_no)}::int[]) AS row_no,
       unnest(${waves}::int[]) AS wave) w WHERE s.row_no = w.row_no`.execute(tx)
+    await indexWaves(tx)
   }
   const outcomes: RowOutcome[] = []
   for (let w = 0; w < count; w++) {
