@@ -2,8 +2,12 @@ import { sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
 import type { AppDeps } from '../../lib/deps.ts'
 
-/** Rows per DELETE: short transactions, so requests (and PGlite's one connection) never wait long. */
+/**
+ * Rows per DELETE (log entries; jobs fewer, their outcomes cascade): short transactions, so
+ * requests (and PGlite's one connection) never wait long.
+ */
 const BATCH = 5_000
+const JOB_BATCH = 50
 const EVERY_MS = 60 * 60 * 1000
 
 /**
@@ -20,8 +24,8 @@ export async function pruneOldRecords(
   let logEntries = 0
   let bulkJobs = 0
   for (const { id } of communities) {
-    for (;;) {
-      const res = await db
+    logEntries += await inBatches(BATCH, (limit) =>
+      db
         .deleteFrom('api_log')
         .where('id', 'in', (eb) =>
           eb
@@ -29,15 +33,13 @@ export async function pruneOldRecords(
             .select('id')
             .where('community_id', '=', id)
             .where('created_at', '<', cutoff)
-            .limit(BATCH),
+            .limit(limit),
         )
-        .executeTakeFirst()
-      logEntries += Number(res.numDeletedRows)
-      if (Number(res.numDeletedRows) < BATCH) break
-    }
-    for (;;) {
-      // Their chunks and errors go with them (ON DELETE CASCADE); a job's outcomes can be large, so fewer per batch.
-      const res = await db
+        .executeTakeFirst(),
+    )
+    // Their chunks and errors go with them (ON DELETE CASCADE).
+    bulkJobs += await inBatches(JOB_BATCH, (limit) =>
+      db
         .deleteFrom('bulk_jobs')
         .where('id', 'in', (eb) =>
           eb
@@ -46,14 +48,22 @@ export async function pruneOldRecords(
             .where('community_id', '=', id)
             .where('created_at', '<', cutoff)
             .where('finished_at', 'is not', null)
-            .limit(50),
+            .limit(limit),
         )
-        .executeTakeFirst()
-      bulkJobs += Number(res.numDeletedRows)
-      if (Number(res.numDeletedRows) < 50) break
-    }
+        .executeTakeFirst(),
+    )
   }
   return { logEntries, bulkJobs }
+}
+
+/** Runs a DELETE of at most `limit` rows until one deletes fewer; the rows deleted in all. */
+async function inBatches(limit: number, deleteSome: (limit: number) => Promise<{ numDeletedRows: bigint }>) {
+  let total = 0
+  for (;;) {
+    const n = Number((await deleteSome(limit)).numDeletedRows)
+    total += n
+    if (n < limit) return total
+  }
 }
 
 /** Prunes once an hour in each worker process (API_LOG_RETENTION_DAYS; 0 keeps everything). */
