@@ -4,6 +4,7 @@ import { startControlSocket } from './cli/control.ts'
 import type { Config } from './lib/config.ts'
 import { acquireDataLock } from './lib/data-lock.ts'
 import { startHousekeeping } from './lib/db/housekeeping.ts'
+import { startRetention } from './modules/api-log/api-log.retention.ts'
 import { bulkJobRunning } from './modules/bulk/bulk.repo.ts'
 import { closeRuntime, createRuntime } from './runtime.ts'
 import { startWorker } from './worker.ts'
@@ -21,6 +22,8 @@ export async function serve(config: Config, opts: ServeOptions) {
   let control: Server | null = null
   if (!config.databaseUrl) control = await startControlSocket(deps)
   const stopWorker = opts.worker ? await startWorker(deps) : null
+  // In the long-lived worker role only: a `hearth import` runs a worker too, and deletes nothing.
+  const stopRetention = opts.worker ? startRetention(deps, (m) => process.stderr.write(`${m}\n`)) : null
   // On PGlite this is the only process on the data folder (the data lock): it stands in for autovacuum.
   const stopHousekeeping =
     deps.database.kind === 'pglite' && config.pgliteHousekeepingSeconds > 0
@@ -50,6 +53,7 @@ export async function serve(config: Config, opts: ServeOptions) {
     setTimeout(() => process.exit(1), 15_000).unref()
     await app?.close()
     await stopWorker?.()
+    stopRetention?.()
     await stopHousekeeping?.()
     control?.close()
     await closeRuntime(deps).catch(() => {})

@@ -1,5 +1,4 @@
 import type { AppDeps } from './lib/deps.ts'
-import { startRetention } from './modules/api-log/api-log.retention.ts'
 import { startBulkWorker } from './modules/bulk/bulk.jobs.ts'
 
 export interface WorkerOptions {
@@ -13,11 +12,9 @@ export async function startWorker(deps: AppDeps, opts: WorkerOptions = {}): Prom
     await deps.mailer.send(mail)
   })
   const stopBulk = await startBulkWorker(deps, log)
-  const stopRetention = startRetention(deps, log)
   log('worker started')
   return async () => {
     stopBulk()
-    stopRetention()
     await deps.queue.stop()
   }
 }

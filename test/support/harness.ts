@@ -25,13 +25,7 @@ export interface TestAppOptions {
 /** The fully wired app on this file's own database, with a capturing mailer. */
 export async function startTestApp(opts: TestAppOptions = {}): Promise<TestApp> {
   const testDb = await createTestDatabase()
-  // Retention off: tests write log entries and jobs dated years back on purpose.
-  const config: Config = loadConfig({
-    LOG_LEVEL: 'silent',
-    RATE_LIMIT_PER_MINUTE: '100000',
-    API_LOG_RETENTION_DAYS: '0',
-    ...opts.env,
-  })
+  const config: Config = loadConfig({ LOG_LEVEL: 'silent', RATE_LIMIT_PER_MINUTE: '100000', ...opts.env })
   const mails: Mail[] = []
   const mailer: Mailer = {
     async send(mail) {

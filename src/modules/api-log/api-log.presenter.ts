@@ -67,7 +67,7 @@ export function presentLog(r: LogRow): z.infer<typeof apiLogSchema> {
             percentage: percentage({
               processed: r.job_processed ?? 0,
               total: r.job_total ?? 0,
-              status: r.job_finished_at !== null ? 'completed' : r.job_status,
+              status: r.job_status,
             }),
             startedAt: iso(r.job_started_at),
             finishedAt: iso(r.job_finished_at),

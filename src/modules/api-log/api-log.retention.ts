@@ -66,7 +66,7 @@ async function inBatches(limit: number, deleteSome: (limit: number) => Promise<{
   }
 }
 
-/** Prunes once an hour in each worker process (API_LOG_RETENTION_DAYS; 0 keeps everything). */
+/** Prunes once an hour in each `hearth serve`/`hearth worker` that runs the worker (API_LOG_RETENTION_DAYS; 0 keeps everything). */
 export function startRetention(deps: AppDeps, log: (m: string) => void): () => void {
   const days = deps.config.apiLogRetentionDays
   if (days === 0) return () => {}

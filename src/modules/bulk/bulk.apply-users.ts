@@ -185,7 +185,7 @@ async function updateMatched(tx: Tx, ctx: Ctx, rows: Rows): Promise<RowOutcome[]
   const stage = stageColumns(ctx.plan).map((c) => sql.ref(`p0.${c.name}`))
   // A file keyed by external id may move emails. A row whose new email another user holds, and
   // that no row here moves off it, fails as it would alone, before the UPDATE, instead of making
-  // the database refuse the whole statement (see applyRows). A holder some row here moves away is
+  // the database refuse the whole statement (see applyOrSplit). A holder some row here moves away is
   // left to the UPDATE: whether the email is free then depends on which row comes first.
   const taken =
     ctx.plan.keyKind === 'external_id' && ctx.plan.emailIndex !== null
@@ -349,7 +349,7 @@ async function applyWave(tx: Tx, ctx: Ctx, rowNos: number[], all: Rows) {
  * not n (measured: one bad row in a thousand made a 50k-row update keyed by external id run for
  * minutes instead of 3.5 s when every row of a refused wave was retried alone).
  */
-async function applyRows(tx: Tx, ctx: Ctx, rowNos: number[], all: Rows): Promise<RowOutcome[]> {
+async function applyOrSplit(tx: Tx, ctx: Ctx, rowNos: number[], all: Rows): Promise<RowOutcome[]> {
   await sql`SAVEPOINT bulk_rows`.execute(tx)
   try {
     const out = await applyWave(tx, ctx, rowNos, all)
@@ -363,8 +363,8 @@ async function applyRows(tx: Tx, ctx: Ctx, rowNos: number[], all: Rows): Promise
     const first = rowNos.slice(0, half)
     const second = rowNos.slice(half)
     return [
-      ...(await applyRows(tx, ctx, first, { rowNos: first })),
-      ...(await applyRows(tx, ctx, second, { rowNos: second })),
+      ...(await applyOrSplit(tx, ctx, first, { rowNos: first })),
+      ...(await applyOrSplit(tx, ctx, second, { rowNos: second })),
     ]
   }
 }
@@ -386,7 +386,7 @@ export function describeRowRejection(err: unknown): { code: string; message: str
 
 /**
  * Applies one chunk of checked rows, wave by wave. A wave the database refuses is split until only
- * the offending rows fail (applyRows).
+ * the offending rows fail (applyOrSplit).
  */
 export async function applyUsersChunk(tx: Tx, ctxIn: Ctx, rows: ImportRow[]): Promise<RowOutcome[]> {
   if (rows.length === 0) return []
@@ -403,7 +403,7 @@ export async function applyUsersChunk(tx: Tx, ctxIn: Ctx, rows: ImportRow[]): Pr
   const outcomes: RowOutcome[] = []
   for (let w = 0; w < count; w++) {
     const waveRows = rows.flatMap((r, i) => (waves[i] === w ? [r.rowNo] : []))
-    outcomes.push(...(await applyRows(tx, ctxIn, waveRows, { wave: w })))
+    outcomes.push(...(await applyOrSplit(tx, ctxIn, waveRows, { wave: w })))
   }
   const seen = new Set(outcomes.map((o) => o.rowNo))
   for (const r of rows) {
