@@ -1,5 +1,7 @@
 /**
- * Bulk import benchmark: `npm run bench:bulk -- --rows N [--update] [--modes import,reimport,update,dryrun,premium]`.
+ * Bulk import benchmark: `npm run bench:bulk -- --rows N [--update] [--modes import,reimport,update,dryrun,premium] [--users K]`.
+ * `--users K` spreads the update and premium files over the first K users (row i names user i mod K),
+ * the shape of a file with one row per trade or activity, where one user appears many times.
  * `dryrun` is a dry run of the import file (on a fresh community it would create every row);
  * `premium` credits every imported user some premium currency (one ledger row each).
  *
@@ -36,9 +38,12 @@ const { values } = parseArgs({
     update: { type: 'boolean', default: false },
     modes: { type: 'string' },
     port: { type: 'string', default: '3917' },
+    users: { type: 'string' },
   },
 })
 const rows = Number(values.rows)
+const users = values.users ? Number(values.users) : rows
+if (!(users >= 1 && users <= rows)) throw new Error('--users: a number from 1 to --rows')
 const modes = (values.modes ?? (values.update ? 'import,update' : 'import,reimport,update')).split(',')
 const databaseUrl = process.env.DATABASE_URL
 const port = Number(values.port)
@@ -96,17 +101,18 @@ const importRow = (i: number) => [
   TIERS[i % 4],
 ]
 const updateRow = (i: number) => [
-  `user${i}@bench.example`,
+  `user${i % users}@bench.example`,
   'add',
   5,
-  'subtract',
+  // Spread over a few users (--users), a subtraction on every row would soon fail them all.
+  users === rows ? 'subtract' : 'add',
   i % 500 === 0 ? 0 : 1,
   'add',
   10,
   TIERS[(i + 1) % 4],
 ]
 
-const premiumRow = (i: number) => [`user${i}@bench.example`, 'add', (i % 100) + 1, 'bench credit']
+const premiumRow = (i: number) => [`user${i % users}@bench.example`, 'add', (i % 100) + 1, 'bench credit']
 
 /** What a mode uploads: its generated file (one per run, whatever the modes sharing it), the endpoint and the columns. */
 interface JobSpec {
@@ -217,26 +223,33 @@ async function runJob(key: string, path: string, file: string, dryRun = false) {
   }
 }
 
-/** The baseline: COPY of the same file into a plain table of the same columns with a unique (community, email) index. */
+/**
+ * The baseline: COPY of the same file into a plain table of the same columns with a unique
+ * (community, email) index (not unique when the file names a user more than once).
+ */
 async function rawCopySeconds(
   file: string,
   columns: string[],
   serverUrl: string | undefined,
+  unique: boolean,
 ): Promise<number> {
   const ddl = `CREATE TABLE bench_raw (community_id text NOT NULL DEFAULT 'c', ${columns.map((c) => `${c} text`).join(', ')});
-    CREATE UNIQUE INDEX bench_raw_key ON bench_raw (community_id, email);`
+    CREATE ${unique ? 'UNIQUE ' : ''}INDEX bench_raw_key ON bench_raw (community_id, email);`
   const copy = `COPY bench_raw (${columns.join(', ')}) FROM STDIN WITH (FORMAT csv, HEADER true)`
   if (serverUrl) {
     const client = new pg.Client({ connectionString: serverUrl })
     await client.connect()
-    await client.query('DROP TABLE IF EXISTS bench_raw')
-    await client.query(ddl)
-    const started = performance.now()
-    await pipeline(createReadStream(file), client.query(copyStreams.from(copy)))
-    const seconds = (performance.now() - started) / 1000
-    await client.query('DROP TABLE bench_raw')
-    await client.end()
-    return seconds
+    try {
+      await client.query('DROP TABLE IF EXISTS bench_raw')
+      await client.query(ddl)
+      const started = performance.now()
+      await pipeline(createReadStream(file), client.query(copyStreams.from(copy)))
+      const seconds = (performance.now() - started) / 1000
+      await client.query('DROP TABLE bench_raw')
+      return seconds
+    } finally {
+      await client.end()
+    }
   }
   const db = await PGlite.create(join(work, 'raw-pglite'))
   await db.exec(ddl)
@@ -305,12 +318,19 @@ async function main() {
       const { job, seconds } = await runJob(key, path, file, mode === 'dryrun')
       const peak = peakRssMb(server.child.pid!)
       const serverCpu = cpuSeconds(server.child.pid!) - cpuBefore
-      const copySeconds = await rawCopySeconds(file, columns, env.DATABASE_URL)
+      // A file naming users many times (--users) cannot go under a unique index: same index, not unique.
+      const copySeconds = await rawCopySeconds(
+        file,
+        columns,
+        env.DATABASE_URL,
+        JOBS[mode] === IMPORT_JOB || users === rows,
+      )
       console.log(
         JSON.stringify({
           database: databaseUrl ? 'postgres' : 'pglite',
           mode,
           rows,
+          ...(users < rows && mode !== 'import' && mode !== 'reimport' && mode !== 'dryrun' ? { users } : {}),
           fileMB: Math.round(statSync(file).size / 1e5) / 10,
           status: job.status,
           created: job.created,
