@@ -1,6 +1,5 @@
 import { sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
-import type { RowOutcome } from './bulk.apply-users.ts'
 import type { PremiumPlan } from './bulk.plan.ts'
 import {
   INSUFFICIENT,
@@ -13,6 +12,7 @@ import {
 } from './bulk.premium-play.ts'
 import type { PremiumRow } from './bulk.rows.ts'
 import { assignWaves, createStage, fillStage, type StageColumn } from './bulk.stage.ts'
+import type { RowOutcome } from './bulk.users-shape.ts'
 
 const COLUMNS: StageColumn[] = [
   { name: 'row_no', type: 'integer' },

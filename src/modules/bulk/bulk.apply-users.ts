@@ -5,7 +5,9 @@ import { sqlObjectId } from '../field-histories/set-based.ts'
 import { kindOf } from '../user-fields/field-types.ts'
 import type { ImportPlan, Target } from './bulk.plan.ts'
 import type { ImportRow } from './bulk.rows.ts'
-import { assignWaves, createStage, fillStage, type StageColumn } from './bulk.stage.ts'
+import { assignWaves, createStage, fillStage, indexWaves, type StageColumn } from './bulk.stage.ts'
+import { playUsersChunk } from './bulk.users-play.ts'
+import { keyColumn, type RowOutcome, rowFailure, type UsersCtx, WRITTEN } from './bulk.users-shape.ts'
 
 /**
  * Set-based SQL for bulk import and bulk update: a chunk is COPYed into the stage, then per wave
@@ -13,22 +15,6 @@ import { assignWaves, createStage, fillStage, type StageColumn } from './bulk.st
  * and, for imports, one INSERT of the new ones, each writing its field histories and ledger rows in the
  * same statement.
  */
-export type RowOutcome = {
-  rowNo: number
-  action: 'c' | 'u' | 's' | 'f'
-  /** The user a created or updated row changed (a dry run keeps its state for later chunks). */
-  userId?: string
-  code?: string
-  field?: string
-  message?: string
-}
-
-interface Ctx {
-  plan: ImportPlan
-  communityId: string
-  jobId: string
-  source: 'bulk_import' | 'bulk_update'
-}
 
 const col = (i: number) => `v${i}`
 const opCol = (i: number) => `o${i}`
@@ -106,24 +92,9 @@ function newValues(plan: ImportPlan): RawBuilder<unknown> {
   return sql.join(parts)
 }
 
-export const WRITTEN = [
-  'email',
-  'username',
-  'first_name',
-  'last_name',
-  'display_name',
-  'phone',
-  'country',
-  'language',
-  'avatar',
-  'join_date',
-  'xp',
-  'coins',
-] as const
-
 /** Field-history rows for every custom field whose value changed (set-based). */
 function historyInsert(
-  ctx: Ctx,
+  ctx: UsersCtx,
   from: RawBuilder<unknown>,
   userId: RawBuilder<unknown>,
 ): RawBuilder<unknown> | null {
@@ -140,7 +111,7 @@ function historyInsert(
 }
 
 function ledgerInsert(
-  ctx: Ctx,
+  ctx: UsersCtx,
   from: RawBuilder<unknown>,
   userId: RawBuilder<unknown>,
 ): RawBuilder<unknown> | null {
@@ -159,8 +130,6 @@ function ledgerInsert(
     ${sql.join(selects, sql` UNION ALL `)}`
 }
 
-const keyColumn = (plan: ImportPlan) => (plan.keyKind === 'external_id' ? 'external_id' : 'email')
-
 /** Which stage rows a statement works on: a whole wave, some rows of it, or one row (the fallback). */
 type Rows = { wave: number } | { rowNos: number[] }
 const rowFilter = (rows: Rows) =>
@@ -172,7 +141,7 @@ const rowFilter = (rows: Rows) =>
  * locked, re-read and written. A row found unchanged is skipped without a lock: it is ordered
  * before any concurrent change, which it would not have altered anyway.
  */
-async function updateMatched(tx: Tx, ctx: Ctx, rows: Rows): Promise<RowOutcome[]> {
+async function updateMatched(tx: Tx, ctx: UsersCtx, rows: Rows): Promise<RowOutcome[]> {
   const key = keyColumn(ctx.plan)
   const setList = sql.join(WRITTEN.map((c) => sql`${sql.ref(c)} = ok.${sql.ref(`n_${c}`)}`))
   const differs = (
@@ -231,19 +200,9 @@ async function updateMatched(tx: Tx, ctx: Ctx, rows: Rows): Promise<RowOutcome[]
     FROM p LEFT JOIN m ON m.row_no = p.row_no LEFT JOIN upd ON upd.id = m.uid`.execute(tx)
   return res.rows.map((r) =>
     r.deleted
-      ? {
-          rowNo: r.row_no,
-          action: 'f',
-          code: 'user_deleted',
-          message: 'This user is deleted; restore it first',
-        }
+      ? { rowNo: r.row_no, ...rowFailure.deleted }
       : r.negative
-        ? {
-            rowNo: r.row_no,
-            action: 'f',
-            code: 'negative_balance',
-            message: 'xp and coins cannot go below zero',
-          }
+        ? { rowNo: r.row_no, ...rowFailure.negative }
         : r.taken
           ? { rowNo: r.row_no, action: 'f', field: 'email', ...EMAIL_TAKEN }
           : r.changed
@@ -257,7 +216,7 @@ async function updateMatched(tx: Tx, ctx: Ctx, rows: Rows): Promise<RowOutcome[]
  * (created, or failed for a missing email or a negative balance) and the rows that met a unique
  * key taken meanwhile or by another row's email: those go on to a second update pass.
  */
-async function insertNew(tx: Tx, ctx: Ctx, rows: Rows) {
+async function insertNew(tx: Tx, ctx: UsersCtx, rows: Rows) {
   const external = ctx.plan.keyKind === 'external_id' ? sql`r.key` : sql`NULL::text`
   const columns = WRITTEN.filter((c) => c !== 'join_date' && c !== 'language')
   const ctes: RawBuilder<unknown>[] = [
@@ -291,22 +250,9 @@ async function insertNew(tx: Tx, ctx: Ctx, rows: Rows) {
   const conflicted: number[] = []
   for (const r of res.rows) {
     if (r.inserted) decided.push({ rowNo: r.row_no, action: 'c', userId: r.inserted })
-    else if (r.no_email) {
-      decided.push({
-        rowNo: r.row_no,
-        action: 'f',
-        code: 'missing_email',
-        field: 'email',
-        message: 'A new user needs an email',
-      })
-    } else if (r.negative) {
-      decided.push({
-        rowNo: r.row_no,
-        action: 'f',
-        code: 'negative_balance',
-        message: 'xp and coins cannot go below zero',
-      })
-    } else conflicted.push(r.row_no)
+    else if (r.no_email) decided.push({ rowNo: r.row_no, ...rowFailure.missingEmail })
+    else if (r.negative) decided.push({ rowNo: r.row_no, ...rowFailure.negative })
+    else conflicted.push(r.row_no)
   }
   return { decided, conflicted }
 }
@@ -325,7 +271,7 @@ const duplicateUser = (rowNo: number): RowOutcome => ({
  * goes through the update again. Keys are distinct within a wave, so the order of the statements
  * cannot change an outcome.
  */
-async function applyWave(tx: Tx, ctx: Ctx, rowNos: number[], all: Rows) {
+async function applyWave(tx: Tx, ctx: UsersCtx, rowNos: number[], all: Rows) {
   const out = await timed('update', () => updateMatched(tx, ctx, all))
   if (ctx.plan.type !== 'import') return out
   if (out.length === rowNos.length) return out
@@ -349,7 +295,7 @@ async function applyWave(tx: Tx, ctx: Ctx, rowNos: number[], all: Rows) {
  * not n (measured: one bad row in a thousand made a 50k-row update keyed by external id run for
  * minutes instead of 3.5 s when every row of a refused wave was retried alone).
  */
-async function applyOrSplit(tx: Tx, ctx: Ctx, rowNos: number[], all: Rows): Promise<RowOutcome[]> {
+async function applyOrSplit(tx: Tx, ctx: UsersCtx, rowNos: number[], all: Rows): Promise<RowOutcome[]> {
   await sql`SAVEPOINT bulk_rows`.execute(tx)
   try {
     const out = await applyWave(tx, ctx, rowNos, all)
@@ -388,11 +334,17 @@ export function describeRowRejection(err: unknown): { code: string; message: str
  * Applies one chunk of checked rows, wave by wave. A wave the database refuses is split until only
  * the offending rows fail (applyOrSplit).
  */
-export async function applyUsersChunk(tx: Tx, ctxIn: Ctx, rows: ImportRow[]): Promise<RowOutcome[]> {
+export async function applyUsersChunk(tx: Tx, ctxIn: UsersCtx, rows: ImportRow[]): Promise<RowOutcome[]> {
   if (rows.length === 0) return []
+  const { waves, count } = assignWaves(rows.map((r) => r.key))
+  // A chunk naming some user more than once is played in JS when it can be; one of distinct
+  // users takes the set-based statements below, which are cheaper for that shape.
+  if (count > 1) {
+    const played = await timed('play', () => playUsersChunk(tx, ctxIn, rows))
+    if (played) return played
+  }
   const cols = stageColumns(ctxIn.plan)
   await timed('stage.create', () => createStage(tx, cols))
-  const { waves, count } = assignWaves(rows.map((r) => r.key))
   await timed('stage.fill', () =>
     fillStage(
       tx,
@@ -400,21 +352,12 @@ export async function applyUsersChunk(tx: Tx, ctxIn: Ctx, rows: ImportRow[]): Pr
       rows.map((r, i) => stageRow(ctxIn.plan, r, waves[i])),
     ),
   )
+  if (count > 1) await indexWaves(tx)
+  const byWave: number[][] = Array.from({ length: count }, () => [])
+  for (const [i, r] of rows.entries()) byWave[waves[i]].push(r.rowNo)
   const outcomes: RowOutcome[] = []
-  for (let w = 0; w < count; w++) {
-    const waveRows = rows.flatMap((r, i) => (waves[i] === w ? [r.rowNo] : []))
-    outcomes.push(...(await applyOrSplit(tx, ctxIn, waveRows, { wave: w })))
-  }
+  for (let w = 0; w < count; w++) outcomes.push(...(await applyOrSplit(tx, ctxIn, byWave[w], { wave: w })))
   const seen = new Set(outcomes.map((o) => o.rowNo))
-  for (const r of rows) {
-    if (!seen.has(r.rowNo)) {
-      outcomes.push({
-        rowNo: r.rowNo,
-        action: 'f',
-        code: 'user_not_found',
-        message: `No user with ${keyColumn(ctxIn.plan)} "${r.key}"`,
-      })
-    }
-  }
+  for (const r of rows) if (!seen.has(r.rowNo)) outcomes.push(rowFailure.userNotFound(ctxIn.plan, r))
   return outcomes
 }

@@ -1,7 +1,6 @@
 import { sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
-import type { RowOutcome } from './bulk.apply-users.ts'
-import { WRITTEN } from './bulk.apply-users.ts'
+import { type RowOutcome, WRITTEN } from './bulk.users-shape.ts'
 
 /**
  * A dry run applies each chunk under a savepoint, reads the outcomes, and rolls it back. So that

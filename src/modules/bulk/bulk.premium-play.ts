@@ -1,8 +1,8 @@
 import { sql } from 'kysely'
 import { copyCell, copyCsvInto } from '../../lib/db/copy.ts'
 import type { Tx } from '../../lib/db/database.ts'
-import type { RowOutcome } from './bulk.apply-users.ts'
 import type { PremiumRow } from './bulk.rows.ts'
+import type { RowOutcome } from './bulk.users-shape.ts'
 
 /**
  * Premium rows of a chunk that names some user more than once, played in JS: the chunk's users are

@@ -5,7 +5,7 @@ import type { AppDeps } from '../../lib/deps.ts'
 import { releaseGarbage } from '../../lib/memory.ts'
 import { printPhases, sampleMemory, timed } from '../../lib/phase-timer.ts'
 import { applyPremiumChunk } from './bulk.apply-premium.ts'
-import { applyUsersChunk, type RowOutcome } from './bulk.apply-users.ts'
+import { applyUsersChunk } from './bulk.apply-users.ts'
 import { applyAsDryRun, forgetDryRun } from './bulk.dry-run.ts'
 import { readUpload } from './bulk.files.ts'
 import { type Plan, planColumns } from './bulk.plan.ts'
@@ -19,6 +19,7 @@ import {
   type RowError,
 } from './bulk.rows.ts'
 import { UsersStatistics } from './bulk.stats.ts'
+import type { RowOutcome } from './bulk.users-shape.ts'
 import { CsvParser, type CsvRecord, isCsvError } from './csv/csv-parser.ts'
 
 class LeaseLost extends Error {}

@@ -1,0 +1,345 @@
+import { sql } from 'kysely'
+import { copyCell, copyCsvInto } from '../../lib/db/copy.ts'
+import type { Tx } from '../../lib/db/database.ts'
+import { newId } from '../../lib/ids.ts'
+import { kindOf } from '../user-fields/field-types.ts'
+import { addDecimal, type Decimal, formatDecimal, parseDecimal, sameDecimal } from './bulk.decimal.ts'
+import type { Target } from './bulk.plan.ts'
+import type { ImportRow } from './bulk.rows.ts'
+import { type RowOutcome, rowFailure, type UsersCtx, WRITTEN } from './bulk.users-shape.ts'
+
+/**
+ * Import and update rows of a chunk that names some user more than once, played in JS: the chunk's
+ * users are locked and read once, the rows are applied to them in file order with the rules of the
+ * per-wave SQL in bulk.apply-users.ts, and the result is written in a few statements (new users,
+ * changed users, field histories and ledger by COPY). Per wave, a user named 1,000 times in a chunk
+ * cost 1,000 statements, each walking the row versions the earlier ones left.
+ *
+ * It plays only what it can decide alone and returns null otherwise, so the per-wave SQL decides:
+ * a row that moves an existing user's email, a new user whose email someone already holds, a
+ * number field whose stored value is not a plain number, a balance beyond bigint, or any write
+ * the database refuses (it is undone under a savepoint).
+ */
+type Column = (typeof WRITTEN)[number]
+type Text = Exclude<Column, 'xp' | 'coins' | 'join_date'>
+
+interface UserState {
+  id: string
+  /** The key rows name the user by (email or external id). */
+  key: string
+  isNew: boolean
+  deleted: boolean
+  text: Record<Text, string | null>
+  xp: bigint
+  coins: bigint
+  /** join_date as PostgreSQL prints it (or an ISO string from the file), and in microseconds. */
+  joinDate: { text: string; micros: bigint } | null
+  /** JSON text of each custom target's value (null: absent), in plan.targets order. */
+  custom: (string | null)[]
+  /** Custom targets this chunk changed. */
+  customChanged: Set<number>
+  changed: boolean
+}
+
+const TEXT_COLUMNS = WRITTEN.filter((c): c is Text => c !== 'xp' && c !== 'coins' && c !== 'join_date')
+const INT64_MAX = 2n ** 63n - 1n
+const nameOf = (t: Target) => (t.kind === 'default' ? t.def.column : t.def.field)
+
+class CannotPlay extends Error {}
+
+/** jsonb equality for a stored value and a file's scalar: numbers by value, the rest by JSON value. */
+function sameJson(a: string | null, b: string | null): boolean {
+  if (a === null || b === null) return a === b
+  const x = JSON.parse(a)
+  const y = JSON.parse(b)
+  if (typeof x === 'number' && typeof y === 'number') {
+    const p = parseDecimal(a)
+    const q = parseDecimal(b)
+    if (!p || !q) throw new CannotPlay()
+    return sameDecimal(p, q)
+  }
+  if (typeof x === 'object' || typeof y === 'object') return a === b
+  return x === y
+}
+
+async function lockUsers(tx: Tx, ctx: UsersCtx, keys: string[]) {
+  const key = ctx.plan.keyKind === 'external_id' ? 'external_id' : 'email'
+  const customs = ctx.plan.targets.flatMap((t, i) =>
+    t.kind === 'custom' ? [sql`(custom_fields -> ${nameOf(t)}::text)::text AS ${sql.ref(`c${i}`)}`] : [],
+  )
+  const res = await sql<Record<string, string | null> & { id: string; key: string; deleted: boolean }>`
+    SELECT id, ${sql.ref(key)} AS key, deleted_at IS NOT NULL AS deleted,
+      ${sql.join(TEXT_COLUMNS.map((c) => sql.ref(c)))}, xp::text AS xp, coins::text AS coins,
+      join_date::text AS join_date, (extract(epoch FROM join_date) * 1000000)::bigint::text AS join_micros
+      ${customs.length > 0 ? sql`, ${sql.join(customs)}` : sql``}
+    FROM users WHERE community_id = ${ctx.communityId} AND ${sql.ref(key)} = ANY(${keys}::text[])
+    ORDER BY id FOR UPDATE`.execute(tx)
+  const states = new Map<string, UserState>()
+  for (const r of res.rows) {
+    states.set(r.key, {
+      id: r.id,
+      key: r.key,
+      isNew: false,
+      deleted: r.deleted,
+      text: Object.fromEntries(TEXT_COLUMNS.map((c) => [c, r[c]])) as Record<Text, string | null>,
+      xp: BigInt(r.xp ?? 0),
+      coins: BigInt(r.coins ?? 0),
+      joinDate: r.join_date === null ? null : { text: r.join_date, micros: BigInt(r.join_micros ?? 0) },
+      custom: ctx.plan.targets.map((t, i) => (t.kind === 'custom' ? (r[`c${i}`] ?? null) : null)),
+      customChanged: new Set(),
+      changed: false,
+    })
+  }
+  return states
+}
+
+/** A new user as insertNew makes one: its defaults, before the row's values. */
+function newUser(ctx: UsersCtx, r: ImportRow): UserState {
+  const text = Object.fromEntries(TEXT_COLUMNS.map((c) => [c, null])) as Record<Text, string | null>
+  text.email = r.email
+  text.language = 'English'
+  return {
+    id: r.newId,
+    key: r.key,
+    isNew: true,
+    deleted: false,
+    text,
+    xp: 0n,
+    coins: 0n,
+    joinDate: null,
+    custom: ctx.plan.targets.map(() => null),
+    customChanged: new Set(),
+    changed: true,
+  }
+}
+
+/** The state after one row, or null where it is the same; the same formulas as newValues(). */
+function applyRow(ctx: UsersCtx, s: UserState, r: ImportRow): UserState | null {
+  const next: UserState = {
+    ...s,
+    text: { ...s.text },
+    custom: [...s.custom],
+    customChanged: new Set(s.customChanged),
+  }
+  let changed = false
+  ctx.plan.targets.forEach((t, i) => {
+    const v = r.values[i]
+    if (v === undefined || v === null) return
+    const op = t.opIndex === null ? 'overwrite' : (r.ops[i] ?? 'overwrite')
+    if (t.kind === 'custom') {
+      let value = JSON.stringify(v)
+      if (kindOf(t.def.type) === 'number' && t.opIndex !== null && op !== 'overwrite') {
+        const current = s.custom[i] === null ? { digits: 0n, scale: 0 } : numericOf(s.custom[i]!)
+        value = formatDecimal(addDecimal(current, parseDecimal(value)!, op === 'subtract' ? -1n : 1n))
+      }
+      if (!sameJson(next.custom[i], value)) {
+        next.custom[i] = value
+        next.customChanged.add(i)
+        changed = true
+      }
+      return
+    }
+    const column = t.def.column as Column
+    if (column === 'xp' || column === 'coins') {
+      const amount = BigInt(v as number)
+      const cur = next[column]
+      const value = op === 'add' ? cur + amount : op === 'subtract' ? cur - amount : amount
+      if (value > INT64_MAX || value < -INT64_MAX) throw new CannotPlay()
+      if (value !== cur) changed = true
+      next[column] = value
+    } else if (column === 'join_date') {
+      const micros = BigInt(Date.parse(v as string)) * 1000n
+      if (next.joinDate?.micros !== micros) changed = true
+      next.joinDate = { text: v as string, micros }
+    } else {
+      if (next.text[column] !== v) changed = true
+      next.text[column] = v as string
+    }
+  })
+  return changed ? next : null
+}
+
+/** What `(custom_fields ->> k)::numeric` reads: a plain number only, else the SQL path decides. */
+function numericOf(json: string): Decimal {
+  const d = typeof JSON.parse(json) === 'number' ? parseDecimal(json) : null
+  if (!d) throw new CannotPlay()
+  return d
+}
+
+interface Played {
+  outcomes: RowOutcome[]
+  users: UserState[]
+  histories: string
+  ledger: string
+}
+
+function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>): Played {
+  const outcomes: RowOutcome[] = []
+  const currencies = ctx.plan.targets.flatMap((t) =>
+    t.kind === 'default' && (t.def.currency === 'xp' || t.def.currency === 'coins') ? [t.def.currency] : [],
+  )
+  let histories = ''
+  let ledger = ''
+  for (const r of rows) {
+    let s = states.get(r.key)
+    if (!s) {
+      if (ctx.plan.type !== 'import') {
+        outcomes.push(rowFailure.userNotFound(ctx.plan, r))
+        continue
+      }
+      const fresh = newUser(ctx, r)
+      const created = applyRow(ctx, fresh, r) ?? fresh
+      if (created.text.email === null) outcomes.push({ rowNo: r.rowNo, ...rowFailure.missingEmail })
+      else if (created.xp < 0n || created.coins < 0n)
+        outcomes.push({ rowNo: r.rowNo, ...rowFailure.negative })
+      else {
+        states.set(r.key, created)
+        outcomes.push({ rowNo: r.rowNo, action: 'c', userId: created.id })
+        histories += historyLines(ctx, fresh, created)
+        ledger += ledgerLines(ctx, currencies, r, fresh, created)
+      }
+      continue
+    }
+    if (s.deleted) {
+      outcomes.push({ rowNo: r.rowNo, ...rowFailure.deleted })
+      continue
+    }
+    const next = applyRow(ctx, s, r)
+    if (next === null) {
+      outcomes.push({ rowNo: r.rowNo, action: 's' })
+      continue
+    }
+    if (next.xp < 0n || next.coins < 0n) {
+      outcomes.push({ rowNo: r.rowNo, ...rowFailure.negative })
+      continue
+    }
+    // Whether an email can move depends on who else moves in the chunk: the SQL path decides.
+    if (next.text.email !== s.text.email) throw new CannotPlay()
+    histories += historyLines(ctx, s, next)
+    ledger += ledgerLines(ctx, currencies, r, s, next)
+    next.changed = true
+    states.set(r.key, next)
+    s = next
+    outcomes.push({ rowNo: r.rowNo, action: 'u', userId: s.id })
+  }
+  return { outcomes, users: [...states.values()].filter((u) => u.changed), histories, ledger }
+}
+
+function historyLines(ctx: UsersCtx, before: UserState, after: UserState): string {
+  let out = ''
+  ctx.plan.targets.forEach((t, i) => {
+    if (t.kind !== 'custom' || sameJson(before.custom[i], after.custom[i])) return
+    out += `${[newId(), ctx.communityId, after.id, t.def.id, t.def.field, before.custom[i], after.custom[i], ctx.source, ctx.jobId].map(copyCell).join(',')}\n`
+  })
+  return out
+}
+
+function ledgerLines(
+  ctx: UsersCtx,
+  currencies: ('xp' | 'coins')[],
+  r: ImportRow,
+  before: UserState,
+  after: UserState,
+): string {
+  let out = ''
+  for (const c of currencies) {
+    if (after[c] === before[c]) continue
+    out += `${[ctx.communityId, after.id, c, String(after[c] - before[c]), String(after[c]), ctx.source, `bulk job ${ctx.jobId}`, `bulk:${ctx.jobId}:${r.rowNo}:${c}`].map(copyCell).join(',')}\n`
+  }
+  return out
+}
+
+/** One user's record for jsonb_to_recordset: custom targets merged as raw JSON text (exact numbers). */
+function record(ctx: UsersCtx, u: UserState): string {
+  const custom = ctx.plan.targets
+    .flatMap((t, i) =>
+      t.kind === 'custom' && u.customChanged.has(i) ? [`${JSON.stringify(t.def.field)}:${u.custom[i]}`] : [],
+    )
+    .join(',')
+  const fields = [
+    `"id":${JSON.stringify(u.id)}`,
+    `"key":${JSON.stringify(u.key)}`,
+    ...TEXT_COLUMNS.map((c) => `"${c}":${JSON.stringify(u.text[c])}`),
+    `"xp":"${u.xp}"`,
+    `"coins":"${u.coins}"`,
+    `"join_date":${u.joinDate === null ? 'null' : JSON.stringify(u.joinDate.text)}`,
+    `"custom":{${custom}}`,
+  ]
+  return `{${fields.join(',')}}`
+}
+
+const RECORD = sql.raw(
+  `x(id text, key text, ${TEXT_COLUMNS.map((c) => `${c} text`).join(', ')}, xp bigint, coins bigint, join_date timestamptz, custom jsonb)`,
+)
+
+async function write(tx: Tx, ctx: UsersCtx, p: Played) {
+  const created = p.users.filter((u) => u.isNew)
+  const updated = p.users.filter((u) => !u.isNew)
+  const external = ctx.plan.keyKind === 'external_id'
+  if (created.length > 0) {
+    const json = `[${created.map((u) => record(ctx, u)).join(',')}]`
+    await sql`INSERT INTO users (id, community_id, external_id, join_date, custom_fields, xp, coins,
+        ${sql.join(TEXT_COLUMNS.map((c) => sql.ref(c)))})
+      SELECT x.id, ${ctx.communityId}, ${external ? sql`x.key` : sql`NULL::text`}, coalesce(x.join_date, now()),
+        x.custom, x.xp, x.coins, ${sql.join(TEXT_COLUMNS.map((c) => sql.ref(`x.${c}`)))}
+      FROM jsonb_to_recordset(${json}::jsonb) AS ${RECORD}`.execute(tx)
+  }
+  if (updated.length > 0) {
+    const json = `[${updated.map((u) => record(ctx, u)).join(',')}]`
+    const set = [
+      ...TEXT_COLUMNS.map((c) => sql`${sql.ref(c)} = ${sql.ref(`x.${c}`)}`),
+      sql`xp = x.xp`,
+      sql`coins = x.coins`,
+      sql`join_date = x.join_date`,
+    ]
+    await sql`UPDATE users u SET ${sql.join(set)}, custom_fields = u.custom_fields || x.custom, updated_at = now()
+      FROM jsonb_to_recordset(${json}::jsonb) AS ${RECORD} WHERE u.id = x.id`.execute(tx)
+  }
+  await copyCsvInto(
+    tx,
+    'field_histories',
+    ['id', 'community_id', 'user_id', 'field_id', 'field', 'old_value', 'new_value', 'source', 'changed_by'],
+    p.histories,
+  )
+  await copyCsvInto(
+    tx,
+    'currency_ledger',
+    ['community_id', 'user_id', 'currency', 'amount', 'balance_after', 'source', 'reason', 'idempotency_key'],
+    p.ledger,
+  )
+}
+
+export async function playUsersChunk(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): Promise<RowOutcome[] | null> {
+  const states = await lockUsers(tx, ctx, [...new Set(rows.map((r) => r.key))])
+  let played: Played
+  try {
+    played = play(ctx, rows, states)
+  } catch (err) {
+    if (err instanceof CannotPlay) return null
+    throw err
+  }
+  if (!(await newEmailsFree(tx, ctx, played.users))) return null
+  await sql`SAVEPOINT bulk_play`.execute(tx)
+  try {
+    await write(tx, ctx, played)
+    await sql`RELEASE SAVEPOINT bulk_play`.execute(tx)
+    return played.outcomes
+  } catch {
+    await sql`ROLLBACK TO SAVEPOINT bulk_play`.execute(tx)
+    await sql`RELEASE SAVEPOINT bulk_play`.execute(tx)
+    return null
+  }
+}
+
+/** New users keyed by external id take the file's email: one nobody else holds, or the SQL path decides. */
+async function newEmailsFree(tx: Tx, ctx: UsersCtx, users: UserState[]): Promise<boolean> {
+  if (ctx.plan.keyKind !== 'external_id') return true
+  const emails = users.flatMap((u) => (u.isNew && u.text.email !== null ? [u.text.email] : []))
+  if (emails.length === 0) return true
+  if (new Set(emails).size < emails.length) return false
+  const held =
+    await sql`SELECT 1 FROM users WHERE community_id = ${ctx.communityId} AND email = ANY(${emails}::text[]) LIMIT 1`.execute(
+      tx,
+    )
+  return held.rows.length === 0
+}

@@ -1,0 +1,51 @@
+import type { ImportPlan } from './bulk.plan.ts'
+import type { ImportRow } from './bulk.rows.ts'
+
+/** What the two ways of applying user rows share: bulk.apply-users.ts (per wave) and bulk.users-play.ts. */
+export type RowOutcome = {
+  rowNo: number
+  action: 'c' | 'u' | 's' | 'f'
+  /** The user a created or updated row changed (a dry run keeps its state for later chunks). */
+  userId?: string
+  code?: string
+  field?: string
+  message?: string
+}
+
+export interface UsersCtx {
+  plan: ImportPlan
+  communityId: string
+  jobId: string
+  source: 'bulk_import' | 'bulk_update'
+}
+
+/** The user columns a bulk import or update writes. */
+export const WRITTEN = [
+  'email',
+  'username',
+  'first_name',
+  'last_name',
+  'display_name',
+  'phone',
+  'country',
+  'language',
+  'avatar',
+  'join_date',
+  'xp',
+  'coins',
+] as const
+
+export const keyColumn = (plan: ImportPlan) => (plan.keyKind === 'external_id' ? 'external_id' : 'email')
+
+/** How a row fails, the same whichever path applies it (per wave here, or played: bulk.users-play.ts). */
+export const rowFailure = {
+  deleted: { action: 'f', code: 'user_deleted', message: 'This user is deleted; restore it first' },
+  negative: { action: 'f', code: 'negative_balance', message: 'xp and coins cannot go below zero' },
+  missingEmail: { action: 'f', code: 'missing_email', field: 'email', message: 'A new user needs an email' },
+  userNotFound: (plan: ImportPlan, r: ImportRow): RowOutcome => ({
+    rowNo: r.rowNo,
+    action: 'f',
+    code: 'user_not_found',
+    message: `No user with ${keyColumn(plan)} "${r.key}"`,
+  }),
+} as const

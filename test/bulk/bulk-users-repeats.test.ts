@@ -1,0 +1,226 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { detailRows, runJob } from '../support/bulk.ts'
+import { startTestApp, type TestApp } from '../support/harness.ts'
+
+/**
+ * Import and update files that name users many times are played in JS, chunk by chunk
+ * (bulk.users-play.ts). With BULK_CHUNK_ROWS=1 every row is a chunk of its own, applied alone by the
+ * per-wave SQL: the one-by-one reference the played chunks must equal, row for row.
+ */
+let played: TestApp
+let oneByOne: TestApp
+beforeAll(async () => {
+  ;[played, oneByOne] = await Promise.all([
+    startTestApp({ worker: true }),
+    startTestApp({ worker: true, env: { BULK_CHUNK_ROWS: '1' } }),
+  ])
+})
+afterAll(() => Promise.all([played?.close(), oneByOne?.close()]))
+
+const DATES = ['2024-02-29', '2025-07-01T10:20:30.123Z']
+
+interface Scenario {
+  path: string
+  externalId: boolean
+  file: string
+}
+
+/** Sets a community up the same way in either app, runs the file, and reads back all it wrote. */
+async function run(t: TestApp, s: Scenario) {
+  const db = t.deps.database.db
+  const c = s.externalId ? await t.factory.externalIdCommunity() : await t.factory.community()
+  await t.factory.userField(c.id, 'deposit', 'number')
+  await t.factory.userField(c.id, 'tier', 'text')
+  const seeds = [
+    { email: 'ann@x.io', crm: 'A1', xp: 10, coins: 3, custom: { deposit: 1.5, tier: 'gold' } },
+    { email: 'bob@x.io', crm: 'B2', xp: 0, coins: 0, custom: {} },
+    { email: 'cat@x.io', crm: 'C3', xp: 5, coins: 5, custom: { deposit: 2 } },
+  ]
+  for (const seed of seeds) {
+    const u = await t.factory.user(c.id, { email: seed.email, externalId: seed.crm })
+    await db
+      .updateTable('users')
+      .set({
+        username: seed.email.split('@')[0],
+        xp: seed.xp,
+        coins: seed.coins,
+        custom_fields: JSON.stringify({ ...seed.custom, ...(s.externalId ? { crm_id: seed.crm } : {}) }),
+        join_date: new Date('2020-01-01T00:00:00.000Z'),
+        deleted_at: seed.email === 'cat@x.io' ? new Date() : null,
+      })
+      .where('id', '=', u.id)
+      .execute()
+  }
+  const job = await runJob(t, s.path, c.bearer, { file: s.file })
+  const ownJob = (v: unknown) => (typeof v === 'string' ? v.replaceAll(job.jobId, 'JOB') : v)
+  const rows = await detailRows(t, c.bearer, job.jobId, 'limit=1000')
+  const users = await db
+    .selectFrom('users')
+    .select([
+      'id',
+      'email',
+      'external_id',
+      'username',
+      'country',
+      'language',
+      'join_date',
+      'xp',
+      'coins',
+      'custom_fields',
+      'deleted_at',
+    ])
+    .where('community_id', '=', c.id)
+    .orderBy('email')
+    .execute()
+  const nameOf = new Map(users.map((u) => [u.id, u.email]))
+  const histories = await db
+    .selectFrom('field_histories')
+    .select(['user_id', 'field', 'old_value', 'new_value', 'source', 'changed_by'])
+    .where('community_id', '=', c.id)
+    .orderBy('id')
+    .execute()
+  const ledger = await db
+    .selectFrom('currency_ledger')
+    .select(['user_id', 'currency', 'amount', 'balance_after', 'source', 'reason', 'idempotency_key'])
+    .where('community_id', '=', c.id)
+    .orderBy('id')
+    .execute()
+  const byUser = <T extends { user_id: string }>(list: T[]) =>
+    list
+      .map(({ user_id, ...rest }) => ({ user: nameOf.get(user_id), ...rest }))
+      .map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, ownJob(v)])))
+      // Each user's entries in the order they were written; users in one order.
+      .sort((a, b) => String(a.user).localeCompare(String(b.user)))
+  return {
+    counts: [job.created, job.updated, job.skipped, job.failed],
+    rows: rows.map((r) => [r.row, r.action, r.error?.code ?? null]),
+    users: users.map(({ id: _, join_date, ...u }) => ({
+      ...u,
+      deleted_at: u.deleted_at !== null,
+      // A user created without a join_date gets the time of its transaction.
+      join_date: DATES.some((d) => new Date(d).getTime() === new Date(join_date).getTime())
+        ? new Date(join_date).toISOString()
+        : new Date(join_date).getTime() === Date.parse('2020-01-01T00:00:00.000Z')
+          ? 'seeded'
+          : 'now',
+    })),
+    histories: byUser(histories),
+    ledger: byUser(ledger),
+  }
+}
+
+async function expectSame(s: Scenario) {
+  const [fast, reference] = await Promise.all([run(played, s), run(oneByOne, s)])
+  expect(fast.rows).toEqual(reference.rows)
+  expect(fast.counts).toEqual(reference.counts)
+  expect(fast.users).toEqual(reference.users)
+  expect(fast.histories).toEqual(reference.histories)
+  expect(fast.ledger).toEqual(reference.ledger)
+  return reference
+}
+
+const kinds = (rows: unknown[][]) => [...new Set(rows.map((r) => r[2] ?? r[1]))].sort()
+
+describe('user rows naming users many times', () => {
+  it('a bulk update played in chunks ends exactly as rows applied one by one', async () => {
+    const emails = ['ann@x.io', 'bob@x.io', 'cat@x.io', 'ANN@x.io', 'nobody@x.io']
+    const ops = ['add', 'subtract', 'overwrite', '']
+    const decimals = ['0.1', '0.2', '2.5', '10', '0.05', '']
+    const lines = ['email,username,xp_op,xp,coins_op,coins,deposit_op,deposit,tier,join_date']
+    for (let i = 0; i < 160; i++) {
+      const same = i % 13 === 12 // a row that writes the values the user already has
+      lines.push(
+        [
+          emails[i % 5],
+          same ? '' : i % 3 === 0 ? `name${i % 4}` : '',
+          ops[i % 4],
+          same ? '' : (i * 7) % 9,
+          ops[(i + 1) % 4],
+          same ? '' : (i * 5) % 4,
+          ops[(i + 2) % 4],
+          same ? '' : decimals[i % 6],
+          same ? '' : i % 4 === 1 ? ['gold', 'silver'][i % 2] : '',
+          same ? '' : i % 10 === 3 ? DATES[i % 2] : '',
+        ].join(','),
+      )
+    }
+    const ref = await expectSame({
+      path: '/apis/v1/users/bulk-update',
+      externalId: false,
+      file: `${lines.join('\n')}\n`,
+    })
+    expect(kinds(ref.rows)).toEqual([
+      'negative_balance',
+      'skipped',
+      'updated',
+      'user_deleted',
+      'user_not_found',
+    ])
+  })
+
+  it('an import keyed by external id, creating users and then changing them, ends as one by one', async () => {
+    const keys = ['A1', 'N1', 'N2', 'C3', 'N3', 'B2']
+    const lines = ['crm_id,email,first_name,xp,coins_op,coins,deposit_op,deposit,tier']
+    for (let i = 0; i < 90; i++) {
+      const key = keys[i % 6]
+      // N3 never has an email: a new user needs one. The others keep the email they have or get.
+      const email = key === 'N3' ? '' : key.startsWith('N') ? `${key.toLowerCase()}@new.io` : ''
+      lines.push(
+        [
+          key,
+          email,
+          i % 4 === 0 ? `First${i % 3}` : '',
+          i % 5 === 0 ? i % 50 : '',
+          i % 2 ? 'add' : 'subtract',
+          i % 7,
+          'add',
+          ['1.25', '0.1', ''][i % 3],
+          i % 6 === 2 ? 'new' : '',
+        ].join(','),
+      )
+    }
+    const ref = await expectSame({
+      path: '/apis/v1/users/bulk-import',
+      externalId: true,
+      file: `${lines.join('\n')}\n`,
+    })
+    expect(kinds(ref.rows)).toEqual(
+      expect.arrayContaining(['created', 'updated', 'missing_email', 'user_deleted', 'negative_balance']),
+    )
+  })
+
+  it('a file that moves emails (left to the per-wave SQL) ends as one by one too', async () => {
+    const file = [
+      'crm_id,email,xp_op,xp',
+      'A1,ann2@x.io,add,1',
+      'B2,ann@x.io,add,2',
+      'A1,,add,3',
+      'B2,ann2@x.io,add,4',
+      'A1,ann@x.io,add,5',
+      '',
+    ].join('\n')
+    const ref = await expectSame({ path: '/apis/v1/users/bulk-update', externalId: true, file })
+    expect(ref.rows.map((r) => r[1])).toEqual(['updated', 'updated', 'updated', 'failed', 'failed'])
+  })
+
+  it('an import keyed by email that names new and existing users many times ends as one by one', async () => {
+    const lines = ['email,country,xp_op,xp,deposit']
+    for (let i = 0; i < 60; i++) {
+      lines.push(
+        [
+          ['ann@x.io', 'new1@x.io', 'New2@x.io', 'bob@x.io'][i % 4],
+          ['SG', 'GB', ''][i % 3],
+          'add',
+          i % 3,
+          i % 4 ? '' : i / 4,
+        ].join(','),
+      )
+    }
+    const ref = await expectSame({
+      path: '/apis/v1/users/bulk-import',
+      externalId: false,
+      file: `${lines.join('\n')}\n`,
+    })
+    expect(ref.counts[0]).toBe(2)
+  })
+})
