@@ -203,6 +203,21 @@ describe('user rows naming users many times', () => {
     expect(ref.rows.map((r) => r[1])).toEqual(['updated', 'updated', 'updated', 'failed', 'failed'])
   })
 
+  it('an email freed by a later row of the same wave is still taken for the earlier row', async () => {
+    // Distinct users, so one wave: as one by one, A1 cannot take bob@x.io before B2 leaves it.
+    // Both orders of the holder (ann was stored first, bob second), whatever order the UPDATE takes.
+    for (const file of [
+      'crm_id,email\nA1,bob@x.io\nB2,bob2@x.io\n',
+      'crm_id,email\nB2,ann@x.io\nA1,ann2@x.io\n',
+    ]) {
+      const ref = await expectSame({ path: '/apis/v1/users/bulk-update', externalId: true, file })
+      expect(ref.rows).toEqual([
+        [1, 'failed', 'email_taken'],
+        [2, 'updated', null],
+      ])
+    }
+  })
+
   it('an import keyed by email that names new and existing users many times ends as one by one', async () => {
     const lines = ['email,country,xp_op,xp,deposit']
     for (let i = 0; i < 60; i++) {

@@ -153,14 +153,16 @@ async function updateMatched(tx: Tx, ctx: UsersCtx, rows: Rows): Promise<RowOutc
   const next = [...WRITTEN, 'custom'].map((c) => sql.ref(`p0.n_${c}`))
   const stage = stageColumns(ctx.plan).map((c) => sql.ref(`p0.${c.name}`))
   // A file keyed by external id may move emails. A row whose new email another user holds, and
-  // that no row here moves off it, fails as it would alone, before the UPDATE, instead of making
-  // the database refuse the whole statement (see applyOrSplit). A holder some row here moves away is
-  // left to the UPDATE: whether the email is free then depends on which row comes first.
+  // that no earlier row here moves off it, fails as it would alone (one by one, the holder still has
+  // it), before the UPDATE, instead of making the database refuse the whole statement (see
+  // applyOrSplit). A holder an earlier row moves away is left to the UPDATE: if that move fails
+  // too, the database refuses the statement and the split applies the rows one after the other.
   const taken =
     ctx.plan.keyKind === 'external_id' && ctx.plan.emailIndex !== null
       ? sql`(s.email IS NOT NULL AND s.email IS DISTINCT FROM b.email AND EXISTS (SELECT 1 FROM users o
           WHERE o.community_id = ${ctx.communityId} AND o.email = s.email AND o.id <> b.id
-          AND NOT EXISTS (SELECT 1 FROM p WHERE p.uid = o.id AND p.email IS NOT NULL AND p.email <> o.email)))`
+          AND NOT EXISTS (SELECT 1 FROM p WHERE p.uid = o.id AND p.row_no < s.row_no
+            AND p.email IS NOT NULL AND p.email <> o.email)))`
       : sql`false`
   const ctes: RawBuilder<unknown>[] = [
     // A LATERAL subquery fenced with OFFSET 0 keeps each lookup an index probe: as a plain join
