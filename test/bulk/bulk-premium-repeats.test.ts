@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { detailRows, runJob } from '../support/bulk.ts'
-import { startTestApp, type TestApp } from '../support/harness.ts'
+import { detailRows, runJob, startPlayedAndOneByOne } from '../support/bulk.ts'
+import type { TestApp } from '../support/harness.ts'
 
 /**
  * A premium file that names users many times is played in JS, chunk by chunk (bulk.premium-play.ts);
@@ -10,10 +10,7 @@ import { startTestApp, type TestApp } from '../support/harness.ts'
 let played: TestApp
 let oneByOne: TestApp
 beforeAll(async () => {
-  ;[played, oneByOne] = await Promise.all([
-    startTestApp({ worker: true }),
-    startTestApp({ worker: true, env: { BULK_CHUNK_ROWS: '1' } }),
-  ])
+  ;[played, oneByOne] = await startPlayedAndOneByOne()
 })
 afterAll(() => Promise.all([played?.close(), oneByOne?.close()]))
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { detailRows, runJob } from '../support/bulk.ts'
-import { startTestApp, type TestApp } from '../support/harness.ts'
+import { detailRows, runJob, startPlayedAndOneByOne } from '../support/bulk.ts'
+import type { TestApp } from '../support/harness.ts'
 
 /**
  * Import and update files that name users many times are played in JS, chunk by chunk
@@ -10,10 +10,7 @@ import { startTestApp, type TestApp } from '../support/harness.ts'
 let played: TestApp
 let oneByOne: TestApp
 beforeAll(async () => {
-  ;[played, oneByOne] = await Promise.all([
-    startTestApp({ worker: true }),
-    startTestApp({ worker: true, env: { BULK_CHUNK_ROWS: '1' } }),
-  ])
+  ;[played, oneByOne] = await startPlayedAndOneByOne()
 })
 afterAll(() => Promise.all([played?.close(), oneByOne?.close()]))
 

@@ -1,5 +1,5 @@
 import { expect } from 'vitest'
-import type { TestApp } from './harness.ts'
+import { startTestApp, type TestApp } from './harness.ts'
 import { multipart } from './multipart.ts'
 
 export type Upload = { file: string | Buffer; fields?: Record<string, string>; fileFirst?: boolean }
@@ -76,3 +76,14 @@ export async function detailRows(
 /** The failed rows of a job, from the details endpoint. */
 export const failedRows = (t: TestApp, auth: Record<string, string>, jobId: string) =>
   detailRows(t, auth, jobId, 'status=failed') as Promise<FailedRow[]>
+
+/**
+ * Two apps with workers: one with the default chunks, and one whose chunks hold a single row, each
+ * applied alone by the set-based SQL: the one-by-one reference a file's outcomes must equal.
+ */
+export function startPlayedAndOneByOne(): Promise<[TestApp, TestApp]> {
+  return Promise.all([
+    startTestApp({ worker: true }),
+    startTestApp({ worker: true, env: { BULK_CHUNK_ROWS: '1' } }),
+  ])
+}

@@ -181,7 +181,7 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
   let histories = ''
   let ledger = ''
   for (const r of rows) {
-    let s = states.get(r.key)
+    const s = states.get(r.key)
     if (!s) {
       if (ctx.plan.type !== 'import') {
         outcomes.push(rowFailure.userNotFound(ctx.plan, r))
@@ -205,12 +205,13 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
       continue
     }
     const next = applyRow(ctx, s, r)
-    if (next === null) {
-      outcomes.push({ rowNo: r.rowNo, action: 's' })
+    // In the order updateMatched decides: deleted, then a negative balance, then nothing to change.
+    if ((next ?? s).xp < 0n || (next ?? s).coins < 0n) {
+      outcomes.push({ rowNo: r.rowNo, ...rowFailure.negative })
       continue
     }
-    if (next.xp < 0n || next.coins < 0n) {
-      outcomes.push({ rowNo: r.rowNo, ...rowFailure.negative })
+    if (next === null) {
+      outcomes.push({ rowNo: r.rowNo, action: 's' })
       continue
     }
     // Whether an email can move depends on who else moves in the chunk: the SQL path decides.
@@ -219,8 +220,7 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
     ledger += ledgerLines(ctx, currencies, r, s, next)
     next.changed = true
     states.set(r.key, next)
-    s = next
-    outcomes.push({ rowNo: r.rowNo, action: 'u', userId: s.id })
+    outcomes.push({ rowNo: r.rowNo, action: 'u', userId: next.id })
   }
   return { outcomes, users: [...states.values()].filter((u) => u.changed), histories, ledger }
 }
