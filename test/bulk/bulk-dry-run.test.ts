@@ -130,6 +130,22 @@ describe('a dry run sees what its earlier chunks would have done', () => {
     ])
   })
 
+  it('premium currency: a key re-sent in a later chunk is a skip there, as in the real run', async () => {
+    const c = await t.factory.community()
+    const a = await t.factory.user(c.id)
+    const b = await t.factory.user(c.id)
+    // Chunks of two rows: row 3 sends again the key row 1 used, row 4 one used before the job.
+    await runJob(t, PREMIUM, c.bearer, { file: `email,amount,idempotency_key\n${b.email},1,before\n` })
+    const file = `email,amount,idempotency_key\n${a.email},5,k1\n${b.email},5,k2\n${b.email},5,k1\n${a.email},5,before\n`
+    const { dry } = await expectDryRunPredicts(PREMIUM, c, file)
+    expect(await actionsOf(c.bearer, dry.jobId)).toEqual([
+      [1, 'updated', null],
+      [2, 'updated', null],
+      [3, 'skipped', null],
+      [4, 'skipped', null],
+    ])
+  })
+
   it('keeps the state of a user it changed without the password hash, and leaves the user as it was', async () => {
     const c = await t.factory.community()
     const u = await t.factory.user(c.id, { password: 'correct horse battery' })
@@ -150,7 +166,7 @@ describe('a dry run sees what its earlier chunks would have done', () => {
     await db()
       .transaction()
       .execute((tx) =>
-        applyAsDryRun(tx, jobId, [u.email], async () => {
+        applyAsDryRun(tx, { jobId, communityId: c.id, names: [u.email], ledgerKeys: [] }, async () => {
           await sql`UPDATE users SET first_name = 'Dry' WHERE id = ${u.id}`.execute(tx)
           return [{ rowNo: 1, action: 'u', userId: u.id }]
         }),

@@ -27,20 +27,65 @@ const KEPT = [
 ] as const
 const columnList = (alias?: string) => sql.join(KEPT.map((c) => sql.ref(alias ? `${alias}.${c}` : c)))
 
+/**
+ * What a dry-run chunk replays: the names its rows give users (keys, emails, ids), and the ledger
+ * keys its premium rows carry (a key an earlier chunk would have written makes a re-sent row a skip).
+ */
+export interface DryRunChunk {
+  jobId: string
+  communityId: string
+  names: string[]
+  ledgerKeys: string[]
+}
+
 export async function applyAsDryRun(
   tx: Tx,
-  jobId: string,
-  names: string[],
+  chunk: DryRunChunk,
   apply: () => Promise<RowOutcome[]>,
 ): Promise<RowOutcome[]> {
   await sql`SAVEPOINT dry_run`.execute(tx)
-  await replay(tx, jobId, names)
+  await replay(tx, chunk.jobId, chunk.names)
+  await replayLedgerKeys(tx, chunk)
   const outcomes = await apply()
   const changed = [...new Set(outcomes.flatMap((o) => (o.userId ? [o.userId] : [])))]
   const states = changed.length > 0 ? await statesOf(tx, changed) : []
+  const written = await ledgerKeysWritten(tx, chunk)
   await sql`ROLLBACK TO SAVEPOINT dry_run`.execute(tx)
-  if (states.length > 0) await keep(tx, jobId, states)
+  if (states.length > 0) await keep(tx, chunk.jobId, states)
+  if (written.length > 0) await keepLedgerKeys(tx, chunk.jobId, written)
   return outcomes
+}
+
+const LEDGER = 'ledger:'
+
+/** The chunk's ledger keys present once it is applied: written by it, or by anyone before. */
+async function ledgerKeysWritten(tx: Tx, chunk: DryRunChunk) {
+  if (chunk.ledgerKeys.length === 0) return []
+  const res = await sql<{
+    key: string
+    user_id: string
+  }>`SELECT idempotency_key AS key, user_id FROM currency_ledger
+    WHERE community_id = ${chunk.communityId} AND idempotency_key = ANY(${chunk.ledgerKeys}::text[])`.execute(
+    tx,
+  )
+  return res.rows
+}
+
+async function keepLedgerKeys(tx: Tx, jobId: string, keys: { key: string; user_id: string }[]) {
+  await sql`INSERT INTO bulk_dry_run_names (job_id, name, user_id)
+    SELECT ${jobId}, ${LEDGER} || k.key, k.user_id
+    FROM unnest(${keys.map((k) => k.key)}::text[], ${keys.map((k) => k.user_id)}::text[]) AS k(key, user_id)
+    ON CONFLICT DO NOTHING`.execute(tx)
+}
+
+/** Stand-ins (amount 0) for the ledger rows earlier chunks would have written with these keys. */
+async function replayLedgerKeys(tx: Tx, chunk: DryRunChunk) {
+  if (chunk.ledgerKeys.length === 0) return
+  await sql`INSERT INTO currency_ledger (community_id, user_id, currency, amount, balance_after, source, idempotency_key)
+    SELECT ${chunk.communityId}, n.user_id, 'premium', 0, 0, 'bulk_dry_run', substr(n.name, ${LEDGER.length + 1})
+    FROM bulk_dry_run_names n
+    WHERE n.job_id = ${chunk.jobId} AND n.name = ANY(${chunk.ledgerKeys.map((k) => LEDGER + k)}::text[])
+    ON CONFLICT DO NOTHING`.execute(tx)
 }
 
 export async function forgetDryRun(tx: Tx, jobId: string) {

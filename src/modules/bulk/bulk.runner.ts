@@ -9,6 +9,7 @@ import { applyUsersChunk } from './bulk.apply-users.ts'
 import { applyAsDryRun, forgetDryRun } from './bulk.dry-run.ts'
 import { readUpload } from './bulk.files.ts'
 import { type Plan, planColumns } from './bulk.plan.ts'
+import { ledgerKey } from './bulk.premium-play.ts'
 import * as repo from './bulk.repo.ts'
 import {
   checkImportRow,
@@ -316,6 +317,14 @@ const dryRunNames = (rows: (ImportRow | PremiumRow)[]) => [
   ...new Set([...userNamesOf(rows), ...rows.map((r) => r.key.toLowerCase())]),
 ]
 
+/** Premium rows' own idempotency keys: the ledger keys a row of a later chunk may send again. */
+const dryRunLedgerKeys = (job: repo.JobRow, rows: (ImportRow | PremiumRow)[]) =>
+  rows.flatMap((r) =>
+    'idempotencyKey' in r && r.idempotencyKey !== null
+      ? [ledgerKey({ communityId: job.community_id, jobId: job.id }, r)]
+      : [],
+  )
+
 async function commitChunk(
   deps: AppDeps,
   job: repo.JobRow,
@@ -342,7 +351,16 @@ async function commitChunk(
     await sql`SET LOCAL work_mem = '32MB'`.execute(tx)
 
     const outcomes = job.dry_run
-      ? await applyAsDryRun(tx, job.id, dryRunNames(valid), () => applyRows(tx, job, plan, valid))
+      ? await applyAsDryRun(
+          tx,
+          {
+            jobId: job.id,
+            communityId: job.community_id,
+            names: dryRunNames(valid),
+            ledgerKeys: dryRunLedgerKeys(job, valid),
+          },
+          () => applyRows(tx, job, plan, valid),
+        )
       : await applyRows(tx, job, plan, valid)
 
     const byRow = new Map(outcomes.map((o) => [o.rowNo, o]))
