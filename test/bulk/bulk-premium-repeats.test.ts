@@ -91,4 +91,21 @@ describe('premium rows naming users many times', () => {
     expect(fast.balances).toEqual(reference.balances)
     expect(fast.ledger).toEqual(reference.ledger)
   })
+
+  it('two users sent with one idempotency key in one chunk: the earlier row applies, as one by one', async () => {
+    const file = 'email,amount,idempotency_key\nann@x.io,5,k\nbob@x.io,7,k\ndan@x.io,9,other\n'
+    const outcomes = async (t: TestApp) => {
+      const c = await t.factory.community()
+      for (const email of EMAILS) await t.factory.user(c.id, { email })
+      const job = await runJob(t, PREMIUM, c.bearer, { file })
+      return (await detailRows(t, c.bearer, job.jobId, 'limit=10')).map((r) => [r.row, r.action])
+    }
+    const [fast, reference] = await Promise.all([outcomes(played), outcomes(oneByOne)])
+    expect(reference).toEqual([
+      [1, 'updated'],
+      [2, 'skipped'],
+      [3, 'updated'],
+    ])
+    expect(fast).toEqual(reference)
+  })
 })

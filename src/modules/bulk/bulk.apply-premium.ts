@@ -61,9 +61,13 @@ export async function applyPremiumChunk(
   const order = new Map(rows.map((r, i) => [r.rowNo, i]))
   const byRow = [...resolved.rows].sort((a, b) => order.get(a.row_no)! - order.get(b.row_no)!)
   const { count } = assignWaves(byRow.map((r) => r.uid ?? `row:${r.row_no}`))
-  // A chunk naming some user more than once is played in JS (one wave per repeat cost a statement
-  // each); a chunk of distinct users takes the one set-based statement below, which is cheaper.
-  if (count > 1) return playPremiumChunk(tx, ctx, rows, new Map(byRow.map((r) => [r.row_no, r.uid])))
+  const keys = new Set(rows.map((r) => ledgerKey(ctx, r)))
+  // A chunk naming some user (or ledger key) more than once is played in JS, in file order: one
+  // statement per repeat was slow, and one INSERT … ON CONFLICT does not say which of two rows with
+  // one key comes first. A chunk of distinct users and keys takes the set-based statement below.
+  if (count > 1 || keys.size < rows.length) {
+    return playPremiumChunk(tx, ctx, rows, new Map(byRow.map((r) => [r.row_no, r.uid])))
+  }
   const res = await sql<{
     row_no: number
     found: boolean
