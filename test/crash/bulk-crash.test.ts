@@ -26,16 +26,19 @@ const premiumCsv = join(work, 'premium.csv')
 function writeFiles() {
   const lines = ['email,first_name,xp,coins,deposit,tier']
   for (let i = 0; i < ROWS; i++) {
-    // Every 997th row is bad (a failed row must stay failed, counted once); every 1000th repeats a user.
-    const email = i % 1000 === 999 ? `u${i - 1}@crash.test` : `u${i}@crash.test`
+    // Every 997th row is bad (a failed row must stay failed, counted once). In the second half every
+    // 1000th row repeats the user of the row before: those chunks are played (bulk.users-play.ts),
+    // those of the first half go through the set-based SQL, so the kill and the resume meet both.
+    const email = i % 1000 === 999 && i >= ROWS / 2 ? `u${i - 1}@crash.test` : `u${i}@crash.test`
     const xp = i % 997 === 0 ? 'abc' : String(i % 300)
     lines.push(`${email},"First, ${i}",${xp},${i % 50},${i % 7},${i % 2 ? 'gold' : 'silver'}`)
   }
   writeFileSync(importCsv, `${lines.join('\n')}\n`)
+  // Premium: one row per user in the first half (set-based), then users named three times a chunk (played).
   const p = ['email,amount_op,amount,reason']
   for (let i = 0; i < ROWS; i++)
     p.push(
-      `u${i % Math.floor(ROWS * 0.99)}@crash.test,${i % 5 === 4 ? 'subtract' : 'add'},${(i % 9) + 1},crash test`,
+      `u${i < ROWS / 2 ? i : i % 1000}@crash.test,${i % 5 === 4 ? 'subtract' : 'add'},${(i % 9) + 1},crash test`,
     )
   writeFileSync(premiumCsv, `${p.join('\n')}\n`)
 }
