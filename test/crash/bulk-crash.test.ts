@@ -26,10 +26,12 @@ const premiumCsv = join(work, 'premium.csv')
 function writeFiles() {
   const lines = ['email,first_name,xp,coins,deposit,tier']
   for (let i = 0; i < ROWS; i++) {
-    // Every 997th row is bad (a failed row must stay failed, counted once). In the second half every
-    // 1000th row repeats the user of the row before: those chunks are played (bulk.users-play.ts),
-    // those of the first half go through the set-based SQL, so the kill and the resume meet both.
-    const email = i % 1000 === 999 && i >= ROWS / 2 ? `u${i - 1}@crash.test` : `u${i}@crash.test`
+    // Every 997th row is bad (a failed row must stay failed, counted once). In the second half the
+    // last three rows of every 1000 name the user of the row before them, so that user comes four
+    // times in a chunk: those chunks are played (bulk.users-play.ts), those of the first half go
+    // through the set-based SQL, so the kill and the resume meet both.
+    const repeat = i >= ROWS / 2 && i % 1000 >= 997
+    const email = `u${repeat ? i - (i % 1000) + 996 : i}@crash.test`
     const xp = i % 997 === 0 ? 'abc' : String(i % 300)
     lines.push(`${email},"First, ${i}",${xp},${i % 50},${i % 7},${i % 2 ? 'gold' : 'silver'}`)
   }
@@ -142,7 +144,7 @@ async function fingerprint(communityId: string) {
         || '|' || custom_fields::text, ',' ORDER BY email)) AS h FROM users WHERE community_id = ${communityId}`),
       histories:
         await one(sql`SELECT count(*)::int AS n, md5(string_agg(u.email || '|' || h.field || '|' || coalesce(h.old_value::text, '~')
-        || '|' || coalesce(h.new_value::text, '~'), ',' ORDER BY u.email, h.field, h.created_at, h.new_value::text)) AS h
+        || '|' || coalesce(h.new_value::text, '~'), ',' ORDER BY u.email, h.field, h.created_at, h.new_value::text, h.old_value::text)) AS h
         FROM field_histories h JOIN users u ON u.id = h.user_id WHERE h.community_id = ${communityId}`),
       ledger:
         await one(sql`SELECT count(*)::int AS n, md5(string_agg(u.email || '|' || l.currency || '|' || l.amount || '|' || l.balance_after,
