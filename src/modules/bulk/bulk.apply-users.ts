@@ -356,7 +356,8 @@ export async function applyUsersChunk(tx: Tx, ctxIn: UsersCtx, rows: ImportRow[]
       rows.map((r, i) => stageRow(ctxIn.plan, r, waves[i])),
     ),
   )
-  if (count > 1) await indexWaves(tx)
+  // Many waves (a played chunk sent back here) find their rows through an index; two scan the stage.
+  if (count > 2) await indexWaves(tx)
   const byWave: number[][] = Array.from({ length: count }, () => [])
   for (const [i, r] of rows.entries()) byWave[waves[i]].push(r.rowNo)
   const outcomes: RowOutcome[] = []

@@ -1,11 +1,11 @@
 import { sql } from 'kysely'
-import { copyCell, copyCsvInto } from '../../lib/db/copy.ts'
 import type { Tx } from '../../lib/db/database.ts'
+import { copyLedger, ledgerLine } from './bulk.ledger-copy.ts'
 import type { PremiumRow } from './bulk.rows.ts'
 import type { RowOutcome } from './bulk.users-shape.ts'
 
 /**
- * Premium rows of a chunk that names some user more than once, played in JS: the chunk's users are
+ * Premium rows of a chunk that names some user (or ledger key) more than once, played in JS: the chunk's users are
  * locked and read once, the rows are applied to their balances in file order exactly as one by
  * one (the same outcomes, ledger keys and balances as the per-wave SQL), and the result is written
  * in two statements: the ledger by COPY, the balances by one UPDATE. Per wave, a user named 5,000
@@ -83,26 +83,21 @@ export async function playPremiumChunk(
     usedKeys.add(keys[i])
     balance.set(uid, next)
     changed.add(uid)
-    ledger += `${copyCell(ctx.communityId)},${copyCell(uid)},premium,${next - old},${next},${PREMIUM_SOURCE},${copyCell(reasonOf(ctx, r))},${copyCell(keys[i])}\n`
+    ledger += ledgerLine({
+      communityId: ctx.communityId,
+      userId: uid,
+      currency: 'premium',
+      before: old,
+      after: next,
+      source: PREMIUM_SOURCE,
+      reason: reasonOf(ctx, r),
+      key: keys[i],
+    })
     outcomes.push({ rowNo: r.rowNo, action: 'u', userId: uid })
   })
 
   if (changed.size > 0) {
-    await copyCsvInto(
-      tx,
-      'currency_ledger',
-      [
-        'community_id',
-        'user_id',
-        'currency',
-        'amount',
-        'balance_after',
-        'source',
-        'reason',
-        'idempotency_key',
-      ],
-      ledger,
-    )
+    await copyLedger(tx, ledger)
     const users = [...changed]
     await sql`UPDATE users u SET premium = v.premium, updated_at = now()
       FROM (SELECT unnest(${users}::text[]) AS id, unnest(${users.map((u) => String(balance.get(u)))}::bigint[]) AS premium) v

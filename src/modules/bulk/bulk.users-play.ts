@@ -4,9 +4,10 @@ import type { Tx } from '../../lib/db/database.ts'
 import { newId } from '../../lib/ids.ts'
 import { kindOf } from '../user-fields/field-types.ts'
 import { addDecimal, type Decimal, formatDecimal, parseDecimal, sameDecimal } from './bulk.decimal.ts'
+import { copyLedger, ledgerLine } from './bulk.ledger-copy.ts'
 import type { Target } from './bulk.plan.ts'
 import type { ImportRow } from './bulk.rows.ts'
-import { type RowOutcome, rowFailure, type UsersCtx, WRITTEN } from './bulk.users-shape.ts'
+import { keyColumn, type RowOutcome, rowFailure, type UsersCtx, WRITTEN } from './bulk.users-shape.ts'
 
 /**
  * Import and update rows of a chunk that names some user more than once, played in JS: the chunk's
@@ -63,7 +64,7 @@ function sameJson(a: string | null, b: string | null): boolean {
 }
 
 async function lockUsers(tx: Tx, ctx: UsersCtx, keys: string[]) {
-  const key = ctx.plan.keyKind === 'external_id' ? 'external_id' : 'email'
+  const key = keyColumn(ctx.plan)
   const customs = ctx.plan.targets.flatMap((t, i) =>
     t.kind === 'custom' ? [sql`(custom_fields -> ${nameOf(t)}::text)::text AS ${sql.ref(`c${i}`)}`] : [],
   )
@@ -244,7 +245,16 @@ function ledgerLines(
   let out = ''
   for (const c of currencies) {
     if (after[c] === before[c]) continue
-    out += `${[ctx.communityId, after.id, c, String(after[c] - before[c]), String(after[c]), ctx.source, `bulk job ${ctx.jobId}`, `bulk:${ctx.jobId}:${r.rowNo}:${c}`].map(copyCell).join(',')}\n`
+    out += ledgerLine({
+      communityId: ctx.communityId,
+      userId: after.id,
+      currency: c,
+      before: before[c],
+      after: after[c],
+      source: ctx.source,
+      reason: `bulk job ${ctx.jobId}`,
+      key: `bulk:${ctx.jobId}:${r.rowNo}:${c}`,
+    })
   }
   return out
 }
@@ -301,12 +311,7 @@ async function write(tx: Tx, ctx: UsersCtx, p: Played) {
     ['id', 'community_id', 'user_id', 'field_id', 'field', 'old_value', 'new_value', 'source', 'changed_by'],
     p.histories,
   )
-  await copyCsvInto(
-    tx,
-    'currency_ledger',
-    ['community_id', 'user_id', 'currency', 'amount', 'balance_after', 'source', 'reason', 'idempotency_key'],
-    p.ledger,
-  )
+  await copyLedger(tx, p.ledger)
 }
 
 export async function playUsersChunk(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): Promise<RowOutcome[] | null> {
