@@ -115,6 +115,17 @@ describe('a dry run sees what its earlier chunks would have done', () => {
     expect(real).toMatchObject({ status: 'completed', updated: 4, failed: 0 })
   })
 
+  it('update keyed by external id: a later chunk that names only the freed email sees it free', async () => {
+    const c = await t.factory.externalIdCommunity()
+    await t.factory.user(c.id, { email: 'a@x.io', externalId: 'A' })
+    await t.factory.user(c.id, { email: 'b@x.io', externalId: 'B' })
+    await t.factory.user(c.id, { email: 'c@x.io', externalId: 'C' })
+    // Chunk 2 never names A: it finds A's kept state by the email A really holds (a@).
+    const file = 'crm_id,email,xp\nA,a2@x.io,1\nC,,1\nB,a@x.io,2\nB,,3\n'
+    const { dry } = await expectDryRunPredicts(UPDATE, c, file)
+    expect(dry).toMatchObject({ status: 'completed', updated: 4, failed: 0 })
+  })
+
   it('premium currency: a balance spent in one chunk is gone in the next', async () => {
     const c = await t.factory.community()
     const a = await t.factory.user(c.id)
@@ -126,6 +137,33 @@ describe('a dry run sees what its earlier chunks would have done', () => {
       [1, 'updated', null],
       [2, 'failed', 'user_not_found'],
       [3, 'failed', 'insufficient_balance'],
+      [4, 'updated', null],
+    ])
+  })
+
+  it('premium currency keyed by userId: a user named by _id, then by numeric id, in later chunks', async () => {
+    const c = await t.factory.community()
+    const a = await t.factory.user(c.id)
+    await db().updateTable('users').set({ premium: 10 }).where('id', '=', a.id).execute()
+    const file = `userId,amount,amount_op\n${a.id},6,subtract\n${a.id},1,add\n${a.seq},6,subtract\n${a.seq},5,subtract\n`
+    const { dry } = await expectDryRunPredicts(PREMIUM, c, file)
+    expect(await actionsOf(c.bearer, dry.jobId)).toEqual([
+      [1, 'updated', null],
+      [2, 'updated', null],
+      [3, 'failed', 'insufficient_balance'],
+      [4, 'updated', null],
+    ])
+  })
+
+  it('update keyed by external id without emails: a balance one chunk spends is gone in the next', async () => {
+    const c = await t.factory.externalIdCommunity()
+    await t.factory.user(c.id, { email: 'a@x.io', externalId: 'A' })
+    const file = 'crm_id,xp_op,xp\nA,add,5\nA,,5\nA,subtract,6\nA,subtract,5\n'
+    const { dry } = await expectDryRunPredicts(UPDATE, c, file)
+    expect(await actionsOf(c.bearer, dry.jobId)).toEqual([
+      [1, 'updated', null],
+      [2, 'skipped', null],
+      [3, 'failed', 'negative_balance'],
       [4, 'updated', null],
     ])
   })
@@ -166,10 +204,14 @@ describe('a dry run sees what its earlier chunks would have done', () => {
     await db()
       .transaction()
       .execute((tx) =>
-        applyAsDryRun(tx, { jobId, communityId: c.id, names: [u.email], ledgerKeys: [] }, async () => {
-          await sql`UPDATE users SET first_name = 'Dry' WHERE id = ${u.id}`.execute(tx)
-          return [{ rowNo: 1, action: 'u', userId: u.id }]
-        }),
+        applyAsDryRun(
+          tx,
+          { jobId, communityId: c.id, names: [u.email], nameKinds: ['id', 'seq', 'email'], ledgerKeys: [] },
+          async () => {
+            await sql`UPDATE users SET first_name = 'Dry' WHERE id = ${u.id}`.execute(tx)
+            return [{ rowNo: 1, action: 'u', userId: u.id }]
+          },
+        ),
       )
     const kept = await db()
       .selectFrom('bulk_dry_run_users')

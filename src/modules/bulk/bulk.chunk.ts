@@ -4,7 +4,7 @@ import type { AppDeps } from '../../lib/deps.ts'
 import { timed } from '../../lib/phase-timer.ts'
 import { applyPremiumChunk } from './bulk.apply-premium.ts'
 import { applyUsersChunk } from './bulk.apply-users.ts'
-import { applyAsDryRun } from './bulk.dry-run.ts'
+import { applyAsDryRun, nameKindsFor } from './bulk.dry-run.ts'
 import type { Plan } from './bulk.plan.ts'
 import { ledgerKey } from './bulk.premium-play.ts'
 import * as repo from './bulk.repo.ts'
@@ -107,6 +107,10 @@ export async function commitChunk(
             jobId: job.id,
             communityId: job.community_id,
             names: dryRunNames(valid),
+            nameKinds: nameKindsFor(
+              plan.keyKind,
+              plan.type !== 'premium_currency' && plan.keyKind === 'external_id' && plan.emailIndex !== null,
+            ),
             ledgerKeys: dryRunLedgerKeys(job, valid),
           },
           () => applyRows(tx, job, plan, valid),

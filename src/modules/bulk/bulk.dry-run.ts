@@ -1,5 +1,7 @@
-import { sql } from 'kysely'
+import { type RawBuilder, sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
+import { timed } from '../../lib/phase-timer.ts'
+import type { KeyKind } from './bulk.plan.ts'
 import { type RowOutcome, WRITTEN } from './bulk.users-shape.ts'
 
 /**
@@ -35,7 +37,24 @@ export interface DryRunChunk {
   jobId: string
   communityId: string
   names: string[]
+  /** Which names of a kept user this job's rows can use: only those are kept (see nameKindsFor). */
+  nameKinds: readonly NameKind[]
   ledgerKeys: string[]
+}
+
+/** A user's names: its id, numeric id, email (as the dry run left it), external id, real email. */
+export type NameKind = 'id' | 'seq' | 'email' | 'external_id' | 'real_email'
+
+/**
+ * The names rows keyed this way can designate a user by. A kept name costs an index entry per user
+ * and chunk (a dry run of a 100k-row import keeps 100k users), so a job keeps only its own kinds:
+ * rows keyed by email name users by email; by external id, by that, and by the email cells
+ * that may move (a user is then also found by the email it really holds); by userId, by either id.
+ */
+export function nameKindsFor(keyKind: KeyKind, emailsMove: boolean): readonly NameKind[] {
+  if (keyKind === 'user_id') return ['id', 'seq'] as const
+  if (keyKind === 'email') return ['email'] as const
+  return emailsMove ? (['external_id', 'email', 'real_email'] as const) : (['external_id'] as const)
 }
 
 export async function applyAsDryRun(
@@ -44,14 +63,14 @@ export async function applyAsDryRun(
   apply: () => Promise<RowOutcome[]>,
 ): Promise<RowOutcome[]> {
   await sql`SAVEPOINT dry_run`.execute(tx)
-  await replay(tx, chunk.jobId, chunk.names)
+  await timed('dry.replay', () => replay(tx, chunk.jobId, chunk.names))
   await replayLedgerKeys(tx, chunk)
   const outcomes = await apply()
   const changed = [...new Set(outcomes.flatMap((o) => (o.userId ? [o.userId] : [])))]
-  const states = changed.length > 0 ? await statesOf(tx, changed) : []
+  const states = changed.length > 0 ? await timed('dry.states', () => statesOf(tx, changed)) : []
   const written = await ledgerKeysWritten(tx, chunk)
-  await sql`ROLLBACK TO SAVEPOINT dry_run`.execute(tx)
-  if (states.length > 0) await keep(tx, chunk.jobId, states)
+  await timed('dry.rollback', () => sql`ROLLBACK TO SAVEPOINT dry_run`.execute(tx))
+  if (states.length > 0) await timed('dry.keep', () => keep(tx, chunk, states))
   if (written.length > 0) await keepLedgerKeys(tx, chunk.jobId, written)
   return outcomes
 }
@@ -132,18 +151,25 @@ async function statesOf(tx: Tx, userIds: string[]): Promise<string[]> {
   return slices
 }
 
-/**
- * Runs after the rollback. A kept user is named by its id, numeric id, external id and the email
- * the dry run left it with, and by the email it really has (the dry run may have changed it).
- */
-async function keep(tx: Tx, jobId: string, slices: string[]) {
+/** SQL for each kind of name, over `x.s` (a kept state). */
+const NAME_OF: Record<NameKind, RawBuilder<unknown>> = {
+  id: sql`x.s ->> 'id'`,
+  seq: sql`x.s ->> 'seq'`,
+  email: sql`x.s ->> 'email'`,
+  external_id: sql`x.s ->> 'external_id'`,
+  // The dry run may have moved the user's email: the one it really holds names it too.
+  real_email: sql`(SELECT u.email FROM users u WHERE u.id = x.s ->> 'id')`,
+}
+
+/** Runs after the rollback: keeps each state, and the names (of the chunk's kinds) that find it. */
+async function keep(tx: Tx, chunk: DryRunChunk, slices: string[]) {
+  const names = sql.join(chunk.nameKinds.map((k) => sql`(${NAME_OF[k]})`))
   for (const slice of slices) {
     await sql`WITH x AS (SELECT s FROM jsonb_array_elements(${slice}::jsonb) AS s),
-      kept AS (INSERT INTO bulk_dry_run_users (job_id, user_id, state) SELECT ${jobId}, s ->> 'id', s FROM x
+      kept AS (INSERT INTO bulk_dry_run_users (job_id, user_id, state) SELECT ${chunk.jobId}, s ->> 'id', s FROM x
         ON CONFLICT (job_id, user_id) DO UPDATE SET state = excluded.state)
       INSERT INTO bulk_dry_run_names (job_id, name, user_id)
-      SELECT DISTINCT ${jobId}, n.name, x.s ->> 'id' FROM x CROSS JOIN LATERAL (VALUES (x.s ->> 'id'), (x.s ->> 'seq'),
-        (x.s ->> 'email'), (x.s ->> 'external_id'), ((SELECT u.email FROM users u WHERE u.id = x.s ->> 'id'))) AS n(name)
+      SELECT DISTINCT ${chunk.jobId}, n.name, x.s ->> 'id' FROM x CROSS JOIN LATERAL (VALUES ${names}) AS n(name)
       WHERE n.name IS NOT NULL
       ON CONFLICT DO NOTHING`.execute(tx)
   }
