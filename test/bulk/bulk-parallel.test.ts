@@ -77,6 +77,29 @@ describe('chunks in flight at once', () => {
     expect(rows.slice(0, 20).every((r) => r.action === 'created')).toBe(true)
     expect(rows.slice(20, 60).every((r) => r.action === 'updated')).toBe(true)
   })
+  it('the first chunk commits before any other begins; later ones run at once on PostgreSQL', async () => {
+    // Planned on the statistics of a community with no users, a chunk running beside the first
+    // one could scan the rows the other inserts, row by row (see processJob).
+    const c = await t.factory.community()
+    const lines = ['email,xp']
+    for (let i = 0; i < 200; i++) lines.push(`first${i}@x.io,${i}`)
+    const jobId = await queue(c.bearer, `${lines.join('\n')}\n`)
+    await runBulkJob(t.deps, jobId)
+    expect(await waitForJob(t, c.bearer, jobId)).toMatchObject({ status: 'completed', created: 200 })
+    const chunks = await db()
+      .selectFrom('bulk_job_chunks')
+      .select(['chunk_no', 'started_at', 'booked_at'])
+      .where('job_id', '=', jobId)
+      .orderBy('chunk_no')
+      .execute()
+    expect(chunks).toHaveLength(40)
+    const [first, ...rest] = chunks.map((ch) => ({ started: +ch.started_at!, booked: +ch.booked_at! }))
+    for (const later of rest) expect(later.started).toBeGreaterThanOrEqual(first.booked)
+    // Two chunks overlap when one began before the other booked its rows.
+    const overlapping = rest.some((a, i) => rest.slice(i + 1).some((b) => b.started < a.booked))
+    expect(overlapping).toBe(t.deps.database.kind === 'postgres')
+  })
+
   it('keyed by external id, an email one chunk frees is taken by the next as in a one-by-one run', async () => {
     const c = await t.factory.externalIdCommunity()
     const ids: Record<string, string> = {}

@@ -200,6 +200,9 @@ export interface BulkJobChunksTable {
   lines: number[]
   keys: string[]
   actions: string
+  /** When the chunk's transaction began, and when it booked its rows (just before its commit). */
+  started_at: Generated<Date | null>
+  booked_at: Generated<Date | null>
 }
 
 /** A user as a dry run left it (see migrations/000100). */
