@@ -167,7 +167,7 @@ describe('GET /apis/v1/users/bulk-updates/{jobId}/details', () => {
         line: 3,
         key: 'ghost@x.io',
         action: 'failed',
-        error: { code: 'user_not_found', field: null, message: expect.any(String) },
+        error: { code: 'user_not_found', field: 'email', message: expect.any(String) },
       },
       { row: 3, line: 4, key: b.email, action: 'skipped', error: null },
       { row: 4, line: 5, key: b.email, action: 'updated', error: null },

@@ -158,8 +158,15 @@ describe('premium currency bulk update', () => {
     const job = await runJob(t, PREMIUM, c.bearer, { file: 'crm_id,amount\nCRM-A,12\nCRM-Z,1\n' })
     expect(job).toMatchObject({ status: 'completed_with_errors', updated: 1, failed: 1 })
     expect(await premiumOf(a.id)).toBe(12)
-    expect((await failedRows(t, c.bearer, job.jobId)).map((r) => [r.key, r.error.code])).toEqual([
-      ['CRM-Z', 'user_not_found'],
+    expect((await failedRows(t, c.bearer, job.jobId)).map((r) => [r.key, r.error])).toEqual([
+      [
+        'CRM-Z',
+        {
+          code: 'user_not_found',
+          field: 'crm_id',
+          message: 'No user with crm_id "CRM-Z" in this community',
+        },
+      ],
     ])
   })
 
@@ -186,7 +193,12 @@ describe('premium currency bulk update', () => {
     await db().updateTable('users').set({ deleted_at: new Date() }).where('id', '=', a.id).execute()
     const job = await runJob(t, PREMIUM, c.bearer, { file: `email,amount\n${a.email},5\n` })
     expect(job).toMatchObject({ failed: 1 })
-    expect((await failedRows(t, c.bearer, job.jobId))[0].error.code).toBe('user_deleted')
+    // Worded as for a bulk update of the same user.
+    expect((await failedRows(t, c.bearer, job.jobId))[0].error).toEqual({
+      code: 'user_deleted',
+      field: 'email',
+      message: 'This user is deleted; restore it first',
+    })
     expect(await premiumOf(a.id)).toBe(0)
   })
 

@@ -117,7 +117,11 @@ describe('bulk update: columns', () => {
         line: 3,
         key: 'ghost@nowhere.io',
         action: 'failed',
-        error: expect.objectContaining({ code: 'user_not_found' }),
+        error: {
+          code: 'user_not_found',
+          field: 'email',
+          message: 'No user with email "ghost@nowhere.io" in this community',
+        },
       },
     ])
     // Bulk update never creates users.
@@ -419,7 +423,11 @@ describe('bulk update: details across chunks, deleted users, template', () => {
     await db().updateTable('users').set({ deleted_at: new Date() }).where('id', '=', a.id).execute()
     const job = await runJob(t, UPDATE, c.bearer, { file: `email,first_name,xp\n${a.email},Zombie,5\n` })
     expect(job).toMatchObject({ failed: 1, updated: 0 })
-    expect((await failedRows(t, c.bearer, job.jobId))[0].error.code).toBe('user_deleted')
+    expect((await failedRows(t, c.bearer, job.jobId))[0].error).toEqual({
+      code: 'user_deleted',
+      field: 'email',
+      message: 'This user is deleted; restore it first',
+    })
     expect(await user(a.id)).toMatchObject({ first_name: 'Test', xp: 0 })
   })
 

@@ -1,15 +1,8 @@
 import { sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
+import { userDeleted, userNotFound } from './bulk.failures.ts'
 import type { PremiumPlan } from './bulk.plan.ts'
-import {
-  INSUFFICIENT,
-  ledgerKey,
-  PREMIUM_SOURCE,
-  playPremiumChunk,
-  reasonOf,
-  USER_DELETED,
-  USER_NOT_FOUND,
-} from './bulk.premium-play.ts'
+import { INSUFFICIENT, ledgerKey, PREMIUM_SOURCE, playPremiumChunk, reasonOf } from './bulk.premium-play.ts'
 import type { PremiumRow } from './bulk.rows.ts'
 import { assignWaves, createStage, fillStage, type StageColumn } from './bulk.stage.ts'
 import type { RowOutcome } from './bulk.users-shape.ts'
@@ -89,9 +82,10 @@ export async function applyPremiumChunk(
     SELECT s.row_no, m.uid IS NOT NULL AS found, m.deleted_at IS NOT NULL AS deleted, coalesce(m.new < 0, false) AS negative,
       upd.id AS applied
     FROM bulk_stage s LEFT JOIN m ON m.row_no = s.row_no LEFT JOIN upd ON upd.id = m.uid`.execute(tx)
+  const keyOf = new Map(rows.map((r) => [r.rowNo, r.key]))
   return res.rows.map((r): RowOutcome => {
-    if (!r.found) return { rowNo: r.row_no, ...USER_NOT_FOUND }
-    if (r.deleted) return { rowNo: r.row_no, ...USER_DELETED }
+    if (!r.found) return userNotFound(ctx.plan, { rowNo: r.row_no, key: keyOf.get(r.row_no)! })
+    if (r.deleted) return userDeleted(ctx.plan, r.row_no)
     if (r.negative) return { rowNo: r.row_no, ...INSUFFICIENT }
     return r.applied ? { rowNo: r.row_no, action: 'u', userId: r.applied } : { rowNo: r.row_no, action: 's' }
   })

@@ -3,6 +3,7 @@ import type { Tx } from '../../lib/db/database.ts'
 import { timed } from '../../lib/phase-timer.ts'
 import { sqlObjectId } from '../field-histories/set-based.ts'
 import { kindOf } from '../user-fields/field-types.ts'
+import { userDeleted, userNotFound } from './bulk.failures.ts'
 import type { ImportPlan, Target } from './bulk.plan.ts'
 import type { ImportRow } from './bulk.rows.ts'
 import { assignWaves, createStage, fillStage, indexWaves, type StageColumn } from './bulk.stage.ts'
@@ -202,7 +203,7 @@ async function updateMatched(tx: Tx, ctx: UsersCtx, rows: Rows): Promise<RowOutc
     FROM p LEFT JOIN m ON m.row_no = p.row_no LEFT JOIN upd ON upd.id = m.uid`.execute(tx)
   return res.rows.map((r) =>
     r.deleted
-      ? { rowNo: r.row_no, ...rowFailure.deleted }
+      ? userDeleted(ctx.plan, r.row_no)
       : r.negative
         ? { rowNo: r.row_no, ...rowFailure.negative }
         : r.taken
@@ -363,6 +364,6 @@ export async function applyUsersChunk(tx: Tx, ctxIn: UsersCtx, rows: ImportRow[]
   const outcomes: RowOutcome[] = []
   for (let w = 0; w < count; w++) outcomes.push(...(await applyOrSplit(tx, ctxIn, byWave[w], { wave: w })))
   const seen = new Set(outcomes.map((o) => o.rowNo))
-  for (const r of rows) if (!seen.has(r.rowNo)) outcomes.push(rowFailure.userNotFound(ctxIn.plan, r))
+  for (const r of rows) if (!seen.has(r.rowNo)) outcomes.push(userNotFound(ctxIn.plan, r))
   return outcomes
 }

@@ -1,6 +1,8 @@
 import { sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
+import { userDeleted, userNotFound } from './bulk.failures.ts'
 import { copyLedger, ledgerLine } from './bulk.ledger-copy.ts'
+import type { PremiumPlan } from './bulk.plan.ts'
 import type { PremiumRow } from './bulk.rows.ts'
 import type { RowOutcome } from './bulk.users-shape.ts'
 
@@ -23,12 +25,6 @@ export const ledgerKey = (ctx: PlayCtx, r: PremiumRow) =>
 export const reasonOf = (ctx: PlayCtx, r: PremiumRow) => r.reason ?? `bulk job ${ctx.jobId}`
 export const PREMIUM_SOURCE = 'bulk_premium_currency'
 
-export const USER_NOT_FOUND = {
-  action: 'f',
-  code: 'user_not_found',
-  message: 'No such user in this community',
-} as const
-export const USER_DELETED = { action: 'f', code: 'user_deleted', message: 'This user is deleted' } as const
 export const INSUFFICIENT = {
   action: 'f',
   code: 'insufficient_balance',
@@ -38,7 +34,7 @@ export const INSUFFICIENT = {
 
 export async function playPremiumChunk(
   tx: Tx,
-  ctx: PlayCtx,
+  ctx: PlayCtx & { plan: PremiumPlan },
   rows: PremiumRow[],
   userOf: Map<number, string | null>,
 ): Promise<RowOutcome[]> {
@@ -62,11 +58,11 @@ export async function playPremiumChunk(
     const uid = userOf.get(r.rowNo) ?? null
     const old = uid === null ? undefined : balance.get(uid)
     if (uid === null || old === undefined) {
-      outcomes.push({ rowNo: r.rowNo, ...USER_NOT_FOUND })
+      outcomes.push(userNotFound(ctx.plan, r))
       return
     }
     if (deleted.has(uid)) {
-      outcomes.push({ rowNo: r.rowNo, ...USER_DELETED })
+      outcomes.push(userDeleted(ctx.plan, r.rowNo))
       return
     }
     const amount = BigInt(r.amount)

@@ -4,6 +4,7 @@ import type { Tx } from '../../lib/db/database.ts'
 import { newId } from '../../lib/ids.ts'
 import { kindOf } from '../user-fields/field-types.ts'
 import { addDecimal, type Decimal, formatDecimal, parseDecimal, sameDecimal } from './bulk.decimal.ts'
+import { userDeleted, userNotFound } from './bulk.failures.ts'
 import { copyLedger, ledgerLine } from './bulk.ledger-copy.ts'
 import type { Target } from './bulk.plan.ts'
 import type { ImportRow } from './bulk.rows.ts'
@@ -185,7 +186,7 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
     const s = states.get(r.key)
     if (!s) {
       if (ctx.plan.type !== 'import') {
-        outcomes.push(rowFailure.userNotFound(ctx.plan, r))
+        outcomes.push(userNotFound(ctx.plan, r))
         continue
       }
       const fresh = newUser(ctx, r)
@@ -202,7 +203,7 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
       continue
     }
     if (s.deleted) {
-      outcomes.push({ rowNo: r.rowNo, ...rowFailure.deleted })
+      outcomes.push(userDeleted(ctx.plan, r.rowNo))
       continue
     }
     const next = applyRow(ctx, s, r)

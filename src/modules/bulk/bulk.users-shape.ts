@@ -1,5 +1,4 @@
 import type { ImportPlan } from './bulk.plan.ts'
-import type { ImportRow } from './bulk.rows.ts'
 
 /** What the two ways of applying user rows share: bulk.apply-users.ts (per wave) and bulk.users-play.ts. */
 export type RowOutcome = {
@@ -37,15 +36,8 @@ export const WRITTEN = [
 
 export const keyColumn = (plan: ImportPlan) => (plan.keyKind === 'external_id' ? 'external_id' : 'email')
 
-/** How a row fails, the same whichever path applies it (per wave here, or played: bulk.users-play.ts). */
+/** How a user row fails, the same whichever path applies it (see also bulk.failures.ts). */
 export const rowFailure = {
-  deleted: { action: 'f', code: 'user_deleted', message: 'This user is deleted; restore it first' },
   negative: { action: 'f', code: 'negative_balance', message: 'xp and coins cannot go below zero' },
   missingEmail: { action: 'f', code: 'missing_email', field: 'email', message: 'A new user needs an email' },
-  userNotFound: (plan: ImportPlan, r: ImportRow): RowOutcome => ({
-    rowNo: r.rowNo,
-    action: 'f',
-    code: 'user_not_found',
-    message: `No user with ${keyColumn(plan)} "${r.key}"`,
-  }),
 } as const

@@ -1,0 +1,28 @@
+import type { RowOutcome } from './bulk.users-shape.ts'
+
+/**
+ * How a row fails once the database is asked, worded once for every job type and for both ways of
+ * applying rows (set-based SQL and played): the same code always comes with the same message.
+ */
+
+/** A plan's key column, as the CSV names it (email, userId, or the community's external id field). */
+type Keyed = { columns: string[]; keyIndex: number }
+
+export const userNotFound = (plan: Keyed, r: { rowNo: number; key: string }): RowOutcome => {
+  const column = plan.columns[plan.keyIndex]
+  return {
+    rowNo: r.rowNo,
+    action: 'f',
+    code: 'user_not_found',
+    field: column,
+    message: `No user with ${column} "${r.key}" in this community`,
+  }
+}
+
+export const userDeleted = (plan: Keyed, rowNo: number): RowOutcome => ({
+  rowNo,
+  action: 'f',
+  code: 'user_deleted',
+  field: plan.columns[plan.keyIndex],
+  message: 'This user is deleted; restore it first',
+})
