@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, openAsBlob, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { sql } from 'kysely'
@@ -159,4 +159,66 @@ describe('hearth CLI', () => {
       await pgDb.drop()
     }
   }, 120_000)
+
+  it('a job queued by `serve --no-worker` is run by a worker started later in another folder, after the API process died', async () => {
+    const onPostgres = Boolean(process.env.DATABASE_URL)
+    const shared = await env()
+    const apiDir = mkdtempSync(join(work, 'api-'))
+    const workerDir = mkdtempSync(join(work, 'worker-'))
+    // On PostgreSQL each process has a data folder of its own: nothing the worker needs may live in
+    // the API's. (PGlite's data folder is the database itself: there both use the one folder.)
+    const apiEnv = onPostgres ? { ...shared, DATA_DIR: join(apiDir, 'data') } : shared
+    const community = await hearth(apiEnv, ['community', 'create', '--name', 'Split'])
+    const key = await hearth(apiEnv, ['keys', 'create', '--community', community.json.id])
+    expect(key.code, key.stderr).toBe(0)
+    const auth = { authorization: `Bearer ${key.json.key}` }
+
+    const api = await startChildServer(apiEnv, { args: ['serve', '--no-worker'], cwd: apiDir })
+    servers.push(api)
+    const rows = ['email,first_name,xp', 'bad-email,Bad,1']
+    for (let i = 0; i < 2000; i++) rows.push(`split${i}@acme.test,User ${i},${i % 50}`)
+    const file = join(apiDir, 'split.csv')
+    writeFileSync(file, `${rows.join('\n')}\n`)
+    const form = new FormData()
+    form.append('data', await openAsBlob(file), 'split.csv')
+    const queued = await fetch(`${api.base}/apis/v1/users/bulk-import`, {
+      method: 'POST',
+      headers: auth,
+      body: form,
+    })
+    expect(queued.status).toBe(200)
+    const { jobId } = ((await queued.json()) as any).data
+    const status = async (base: string) =>
+      ((await (await fetch(`${base}/apis/v1/users/bulk-updates/${jobId}`, { headers: auth })).json()) as any)
+        .data
+    // No worker in this process: the job waits.
+    expect(await status(api.base)).toMatchObject({ status: 'queued', processed: 0 })
+    await stopChild(api, 'SIGKILL')
+    if (onPostgres) rmSync(apiDir, { recursive: true, force: true })
+
+    // The worker's own folder; on PGlite a full server, whose HTTP API shows the job.
+    const worker = onPostgres
+      ? await startChildServer(
+          { ...shared, DATA_DIR: join(workerDir, 'data') },
+          { args: ['worker'], cwd: workerDir },
+        )
+      : await startChildServer(shared, { cwd: workerDir })
+    servers.push(worker)
+    const finished = async () => {
+      if (!onPostgres) return status(worker.base)
+      return testDb!.database.db
+        .selectFrom('bulk_jobs')
+        .selectAll()
+        .where('id', '=', jobId)
+        .executeTakeFirstOrThrow()
+    }
+    let job: any
+    for (let i = 0; i < 600; i++) {
+      job = await finished()
+      if (job.status !== 'queued' && job.status !== 'processing' && job.status !== 'validating') break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    expect(job).toMatchObject({ status: 'completed_with_errors', created: 2000, failed: 1 })
+    await stopChild(worker)
+  }, 180_000)
 })

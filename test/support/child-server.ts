@@ -1,4 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+const HEARTH = fileURLToPath(new URL('../../bin/hearth.mjs', import.meta.url))
 
 /** A real `hearth serve` in its own process, for tests that kill it. */
 export interface ChildServer {
@@ -7,8 +10,16 @@ export interface ChildServer {
   log(): string
 }
 
-export async function startChildServer(env: Record<string, string>): Promise<ChildServer> {
-  const child = spawn(process.execPath, ['bin/hearth.mjs', 'serve'], {
+/**
+ * Starts `hearth serve` (or `args`, e.g. ['worker']) in `cwd`; resolves once it is ready. `base` is
+ * its HTTP address, empty for a role that serves no HTTP.
+ */
+export async function startChildServer(
+  env: Record<string, string>,
+  opts: { args?: string[]; cwd?: string } = {},
+): Promise<ChildServer> {
+  const child = spawn(process.execPath, [HEARTH, ...(opts.args ?? ['serve'])], {
+    cwd: opts.cwd,
     env: {
       ...process.env,
       HOST: '127.0.0.1',
@@ -25,10 +36,10 @@ export async function startChildServer(env: Record<string, string>): Promise<Chi
   })
   const base = await new Promise<string>((resolve, reject) => {
     const timer = setInterval(() => {
-      const m = /ready on (http:\/\/[\d.]+:\d+)/.exec(log)
+      const m = /ready(?: on (http:\/\/[\d.]+:\d+))? \(/.exec(log)
       if (m) {
         clearInterval(timer)
-        resolve(m[1])
+        resolve(m[1] ?? '')
       }
     }, 50)
     child.once('exit', (code) => {
