@@ -1,6 +1,6 @@
 import type { CompiledQuery, Kysely } from 'kysely'
 import { describe, expect, it } from 'vitest'
-import { copyCell, copyCsvInto, isCopyFrom } from './copy.ts'
+import { CopyWriter, copyCell, copyCsvInto, isCopyFrom } from './copy.ts'
 
 describe('copyCell', () => {
   it('writes null and undefined as an unquoted empty field (SQL NULL)', () => {
@@ -82,5 +82,45 @@ describe('copyCsvInto', () => {
 
   it('does not mistake an ordinary query for a COPY', () => {
     expect(isCopyFrom({ sql: 'SELECT 1', parameters: [] } as unknown as CompiledQuery)).toBe(false)
+  })
+})
+
+describe('CopyWriter', () => {
+  const asText = (w: CopyWriter) => Buffer.from(w.bytes()).toString('utf8')
+
+  it('writes the bytes of copyCell cells joined by commas, one line per row', () => {
+    const rows: (string | number | bigint | boolean | null | undefined)[][] = [
+      [1, 'a,b', 'x"y', '', null, undefined, -12.5, 9007199254740993n, true],
+      ['multi\nline\r\n', '\\N', 'zürich 東京 🎉', 0],
+    ]
+    const w = new CopyWriter()
+    for (const r of rows) {
+      for (const v of r) w.cell(v)
+      w.endRow()
+    }
+    const expected = rows
+      .map((r) => `${r.map((v) => (typeof v === 'bigint' ? String(v) : copyCell(v))).join(',')}\n`)
+      .join('')
+    expect(asText(w)).toBe(expected)
+  })
+
+  it('grows past its first buffer without losing or reordering a byte', () => {
+    const w = new CopyWriter()
+    let expected = ''
+    for (let i = 0; i < 5000; i++) {
+      const cell = `row ${i} ${'é'.repeat(i % 40)} "q"`
+      w.cell(i).cell(cell).endRow()
+      expected += `${i},${copyCell(cell)}\n`
+    }
+    expect(Buffer.byteLength(expected)).toBeGreaterThan(1 << 16)
+    expect(asText(w)).toBe(expected)
+  })
+
+  it('is a COPY payload copyCsvInto hands to the driver', async () => {
+    const queries: CompiledQuery[] = []
+    const db = { executeQuery: async (q: CompiledQuery) => queries.push(q) } as unknown as Kysely<any>
+    const w = new CopyWriter().cell('1').cell('a@b.c').endRow()
+    await copyCsvInto(db, 'users', ['id', 'email'], w.bytes())
+    expect(isCopyFrom(queries[0])).toBe(true)
   })
 })

@@ -1,5 +1,5 @@
 import { sql } from 'kysely'
-import { copyCell, copyCsvInto } from '../../lib/db/copy.ts'
+import { CopyWriter, copyCsvInto } from '../../lib/db/copy.ts'
 import type { Tx } from '../../lib/db/database.ts'
 import { timed } from '../../lib/phase-timer.ts'
 
@@ -19,27 +19,26 @@ export async function createStage(tx: Tx, columns: StageColumn[]) {
 
 /** COPYs rows (arrays in `columns` order) into the stage, then ANALYZEs it so joins plan on real counts. */
 export async function fillStage(tx: Tx, columns: StageColumn[], rows: readonly (readonly unknown[])[]) {
-  let csv = ''
+  const csv = new CopyWriter()
   for (const r of rows) {
-    let line = ''
     for (let i = 0; i < r.length; i++) {
       const v = r[i]
-      const cell =
+      csv.cell(
         v === undefined || v === null
-          ? ''
+          ? null
           : columns[i].type === 'jsonb'
-            ? copyCell(JSON.stringify(v))
-            : copyCell(v as string | number)
-      line += i === 0 ? cell : `,${cell}`
+            ? JSON.stringify(v)
+            : (v as string | number),
+      )
     }
-    csv += `${line}\n`
+    csv.endRow()
   }
   await timed('fill.copy', () =>
     copyCsvInto(
       tx,
       'bulk_stage',
       columns.map((c) => c.name),
-      csv,
+      csv.bytes(),
     ),
   )
   // Row count and the wave column are all the planner needs here; full statistics cost more.
