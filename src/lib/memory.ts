@@ -15,6 +15,6 @@ try {
 }
 
 /** A full collection blocks the event loop (tens of ms): only when the heap has grown past `aboveMB`. */
-export function releaseGarbage(aboveMB = 64) {
+export function releaseGarbage(aboveMB: number) {
   if (gc && v8.getHeapStatistics().used_heap_size > aboveMB * 1024 * 1024) gc()
 }

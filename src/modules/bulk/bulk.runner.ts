@@ -23,6 +23,13 @@ class ShuttingDown extends Error {}
 
 const MAX_ATTEMPTS = 5
 
+/**
+ * Heap (MB) past which a chunk's end forces a collection. On PostgreSQL, 128: a 1M-row import used
+ * 24.7 s of server CPU instead of 33.6 s at 64, in the same time, peaking at 266 MB instead of 244.
+ * On PGlite, 64: at 128 a 100k-row import ran 5-10 % faster but peaked at 450-458 MB, not 368-386.
+ */
+const garbageMB = (deps: AppDeps) => (deps.database.kind === 'postgres' ? 128 : 64)
+
 export function chunkRows(deps: AppDeps): number {
   return deps.config.bulk.chunkRows ?? (deps.database.kind === 'postgres' ? 10_000 : 5_000)
 }
@@ -136,7 +143,7 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
         .finally(() => {
           flights.delete(flight)
           sampleMemory()
-          releaseGarbage()
+          releaseGarbage(garbageMB(deps))
         }),
     }
     flights.add(flight)
