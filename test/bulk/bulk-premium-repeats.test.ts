@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { detailRows, runJob, startPlayedAndOneByOne } from '../support/bulk.ts'
-import type { TestApp } from '../support/harness.ts'
+import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
  * A premium file that names users many times is played in JS, chunk by chunk (bulk.premium-play.ts);
@@ -9,10 +9,13 @@ import type { TestApp } from '../support/harness.ts'
  */
 let played: TestApp
 let oneByOne: TestApp
+/** Chunks of five rows, up to four in flight (on PostgreSQL; PGlite applies one at a time). */
+let parallel: TestApp
 beforeAll(async () => {
   ;[played, oneByOne] = await startPlayedAndOneByOne()
+  parallel = await startTestApp({ worker: true, env: { BULK_CHUNK_ROWS: '5', BULK_PARALLEL_CHUNKS: '4' } })
 })
-afterAll(() => Promise.all([played?.close(), oneByOne?.close()]))
+afterAll(() => Promise.all([played?.close(), oneByOne?.close(), parallel?.close()]))
 
 const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
 const EMAILS = ['ann@x.io', 'bob@x.io', 'cat@x.io', 'dan@x.io']
@@ -58,6 +61,8 @@ async function run(t: TestApp) {
     .innerJoin('users', 'users.id', 'currency_ledger.user_id')
     .select(['users.email', 'amount', 'balance_after', 'reason', 'idempotency_key'])
     .where('currency_ledger.community_id', '=', c.id)
+    // Each user's entries in the order written; different users' chunks may commit in any order.
+    .orderBy('users.email')
     .orderBy('currency_ledger.id')
     .execute()
   const ownJob = (s: string | null) => s?.replaceAll(job.jobId, 'JOB')
@@ -107,5 +112,74 @@ describe('premium rows naming users many times', () => {
       [3, 'updated'],
     ])
     expect(fast).toEqual(reference)
+  })
+})
+
+describe('premium chunks in flight at once', () => {
+  const USERS = Array.from({ length: 40 }, (_, i) => `p${i}@x.io`)
+
+  /**
+   * 200 rows over 40 users: each user comes back every 40 rows (eight chunks later), and rows 3 and
+   * 8 of every ten (neighbouring chunks, different users) send one idempotency key.
+   */
+  function spreadFile(): string {
+    const lines = ['email,amount_op,amount,idempotency_key']
+    for (let i = 0; i < 200; i++) {
+      const subtract = i % 3 === 2
+      const amount = subtract ? (i % 11) + 1 : (i % 7) + 1
+      const key = i % 10 === 3 || i % 10 === 8 ? `k${Math.floor(i / 10)}` : ''
+      lines.push(`${USERS[(i * 3) % 40]},${subtract ? 'subtract' : 'add'},${amount},${key}`)
+    }
+    return `${lines.join('\n')}\n`
+  }
+
+  async function spreadRun(t: TestApp) {
+    const db = t.deps.database.db
+    const c = await t.factory.community()
+    for (const email of USERS) await t.factory.user(c.id, { email })
+    await db.updateTable('users').set({ premium: 10 }).where('community_id', '=', c.id).execute()
+    const job = await runJob(t, PREMIUM, c.bearer, { file: spreadFile() })
+    const rows = await detailRows(t, c.bearer, job.jobId, 'limit=500')
+    const balances = await db
+      .selectFrom('users')
+      .select(['email', 'premium'])
+      .where('community_id', '=', c.id)
+      .orderBy('email')
+      .execute()
+    const ledger = await db
+      .selectFrom('currency_ledger')
+      .innerJoin('users', 'users.id', 'currency_ledger.user_id')
+      .select(['users.email', 'amount', 'balance_after', 'idempotency_key'])
+      .where('currency_ledger.community_id', '=', c.id)
+      .orderBy('users.email')
+      .orderBy('currency_ledger.id')
+      .execute()
+    const chunks = await db
+      .selectFrom('bulk_job_chunks')
+      .select(['started_at', 'booked_at'])
+      .where('job_id', '=', job.jobId)
+      .orderBy('chunk_no')
+      .execute()
+    const ownJob = (k: string) => k.replaceAll(job.jobId, 'JOB')
+    return {
+      outcome: {
+        counts: [job.updated, job.skipped, job.failed],
+        rows: rows.map((r) => [r.row, r.action, r.error?.code ?? null]),
+        balances,
+        ledger: ledger.map((l) => ({ ...l, idempotency_key: ownJob(l.idempotency_key) })),
+      },
+      chunks: chunks.map((ch) => ({ started: +ch.started_at!, booked: +ch.booked_at! })),
+    }
+  }
+
+  it('end exactly as rows applied one by one, keys re-sent across chunks included', async () => {
+    const [fast, reference] = await Promise.all([spreadRun(parallel), spreadRun(oneByOne)])
+    const actions = new Set(reference.outcome.rows.map((r) => r[2] ?? r[1]))
+    expect([...actions].sort()).toEqual(['insufficient_balance', 'skipped', 'updated'])
+    expect(fast.outcome).toEqual(reference.outcome)
+    // On PostgreSQL the chunks did run at once: one began before another had booked its rows.
+    const rest = fast.chunks.slice(1)
+    const overlapping = rest.some((a, i) => rest.slice(i + 1).some((b) => b.started < a.booked))
+    expect(overlapping).toBe(parallel.deps.database.kind === 'postgres')
   })
 })

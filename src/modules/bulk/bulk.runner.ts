@@ -14,8 +14,16 @@ import {
 import { forgetDryRun } from './bulk.dry-run.ts'
 import { readUpload } from './bulk.files.ts'
 import { type Plan, planColumns } from './bulk.plan.ts'
+import { ledgerKey } from './bulk.premium-play.ts'
 import * as repo from './bulk.repo.ts'
-import { checkImportRow, checkPremiumRow, isRowError, type RowError } from './bulk.rows.ts'
+import {
+  checkImportRow,
+  checkPremiumRow,
+  type ImportRow,
+  isRowError,
+  type PremiumRow,
+  type RowError,
+} from './bulk.rows.ts'
 import { UsersStatistics } from './bulk.stats.ts'
 import { CsvParser, type CsvRecord, isCsvError } from './csv/csv-parser.ts'
 
@@ -75,14 +83,30 @@ type Batch = { rowNo: number; record: CsvRecord }[]
 type Range = { first: number; last: number }
 
 /**
- * Chunks applied at once: several only on PostgreSQL. One at a time for premium rows (one user has
- * several keys) and for files keyed by external id that carry emails: a row may give a user the
- * email another row takes away, and the chunks' claims cannot see an email only the table holds.
+ * Chunks applied at once: several only on PostgreSQL, whose claims (claimsOf) cannot overlap. One at
+ * a time where a claim cannot name every user a row touches: premium rows keyed by userId (one user
+ * has two ids, the 24-hex one and the numeric one), and files keyed by external id that carry
+ * emails (a row may give a user the email another row takes away, held only in the table).
  */
 function parallelChunks(deps: AppDeps, plan: Plan): number {
-  if (deps.database.kind !== 'postgres' || plan.type === 'premium_currency') return 1
-  if (plan.keyKind === 'external_id' && plan.emailIndex !== null) return 1
+  if (deps.database.kind !== 'postgres') return 1
+  if (plan.type === 'premium_currency' && plan.keyKind === 'user_id') return 1
+  if (plan.type !== 'premium_currency' && plan.keyKind === 'external_id' && plan.emailIndex !== null) return 1
   return deps.config.bulk.parallelChunks
+}
+
+/**
+ * What a chunk in flight holds: the users its rows name, and the idempotency keys of its premium
+ * rows (of two rows sending one key, the earlier in the file must be the one that applies).
+ */
+function claimsOf(job: repo.JobRow, rows: (ImportRow | PremiumRow)[]): Set<string> {
+  const claims = userNamesOf(rows)
+  for (const r of rows) {
+    if ('idempotencyKey' in r && r.idempotencyKey !== null) {
+      claims.add(`ledger:${ledgerKey({ communityId: job.community_id, jobId: job.id }, r)}`)
+    }
+  }
+  return claims
 }
 
 function overlaps(a: Set<string>, b: Set<string>): boolean {
@@ -121,7 +145,7 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
     if (done) break
     pending = source.next()
     const prepared = value.prepared!
-    const claims = lanes > 1 ? userNamesOf(prepared.valid) : new Set<string>()
+    const claims = lanes > 1 ? claimsOf(job, prepared.valid) : new Set<string>()
     const blocked = () =>
       flights.size >= (warm ? lanes : 1) || [...flights].some((f) => overlaps(f.claims, claims))
     while (failure === null && blocked()) await Promise.race([...flights].map((f) => f.done))
