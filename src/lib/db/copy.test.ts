@@ -1,8 +1,12 @@
 import type { CompiledQuery, Kysely } from 'kysely'
 import { describe, expect, it } from 'vitest'
-import { CopyWriter, copyCell, copyCsvInto, isCopyFrom } from './copy.ts'
+import { CopyWriter, copyCsvInto, isCopyFrom } from './copy.ts'
 
-describe('copyCell', () => {
+/** The COPY CSV text of one cell. */
+const copyCell = (v: string | number | bigint | boolean | null | undefined) =>
+  Buffer.from(new CopyWriter().cell(v).bytes()).toString('utf8')
+
+describe('CopyWriter cells', () => {
   it('writes null and undefined as an unquoted empty field (SQL NULL)', () => {
     expect(copyCell(null)).toBe('')
     expect(copyCell(undefined)).toBe('')
@@ -88,7 +92,7 @@ describe('copyCsvInto', () => {
 describe('CopyWriter', () => {
   const asText = (w: CopyWriter) => Buffer.from(w.bytes()).toString('utf8')
 
-  it('writes the bytes of copyCell cells joined by commas, one line per row', () => {
+  it('joins the cells of a row with commas and ends each row with a newline', () => {
     const rows: (string | number | bigint | boolean | null | undefined)[][] = [
       [1, 'a,b', 'x"y', '', null, undefined, -12.5, 9007199254740993n, true],
       ['multi\nline\r\n', '\\N', 'zürich 東京 🎉', 0],
@@ -98,9 +102,7 @@ describe('CopyWriter', () => {
       for (const v of r) w.cell(v)
       w.endRow()
     }
-    const expected = rows
-      .map((r) => `${r.map((v) => (typeof v === 'bigint' ? String(v) : copyCell(v))).join(',')}\n`)
-      .join('')
+    const expected = rows.map((r) => `${r.map(copyCell).join(',')}\n`).join('')
     expect(asText(w)).toBe(expected)
   })
 

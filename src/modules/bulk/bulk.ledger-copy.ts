@@ -1,4 +1,4 @@
-import { copyCell, copyCsvInto } from '../../lib/db/copy.ts'
+import { type CopyWriter, copyCsvInto } from '../../lib/db/copy.ts'
 import type { Tx } from '../../lib/db/database.ts'
 
 /** One ledger row a played chunk writes: a balance moved from `before` to `after`. */
@@ -13,17 +13,22 @@ export interface LedgerEntry {
   key: string
 }
 
-/** The entry as a line of COPY CSV, in copyLedger's column order. */
-export function ledgerLine(e: LedgerEntry): string {
-  return `${[e.communityId, e.userId, e.currency, String(e.after - e.before), String(e.after), e.source, e.reason, e.key].map(copyCell).join(',')}\n`
+/** Writes the entry as a row of COPY CSV, in copyLedger's column order. */
+export function writeLedger(w: CopyWriter, e: LedgerEntry) {
+  w.cell(e.communityId)
+    .cell(e.userId)
+    .cell(e.currency)
+    .cell(e.after - e.before)
+    .cell(e.after)
+  w.cell(e.source).cell(e.reason).cell(e.key).endRow()
 }
 
-/** Writes the lines of a played chunk (ledgerLine) in one COPY. */
-export function copyLedger(tx: Tx, lines: string) {
+/** Writes the rows of a played chunk (writeLedger) in one COPY. */
+export function copyLedger(tx: Tx, rows: CopyWriter) {
   return copyCsvInto(
     tx,
     'currency_ledger',
     ['community_id', 'user_id', 'currency', 'amount', 'balance_after', 'source', 'reason', 'idempotency_key'],
-    lines,
+    rows.bytes(),
   )
 }

@@ -1,7 +1,8 @@
 import { sql } from 'kysely'
+import { CopyWriter } from '../../lib/db/copy.ts'
 import type { Tx } from '../../lib/db/database.ts'
 import { userDeleted, userNotFound } from './bulk.failures.ts'
-import { copyLedger, ledgerLine } from './bulk.ledger-copy.ts'
+import { copyLedger, writeLedger } from './bulk.ledger-copy.ts'
 import type { PremiumPlan } from './bulk.plan.ts'
 import type { PremiumRow } from './bulk.rows.ts'
 import type { RowOutcome } from './bulk.users-shape.ts'
@@ -53,7 +54,7 @@ export async function playPremiumChunk(
 
   const outcomes: RowOutcome[] = []
   const changed = new Set<string>()
-  let ledger = ''
+  const ledger = new CopyWriter()
   rows.forEach((r, i) => {
     const uid = userOf.get(r.rowNo) ?? null
     const old = uid === null ? undefined : balance.get(uid)
@@ -79,7 +80,7 @@ export async function playPremiumChunk(
     usedKeys.add(keys[i])
     balance.set(uid, next)
     changed.add(uid)
-    ledger += ledgerLine({
+    writeLedger(ledger, {
       communityId: ctx.communityId,
       userId: uid,
       currency: 'premium',

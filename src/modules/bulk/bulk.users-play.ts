@@ -1,11 +1,11 @@
 import { sql } from 'kysely'
-import { copyCell, copyCsvInto } from '../../lib/db/copy.ts'
+import { CopyWriter, copyCsvInto } from '../../lib/db/copy.ts'
 import type { Tx } from '../../lib/db/database.ts'
 import { newId } from '../../lib/ids.ts'
 import { kindOf } from '../user-fields/field-types.ts'
 import { addDecimal, type Decimal, formatDecimal, parseDecimal, sameDecimal } from './bulk.decimal.ts'
 import { userDeleted, userNotFound } from './bulk.failures.ts'
-import { copyLedger, ledgerLine } from './bulk.ledger-copy.ts'
+import { copyLedger, writeLedger } from './bulk.ledger-copy.ts'
 import type { Target } from './bulk.plan.ts'
 import type { ImportRow } from './bulk.rows.ts'
 import { keyColumn, type RowOutcome, rowFailure, type UsersCtx, WRITTEN } from './bulk.users-shape.ts'
@@ -171,8 +171,8 @@ function numericOf(json: string): Decimal {
 interface Played {
   outcomes: RowOutcome[]
   users: UserState[]
-  histories: string
-  ledger: string
+  histories: CopyWriter
+  ledger: CopyWriter
 }
 
 function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>): Played {
@@ -180,8 +180,8 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
   const currencies = ctx.plan.targets.flatMap((t) =>
     t.kind === 'default' && (t.def.currency === 'xp' || t.def.currency === 'coins') ? [t.def.currency] : [],
   )
-  let histories = ''
-  let ledger = ''
+  const histories = new CopyWriter()
+  const ledger = new CopyWriter()
   for (const r of rows) {
     const s = states.get(r.key)
     if (!s) {
@@ -197,8 +197,8 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
       else {
         states.set(r.key, created)
         outcomes.push({ rowNo: r.rowNo, action: 'c', userId: created.id })
-        histories += historyLines(ctx, fresh, created)
-        ledger += ledgerLines(ctx, currencies, r, fresh, created)
+        writeHistories(ctx, histories, fresh, created)
+        writeLedgers(ctx, ledger, currencies, r, fresh, created)
       }
       continue
     }
@@ -218,8 +218,8 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
     }
     // Whether an email can move depends on who else moves in the chunk: the SQL path decides.
     if (next.text.email !== s.text.email) throw new CannotPlay()
-    histories += historyLines(ctx, s, next)
-    ledger += ledgerLines(ctx, currencies, r, s, next)
+    writeHistories(ctx, histories, s, next)
+    writeLedgers(ctx, ledger, currencies, r, s, next)
     next.changed = true
     states.set(r.key, next)
     outcomes.push({ rowNo: r.rowNo, action: 'u', userId: next.id })
@@ -227,26 +227,25 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
   return { outcomes, users: [...states.values()].filter((u) => u.changed), histories, ledger }
 }
 
-function historyLines(ctx: UsersCtx, before: UserState, after: UserState): string {
-  let out = ''
+function writeHistories(ctx: UsersCtx, w: CopyWriter, before: UserState, after: UserState) {
   ctx.plan.targets.forEach((t, i) => {
     if (t.kind !== 'custom' || sameJson(before.custom[i], after.custom[i])) return
-    out += `${[newId(), ctx.communityId, after.id, t.def.id, t.def.field, before.custom[i], after.custom[i], ctx.source, ctx.jobId].map(copyCell).join(',')}\n`
+    w.cell(newId()).cell(ctx.communityId).cell(after.id).cell(t.def.id).cell(t.def.field)
+    w.cell(before.custom[i]).cell(after.custom[i]).cell(ctx.source).cell(ctx.jobId).endRow()
   })
-  return out
 }
 
-function ledgerLines(
+function writeLedgers(
   ctx: UsersCtx,
+  w: CopyWriter,
   currencies: ('xp' | 'coins')[],
   r: ImportRow,
   before: UserState,
   after: UserState,
-): string {
-  let out = ''
+) {
   for (const c of currencies) {
     if (after[c] === before[c]) continue
-    out += ledgerLine({
+    writeLedger(w, {
       communityId: ctx.communityId,
       userId: after.id,
       currency: c,
@@ -257,7 +256,6 @@ function ledgerLines(
       key: `bulk:${ctx.jobId}:${r.rowNo}:${c}`,
     })
   }
-  return out
 }
 
 /** One user's record for jsonb_to_recordset: custom targets merged as raw JSON text (exact numbers). */
@@ -310,7 +308,7 @@ async function write(tx: Tx, ctx: UsersCtx, p: Played) {
     tx,
     'field_histories',
     ['id', 'community_id', 'user_id', 'field_id', 'field', 'old_value', 'new_value', 'source', 'changed_by'],
-    p.histories,
+    p.histories.bytes(),
   )
   await copyLedger(tx, p.ledger)
 }
