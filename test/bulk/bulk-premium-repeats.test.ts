@@ -48,7 +48,12 @@ async function run(t: TestApp) {
     file: 'email,amount,reason,idempotency_key\nbob@x.io,1,first,earlier\n',
   })
   expect(earlier).toMatchObject({ updated: 1 })
-  const job = await runJob(t, PREMIUM, c.bearer, { file: repeatedFile() })
+  return outcomeOf(t, c, await runJob(t, PREMIUM, c.bearer, { file: repeatedFile() }))
+}
+
+/** What a premium job left: its counts, each row's outcome, the balances and each user's ledger. */
+async function outcomeOf(t: TestApp, c: { id: string; bearer: Record<string, string> }, job: any) {
+  const db = t.deps.database.db
   const rows = await detailRows(t, c.bearer, job.jobId, 'limit=500')
   const balances = await db
     .selectFrom('users')
@@ -139,35 +144,14 @@ describe('premium chunks in flight at once', () => {
     for (const email of USERS) await t.factory.user(c.id, { email })
     await db.updateTable('users').set({ premium: 10 }).where('community_id', '=', c.id).execute()
     const job = await runJob(t, PREMIUM, c.bearer, { file: spreadFile() })
-    const rows = await detailRows(t, c.bearer, job.jobId, 'limit=500')
-    const balances = await db
-      .selectFrom('users')
-      .select(['email', 'premium'])
-      .where('community_id', '=', c.id)
-      .orderBy('email')
-      .execute()
-    const ledger = await db
-      .selectFrom('currency_ledger')
-      .innerJoin('users', 'users.id', 'currency_ledger.user_id')
-      .select(['users.email', 'amount', 'balance_after', 'idempotency_key'])
-      .where('currency_ledger.community_id', '=', c.id)
-      .orderBy('users.email')
-      .orderBy('currency_ledger.id')
-      .execute()
     const chunks = await db
       .selectFrom('bulk_job_chunks')
       .select(['started_at', 'booked_at'])
       .where('job_id', '=', job.jobId)
       .orderBy('chunk_no')
       .execute()
-    const ownJob = (k: string) => k.replaceAll(job.jobId, 'JOB')
     return {
-      outcome: {
-        counts: [job.updated, job.skipped, job.failed],
-        rows: rows.map((r) => [r.row, r.action, r.error?.code ?? null]),
-        balances,
-        ledger: ledger.map((l) => ({ ...l, idempotency_key: ownJob(l.idempotency_key) })),
-      },
+      outcome: await outcomeOf(t, c, job),
       chunks: chunks.map((ch) => ({ started: +ch.started_at!, booked: +ch.booked_at! })),
     }
   }
