@@ -124,6 +124,28 @@ describe('bulk CSV: encoding, line ends and quoting', () => {
 })
 
 describe('bulk CSV: bad rows fail alone, with their line', () => {
+  it('a file saved as Windows-1252 fails its non-UTF-8 rows with invalid_encoding; the ASCII rows apply', async () => {
+    const c = await t.factory.community()
+    // Excel's "CSV (Comma delimited)": "José" and "Zoë" are single bytes, not UTF-8.
+    const file = Buffer.concat([
+      Buffer.from('email,first_name\nann@x.io,Jos'),
+      Buffer.from([0xe9]),
+      Buffer.from('\nbob@x.io,Bob\nzoe@x.io,Zo'),
+      Buffer.from([0xeb]),
+      Buffer.from('\n'),
+    ])
+    const job = await runJob(t, IMPORT, c.bearer, { file })
+    expect(job).toMatchObject({ status: 'completed_with_errors', created: 1, failed: 2 })
+    const failed = await failedRows(t, c.bearer, job.jobId)
+    expect(failed.map((r) => [r.row, r.line, r.error.code])).toEqual([
+      [1, 2, 'invalid_encoding'],
+      [3, 4, 'invalid_encoding'],
+    ])
+    expect(failed[0].error.message).toContain('save the file as "CSV UTF-8"')
+    const users = await db().selectFrom('users').select('email').where('community_id', '=', c.id).execute()
+    expect(users).toEqual([{ email: 'bob@x.io' }])
+  })
+
   it('invalid email, xp=abc, too few or too many cells, empty key: each row fails with its code; the others apply', async () => {
     const { c, us } = await community()
     const [a, b] = us

@@ -8,7 +8,7 @@ import { StringDecoder } from 'node:string_decoder'
  * Output is identical however the input is split into chunks.
  */
 
-export type CsvErrorCode = 'malformed_quoting' | 'record_too_large'
+export type CsvErrorCode = 'malformed_quoting' | 'record_too_large' | 'invalid_encoding'
 export type CsvRow = { line: number; cells: string[] }
 export type CsvErrorRecord = { line: number; error: { code: CsvErrorCode; message: string }; raw: string }
 /** `line` is the 1-based physical line on which the record starts (the header is line 1). */
@@ -24,6 +24,7 @@ const QUOTE = 0x22
 const LF = 0x0a
 const CR = 0x0d
 const RAW_LIMIT = 1000
+const REPLACEMENT = '\uFFFD'
 const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 
 // Parser states.
@@ -52,6 +53,8 @@ export class CsvParser {
   private recBytes = 0 // UTF-8 size of the record's text in earlier chunks
   private rawPrefix = '' // first RAW_LIMIT chars of the record's text in earlier chunks
   private pendingError: { code: CsvErrorCode; message: string } | null = null
+  // Whether the decoded text so far held U+FFFD: the decoder's stand-in for bytes that are not UTF-8.
+  private replaced = false
 
   // The chunk being scanned, where the record's text starts in it, and that position's line.
   private s = ''
@@ -119,6 +122,7 @@ export class CsvParser {
     }
     const n = s.length
     if (n === 0) return
+    if (!this.replaced && s.includes(REPLACEMENT)) this.replaced = true
     this.s = s
     this.seg = 0
     this.nComma = this.nLF = this.nCR = this.nQuote = -1
@@ -369,7 +373,15 @@ export class CsvParser {
   }
 
   private emitRow(): void {
-    this.out.push({ line: this.recLine, cells: this.cells })
+    // A file saved in another encoding (Excel's "CSV (Comma delimited)" is Windows-1252) would
+    // otherwise store "Jos\uFFFD" for "José" without a word: the row fails, saying why.
+    if (this.replaced && this.cells.some((c) => c.includes(REPLACEMENT))) {
+      this.emitError(
+        'invalid_encoding',
+        `Line ${this.recLine} is not UTF-8 text (another encoding, such as Windows-1252?): save the file as "CSV UTF-8" and upload it again`,
+        this.cells.join(',').slice(0, RAW_LIMIT),
+      )
+    } else this.out.push({ line: this.recLine, cells: this.cells })
     this.cells = []
   }
 

@@ -1,6 +1,13 @@
 import { Readable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import { CsvParser, type CsvParserOptions, type CsvRecord, isCsvError, parseCsv } from './csv-parser.ts'
+import {
+  type CsvErrorRecord,
+  CsvParser,
+  type CsvParserOptions,
+  type CsvRecord,
+  isCsvError,
+  parseCsv,
+} from './csv-parser.ts'
 import { csvLine, neutralizeCell } from './csv-writer.ts'
 import { CsvRecordCounter } from './record-counter.ts'
 
@@ -217,6 +224,22 @@ describe('CsvParser chunk boundaries', () => {
       { line: 2, cells: ['€', '😀', 'é'] },
     ])
     expectChunkInvariant(buf)
+  })
+
+  it('fails a row holding bytes that are not UTF-8 (a Windows-1252 "é"), and only that row', () => {
+    const buf = Buffer.concat([enc('email,name\nann@x.io,Jos'), Buffer.from([0xe9]), enc('\nbob@x.io,Bob\n')])
+    const records = parseChunks([buf.subarray(0, 20), buf.subarray(20)])
+    expect(records.map((r) => ('error' in r ? { line: r.line, error: r.error.code } : r))).toEqual([
+      { line: 1, cells: ['email', 'name'] },
+      { line: 2, error: 'invalid_encoding' },
+      { line: 3, cells: ['bob@x.io', 'Bob'] },
+    ])
+    expect((records[1] as CsvErrorRecord).error.message).toMatch(/^Line 2 is not UTF-8 text .*CSV UTF-8/)
+    // A file cut short inside a multi-byte character fails its last row the same way.
+    const cut = enc('x\né')
+    expect(
+      parseChunks([cut.subarray(0, cut.length - 1)]).map((r) => ('error' in r ? r.error.code : r.cells)),
+    ).toEqual([['x'], 'invalid_encoding'])
   })
 
   it('counts a CRLF split across chunks once', () => {
