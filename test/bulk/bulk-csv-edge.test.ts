@@ -352,6 +352,21 @@ describe('bulk CSV: files and headers', () => {
     ])
   })
 
+  it('a file separated by semicolons or tabs fails the job with unsupported_delimiter, saying so', async () => {
+    const { c } = await community(0)
+    const premium = '/apis/v1/users/bulk-update/premium-currency'
+    for (const [path, file, what] of [
+      [IMPORT, 'email;first_name;xp\nann@x.io;Ann;5\n', 'semicolons'],
+      [UPDATE, 'email\tfirst_name\nann@x.io\tAnn\n', 'tabs'],
+      [premium, 'email;amount\nann@x.io;5\n', 'semicolons'],
+    ]) {
+      const job = await runJob(t, path, c.bearer, { file })
+      expect(job).toMatchObject({ status: 'failed', processed: 0, error: { code: 'unsupported_delimiter' } })
+      expect(job.error.message).toContain(`separates its columns with ${what}`)
+    }
+    expect(await db().selectFrom('users').select('id').where('community_id', '=', c.id).execute()).toEqual([])
+  })
+
   it('a duplicate header column fails the job with duplicate_column (also when two spellings mean one field)', async () => {
     const { c, us } = await community(1)
     for (const header of [

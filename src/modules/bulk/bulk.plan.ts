@@ -83,7 +83,26 @@ export interface PlanContext {
   customFields: CustomFieldDef[]
 }
 
+/**
+ * Excel saves "CSV" with semicolons where the decimal separator is a comma (most of Europe), and
+ * some tools export tabs: such a header reads as one column. Said plainly, instead of a missing key.
+ */
+function otherDelimiter(rawHeader: string[]): string | null {
+  if (rawHeader.length !== 1) return null
+  if (rawHeader[0].includes(';')) return 'semicolons'
+  if (rawHeader[0].includes('\t')) return 'tabs'
+  return null
+}
+
 export function planColumns(rawHeader: string[], ctx: PlanContext): PlanResult {
+  const delimiter = otherDelimiter(rawHeader)
+  if (delimiter) {
+    return {
+      ok: false,
+      code: 'unsupported_delimiter',
+      message: `The header separates its columns with ${delimiter}: upload a comma-separated file (in Excel, save as "CSV UTF-8 (Comma delimited)")`,
+    }
+  }
   const columns = rawHeader.map(canonical)
   // `externalId` (the create-user API's name) means the community's identifier field.
   const alias = columns.indexOf('externalId')
