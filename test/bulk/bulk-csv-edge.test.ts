@@ -121,6 +121,32 @@ describe('bulk CSV: encoding, line ends and quoting', () => {
     })
     expect(details.json().data.rows.map((r: { line: number }) => r.line)).toEqual([3, 6])
   })
+
+  it("a spreadsheet's padding is ignored: empty trailing header columns, and rows of only commas", async () => {
+    const c = await t.factory.community()
+    const file = 'email,first_name,,\nann@x.io,Ann,,\nbob@x.io,Bob\n,,,\n , ,,\ncat@x.io,Cat,,oops\n,,,\n'
+    const job = await runJob(t, IMPORT, c.bearer, { file })
+    expect(job).toMatchObject({
+      status: 'completed_with_errors',
+      total: 3,
+      created: 2,
+      failed: 1,
+      unknownColumns: [],
+    })
+    // A value under a column without a name is not dropped silently: that row fails.
+    const failed = await failedRows(t, c.bearer, job.jobId)
+    expect(failed.map((r) => [r.row, r.line, r.error.code])).toEqual([[3, 6, 'column_count_mismatch']])
+    const users = await db()
+      .selectFrom('users')
+      .select(['email', 'first_name'])
+      .where('community_id', '=', c.id)
+      .orderBy('email')
+      .execute()
+    expect(users).toEqual([
+      { email: 'ann@x.io', first_name: 'Ann' },
+      { email: 'bob@x.io', first_name: 'Bob' },
+    ])
+  })
 })
 
 describe('bulk CSV: bad rows fail alone, with their line', () => {

@@ -94,6 +94,26 @@ function otherDelimiter(rawHeader: string[]): string | null {
   return null
 }
 
+/**
+ * Spreadsheets pad what they export: a header "email,first_name,," once a wider range was touched,
+ * and rows ",,," below the data. Trailing empty header names are dropped (`named` is how many
+ * columns are left), and so are a row's cells past them when they are blank.
+ */
+export function namedColumns(rawHeader: string[]): number {
+  let named = rawHeader.length
+  while (named > 1 && rawHeader[named - 1].trim() === '') named--
+  return named
+}
+
+export function dropPadding(cells: string[], named: number): string[] {
+  if (cells.length <= named) return cells
+  for (let i = named; i < cells.length; i++) if (cells[i].trim() !== '') return cells
+  return cells.slice(0, named)
+}
+
+/** A row with no value at all (",,," in a spreadsheet's export) carries nothing: it is skipped like a blank line. */
+export const isBlankRow = (cells: string[]) => cells.every((c) => c.trim() === '')
+
 export function planColumns(rawHeader: string[], ctx: PlanContext): PlanResult {
   const delimiter = otherDelimiter(rawHeader)
   if (delimiter) {

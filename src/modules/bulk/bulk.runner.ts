@@ -13,7 +13,7 @@ import {
 } from './bulk.chunk.ts'
 import { forgetDryRun } from './bulk.dry-run.ts'
 import { readUpload } from './bulk.files.ts'
-import { type Plan, planColumns } from './bulk.plan.ts'
+import { dropPadding, isBlankRow, namedColumns, type Plan, planColumns } from './bulk.plan.ts'
 import { ledgerKey } from './bulk.premium-play.ts'
 import * as repo from './bulk.repo.ts'
 import {
@@ -203,15 +203,21 @@ async function* preparedBatches(
     for await (const piece of readUpload(deps.database.db, job.id, job.file_chunks)) yield* parser.push(piece)
     yield* parser.end()
   }
+  let named = 0 // the header's columns, trailing empty names dropped
   for await (const record of records()) {
     if (!plan) {
       if (isCsvError(record)) return { code: 'malformed_header', message: `Header: ${record.error.message}` }
-      const p = planColumns(record.cells, { type: job.type, ...ctx })
+      named = namedColumns(record.cells)
+      const p = planColumns(record.cells.slice(0, named), { type: job.type, ...ctx })
       if (!p.ok) return { code: p.code, message: p.message }
       plan = p.plan
       await startProcessing(deps, job, plan)
       yield { plan, prepared: null }
       continue
+    }
+    if (!isCsvError(record)) {
+      if (isBlankRow(record.cells)) continue
+      record.cells = dropPadding(record.cells, named)
     }
     rowNo++
     while (nextDone < done.length && done[nextDone].last < rowNo) nextDone++
