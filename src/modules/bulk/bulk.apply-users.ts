@@ -2,13 +2,12 @@ import { type RawBuilder, sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
 import { timed } from '../../lib/phase-timer.ts'
 import { sqlObjectId } from '../field-histories/set-based.ts'
-import { kindOf } from '../user-fields/field-types.ts'
-import { userDeleted, userNotFound } from './bulk.failures.ts'
-import type { ImportPlan, Target } from './bulk.plan.ts'
+import { rowFailure, userDeleted, userNotFound } from './bulk.failures.ts'
+import { emailsMayMove, type ImportPlan, isNumericTarget, type Target, targetName } from './bulk.plan.ts'
 import type { ImportRow } from './bulk.rows.ts'
 import { assignWaves, createStage, fillStage, indexWaves, type StageColumn } from './bulk.stage.ts'
 import { playUsersChunk } from './bulk.users-play.ts'
-import { keyColumn, type RowOutcome, rowFailure, type UsersCtx, WRITTEN } from './bulk.users-shape.ts'
+import { currenciesOf, keyColumn, type RowOutcome, type UsersCtx, WRITTEN } from './bulk.users-shape.ts'
 
 /**
  * Set-based SQL for bulk import and bulk update: a chunk is COPYed into the stage, then per wave
@@ -19,9 +18,6 @@ import { keyColumn, type RowOutcome, rowFailure, type UsersCtx, WRITTEN } from '
 
 const col = (i: number) => `v${i}`
 const opCol = (i: number) => `o${i}`
-const nameOf = (t: Target) => (t.kind === 'default' ? t.def.column : t.def.field)
-const isNumeric = (t: Target) =>
-  t.kind === 'default' ? t.def.type === 'number' : kindOf(t.def.type) === 'number'
 
 export function stageColumns(plan: ImportPlan): StageColumn[] {
   const cols: StageColumn[] = [
@@ -66,8 +62,8 @@ function numericExpr(t: Target, i: number, current: RawBuilder<unknown>): RawBui
 
 function customExpr(t: Target, i: number): RawBuilder<unknown> {
   const v = sql.ref(`s.${col(i)}`)
-  if (t.opIndex === null || !isNumeric(t)) return sql`${v}`
-  const current = sql`coalesce((b.custom_fields ->> ${nameOf(t)})::numeric, 0)`
+  if (t.opIndex === null || !isNumericTarget(t)) return sql`${v}`
+  const current = sql`coalesce((b.custom_fields ->> ${targetName(t)})::numeric, 0)`
   const op = sql.ref(`s.${opCol(i)}`)
   return sql`CASE WHEN ${v} IS NULL THEN NULL WHEN ${op} = 'add' THEN to_jsonb(${current} + (${v})::numeric)
     WHEN ${op} = 'subtract' THEN to_jsonb(${current} - (${v})::numeric) ELSE ${v} END`
@@ -79,8 +75,8 @@ function newValues(plan: ImportPlan): RawBuilder<unknown> {
   const defaults = new Map<string, RawBuilder<unknown>>()
   const customs: RawBuilder<unknown>[] = []
   plan.targets.forEach((t, i) => {
-    if (t.kind === 'custom') customs.push(sql`${nameOf(t)}::text, ${customExpr(t, i)}`)
-    else if (isNumeric(t)) defaults.set(t.def.column, numericExpr(t, i, sql.ref(`b.${t.def.column}`)))
+    if (t.kind === 'custom') customs.push(sql`${targetName(t)}::text, ${customExpr(t, i)}`)
+    else if (isNumericTarget(t)) defaults.set(t.def.column, numericExpr(t, i, sql.ref(`b.${t.def.column}`)))
     else defaults.set(t.def.column, sql`coalesce(${sql.ref(`s.${col(i)}`)}, ${sql.ref(`b.${t.def.column}`)})`)
   })
   for (const c of WRITTEN) parts.push(sql`${defaults.get(c) ?? sql.ref(`b.${c}`)} AS ${sql.ref(`n_${c}`)}`)
@@ -102,7 +98,7 @@ function historyInsert(
   const customs = ctx.plan.targets.filter((t) => t.kind === 'custom')
   if (customs.length === 0) return null
   const fields = sql.join(
-    customs.map((t) => sql`(${nameOf(t)}::text, ${t.kind === 'custom' ? t.def.id : null}::text)`),
+    customs.map((t) => sql`(${targetName(t)}::text, ${t.kind === 'custom' ? t.def.id : null}::text)`),
   )
   return sql`INSERT INTO field_histories (id, community_id, user_id, field_id, field, old_value, new_value, source, changed_by)
     SELECT ${sqlObjectId}, ${ctx.communityId}, ${userId}, f.fid, f.k,
@@ -116,9 +112,7 @@ function ledgerInsert(
   from: RawBuilder<unknown>,
   userId: RawBuilder<unknown>,
 ): RawBuilder<unknown> | null {
-  const currencies = ctx.plan.targets.flatMap((t) =>
-    t.kind === 'default' && t.def.currency ? [t.def.currency] : [],
-  )
+  const currencies = currenciesOf(ctx.plan)
   if (currencies.length === 0) return null
   const selects = currencies.map(
     (
@@ -158,13 +152,12 @@ async function updateMatched(tx: Tx, ctx: UsersCtx, rows: Rows): Promise<RowOutc
   // it), before the UPDATE, instead of making the database refuse the whole statement (see
   // applyOrSplit). A holder an earlier row moves away is left to the UPDATE: if that move fails
   // too, the database refuses the statement and the split applies the rows one after the other.
-  const taken =
-    ctx.plan.keyKind === 'external_id' && ctx.plan.emailIndex !== null
-      ? sql`(s.email IS NOT NULL AND s.email IS DISTINCT FROM b.email AND EXISTS (SELECT 1 FROM users o
+  const taken = emailsMayMove(ctx.plan)
+    ? sql`(s.email IS NOT NULL AND s.email IS DISTINCT FROM b.email AND EXISTS (SELECT 1 FROM users o
           WHERE o.community_id = ${ctx.communityId} AND o.email = s.email AND o.id <> b.id
           AND NOT EXISTS (SELECT 1 FROM p WHERE p.uid = o.id AND p.row_no < s.row_no
             AND p.email IS NOT NULL AND p.email <> o.email)))`
-      : sql`false`
+    : sql`false`
   const ctes: RawBuilder<unknown>[] = [
     // A LATERAL subquery fenced with OFFSET 0 keeps each lookup an index probe: as a plain join
     // the planner may scan the community's whole key index once per chunk. (Not LIMIT 1: a limit

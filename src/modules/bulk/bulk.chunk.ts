@@ -66,8 +66,11 @@ const dryRunNames = (rows: (ImportRow | PremiumRow)[]) => [
   ...new Set([...userNamesOf(rows), ...rows.map((r) => r.key.toLowerCase())]),
 ]
 
-/** Premium rows' own idempotency keys: the ledger keys a row of a later chunk may send again. */
-const dryRunLedgerKeys = (job: repo.JobRow, rows: (ImportRow | PremiumRow)[]) =>
+/**
+ * The ledger keys of premium rows that carry their own idempotency key: another row (in a chunk in
+ * flight at once, or in a later chunk of a dry run) may send the same key again.
+ */
+export const sentLedgerKeys = (job: repo.JobRow, rows: (ImportRow | PremiumRow)[]) =>
   rows.flatMap((r) =>
     'idempotencyKey' in r && r.idempotencyKey !== null
       ? [ledgerKey({ communityId: job.community_id, jobId: job.id }, r)]
@@ -107,11 +110,8 @@ export async function commitChunk(
             jobId: job.id,
             communityId: job.community_id,
             names: dryRunNames(valid),
-            nameKinds: nameKindsFor(
-              plan.keyKind,
-              plan.type !== 'premium_currency' && plan.keyKind === 'external_id' && plan.emailIndex !== null,
-            ),
-            ledgerKeys: dryRunLedgerKeys(job, valid),
+            nameKinds: nameKindsFor(plan),
+            ledgerKeys: sentLedgerKeys(job, valid),
           },
           () => applyRows(tx, job, plan, valid),
         )

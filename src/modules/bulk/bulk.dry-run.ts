@@ -1,7 +1,7 @@
 import { type RawBuilder, sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
 import { timed } from '../../lib/phase-timer.ts'
-import type { KeyKind } from './bulk.plan.ts'
+import { emailsMayMove, type Plan } from './bulk.plan.ts'
 import { type RowOutcome, WRITTEN } from './bulk.users-shape.ts'
 
 /**
@@ -51,10 +51,10 @@ export type NameKind = 'id' | 'seq' | 'email' | 'external_id' | 'real_email'
  * rows keyed by email name users by email; by external id, by that, and by the email cells
  * that may move (a user is then also found by the email it really holds); by userId, by either id.
  */
-export function nameKindsFor(keyKind: KeyKind, emailsMove: boolean): readonly NameKind[] {
-  if (keyKind === 'user_id') return ['id', 'seq'] as const
-  if (keyKind === 'email') return ['email'] as const
-  return emailsMove ? (['external_id', 'email', 'real_email'] as const) : (['external_id'] as const)
+export function nameKindsFor(plan: Plan): readonly NameKind[] {
+  if (plan.keyKind === 'user_id') return ['id', 'seq'] as const
+  if (plan.keyKind === 'email') return ['email'] as const
+  return emailsMayMove(plan) ? (['external_id', 'email', 'real_email'] as const) : (['external_id'] as const)
 }
 
 export async function applyAsDryRun(

@@ -19,6 +19,20 @@ export const userNotFound = (plan: Keyed, r: { rowNo: number; key: string }): Ro
   }
 }
 
+/** A user row whose xp or coins would end below zero, and a new user without an email. */
+export const rowFailure = {
+  negative: { action: 'f', code: 'negative_balance', message: 'xp and coins cannot go below zero' },
+  missingEmail: { action: 'f', code: 'missing_email', field: 'email', message: 'A new user needs an email' },
+} as const
+
+/** A premium row whose balance would end below zero. */
+export const INSUFFICIENT = {
+  action: 'f',
+  code: 'insufficient_balance',
+  field: 'amount',
+  message: 'The balance cannot go below zero',
+} as const
+
 export const userDeleted = (plan: Keyed, rowNo: number): RowOutcome => ({
   rowNo,
   action: 'f',

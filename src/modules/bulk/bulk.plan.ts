@@ -56,6 +56,20 @@ export interface PremiumPlan {
 
 export type Plan = ImportPlan | PremiumPlan
 
+/** A target's field: the default field's column, or the custom field's name. */
+export const targetName = (t: Target) => (t.kind === 'default' ? t.def.column : t.def.field)
+
+export const isNumericTarget = (t: Target) =>
+  t.kind === 'default' ? t.def.type === 'number' : kindOf(t.def.type) === 'number'
+
+/**
+ * A file keyed by external id that carries emails may move an email from one user to another: its
+ * chunks cannot claim every user a row touches (the holder is known only to the table), and a dry
+ * run must find a user by the email it really holds.
+ */
+export const emailsMayMove = (plan: Plan) =>
+  plan.type !== 'premium_currency' && plan.keyKind === 'external_id' && plan.emailIndex !== null
+
 export type PlanResult = { ok: true; plan: Plan } | { ok: false; code: string; message: string }
 
 /** Header spellings accepted for default fields, besides the database names. */
@@ -168,10 +182,8 @@ export function planColumns(rawHeader: string[], ctx: PlanContext): PlanResult {
     used.add(index)
   })
   for (const t of targets) {
-    const numeric = t.kind === 'default' ? t.def.type === 'number' : kindOf(t.def.type) === 'number'
-    const opName = `${t.kind === 'default' ? t.def.column : t.def.field}_op`
-    const op = indexOf(opName)
-    if (op !== null && numeric) {
+    const op = indexOf(`${targetName(t)}_op`)
+    if (op !== null && isNumericTarget(t)) {
       t.opIndex = op
       used.add(op)
     }

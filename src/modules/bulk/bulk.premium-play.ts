@@ -1,7 +1,7 @@
 import { sql } from 'kysely'
 import { CopyWriter } from '../../lib/db/copy.ts'
 import type { Tx } from '../../lib/db/database.ts'
-import { userDeleted, userNotFound } from './bulk.failures.ts'
+import { INSUFFICIENT, userDeleted, userNotFound } from './bulk.failures.ts'
 import { copyLedger, writeLedger } from './bulk.ledger-copy.ts'
 import type { PremiumPlan } from './bulk.plan.ts'
 import type { PremiumRow } from './bulk.rows.ts'
@@ -25,13 +25,6 @@ export const ledgerKey = (ctx: PlayCtx, r: PremiumRow) =>
 
 export const reasonOf = (ctx: PlayCtx, r: PremiumRow) => r.reason ?? `bulk job ${ctx.jobId}`
 export const PREMIUM_SOURCE = 'bulk_premium_currency'
-
-export const INSUFFICIENT = {
-  action: 'f',
-  code: 'insufficient_balance',
-  field: 'amount',
-  message: 'The balance cannot go below zero',
-} as const
 
 export async function playPremiumChunk(
   tx: Tx,

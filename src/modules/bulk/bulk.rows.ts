@@ -1,6 +1,6 @@
 import { newId } from '../../lib/ids.ts'
 import { coerceFieldValue, type FieldValue, parseIsoDate } from '../user-fields/field-types.ts'
-import { type ImportPlan, OPS, type Op, type PremiumPlan } from './bulk.plan.ts'
+import { type ImportPlan, OPS, type Op, type PremiumPlan, targetName } from './bulk.plan.ts'
 
 /** One CSV row checked in JS before it reaches SQL: a value per target, or the reason it fails. */
 export interface RowError {
@@ -143,7 +143,7 @@ export function checkImportRow(
   const ops: (Op | null)[] = []
   for (const t of plan.targets) {
     const raw = restoreNeutralized(cells[t.index]).trim()
-    const name = t.kind === 'default' ? t.def.column : t.def.field
+    const name = targetName(t)
     const op = t.opIndex === null ? 'overwrite' : parseOp(cells[t.opIndex], name, 'overwrite')
     if (isFail(op)) return bad(op, key)
     ops.push(t.opIndex === null ? null : op)

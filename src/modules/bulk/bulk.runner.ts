@@ -9,12 +9,12 @@ import {
   commitChunk,
   LeaseLost,
   type Prepared,
+  sentLedgerKeys,
   userNamesOf,
 } from './bulk.chunk.ts'
 import { forgetDryRun } from './bulk.dry-run.ts'
 import { readUpload } from './bulk.files.ts'
-import { dropPadding, isBlankRow, namedColumns, type Plan, planColumns } from './bulk.plan.ts'
-import { ledgerKey } from './bulk.premium-play.ts'
+import { dropPadding, emailsMayMove, isBlankRow, namedColumns, type Plan, planColumns } from './bulk.plan.ts'
 import * as repo from './bulk.repo.ts'
 import {
   checkImportRow,
@@ -92,7 +92,7 @@ type Range = { first: number; last: number }
 function parallelChunks(deps: AppDeps, plan: Plan): number {
   if (deps.database.kind !== 'postgres') return 1
   if (plan.type === 'premium_currency' && plan.keyKind === 'user_id') return 1
-  if (plan.type !== 'premium_currency' && plan.keyKind === 'external_id' && plan.emailIndex !== null) return 1
+  if (emailsMayMove(plan)) return 1
   return deps.config.bulk.parallelChunks
 }
 
@@ -102,11 +102,7 @@ function parallelChunks(deps: AppDeps, plan: Plan): number {
  */
 function claimsOf(job: repo.JobRow, rows: (ImportRow | PremiumRow)[]): Set<string> {
   const claims = userNamesOf(rows)
-  for (const r of rows) {
-    if ('idempotencyKey' in r && r.idempotencyKey !== null) {
-      claims.add(`ledger:${ledgerKey({ communityId: job.community_id, jobId: job.id }, r)}`)
-    }
-  }
+  for (const key of sentLedgerKeys(job, rows)) claims.add(`ledger:${key}`)
   return claims
 }
 

@@ -2,13 +2,12 @@ import { sql } from 'kysely'
 import { CopyWriter, copyCsvInto } from '../../lib/db/copy.ts'
 import type { Tx } from '../../lib/db/database.ts'
 import { newId } from '../../lib/ids.ts'
-import { kindOf } from '../user-fields/field-types.ts'
 import { addDecimal, type Decimal, formatDecimal, parseDecimal, sameDecimal } from './bulk.decimal.ts'
-import { userDeleted, userNotFound } from './bulk.failures.ts'
+import { rowFailure, userDeleted, userNotFound } from './bulk.failures.ts'
 import { copyLedger, writeLedger } from './bulk.ledger-copy.ts'
-import type { Target } from './bulk.plan.ts'
+import { isNumericTarget, targetName } from './bulk.plan.ts'
 import type { ImportRow } from './bulk.rows.ts'
-import { keyColumn, type RowOutcome, rowFailure, type UsersCtx, WRITTEN } from './bulk.users-shape.ts'
+import { currenciesOf, keyColumn, type RowOutcome, type UsersCtx, WRITTEN } from './bulk.users-shape.ts'
 
 /**
  * Import and update rows of a chunk that names some user more than once, played in JS: the chunk's
@@ -45,7 +44,6 @@ interface UserState {
 
 const TEXT_COLUMNS = WRITTEN.filter((c): c is Text => c !== 'xp' && c !== 'coins' && c !== 'join_date')
 const INT64_MAX = 2n ** 63n - 1n
-const nameOf = (t: Target) => (t.kind === 'default' ? t.def.column : t.def.field)
 
 class CannotPlay extends Error {}
 
@@ -67,7 +65,7 @@ function sameJson(a: string | null, b: string | null): boolean {
 async function lockUsers(tx: Tx, ctx: UsersCtx, keys: string[]) {
   const key = keyColumn(ctx.plan)
   const customs = ctx.plan.targets.flatMap((t, i) =>
-    t.kind === 'custom' ? [sql`(custom_fields -> ${nameOf(t)}::text)::text AS ${sql.ref(`c${i}`)}`] : [],
+    t.kind === 'custom' ? [sql`(custom_fields -> ${targetName(t)}::text)::text AS ${sql.ref(`c${i}`)}`] : [],
   )
   const res = await sql<Record<string, string | null> & { id: string; key: string; deleted: boolean }>`
     SELECT id, ${sql.ref(key)} AS key, deleted_at IS NOT NULL AS deleted,
@@ -130,7 +128,7 @@ function applyRow(ctx: UsersCtx, s: UserState, r: ImportRow): UserState | null {
     const op = t.opIndex === null ? 'overwrite' : (r.ops[i] ?? 'overwrite')
     if (t.kind === 'custom') {
       let value = JSON.stringify(v)
-      if (kindOf(t.def.type) === 'number' && t.opIndex !== null && op !== 'overwrite') {
+      if (isNumericTarget(t) && t.opIndex !== null && op !== 'overwrite') {
         const current = s.custom[i] === null ? { digits: 0n, scale: 0 } : numericOf(s.custom[i]!)
         value = formatDecimal(addDecimal(current, parseDecimal(value)!, op === 'subtract' ? -1n : 1n))
       }
@@ -177,9 +175,7 @@ interface Played {
 
 function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>): Played {
   const outcomes: RowOutcome[] = []
-  const currencies = ctx.plan.targets.flatMap((t) =>
-    t.kind === 'default' && (t.def.currency === 'xp' || t.def.currency === 'coins') ? [t.def.currency] : [],
-  )
+  const currencies = currenciesOf(ctx.plan)
   const histories = new CopyWriter()
   const ledger = new CopyWriter()
   for (const r of rows) {

@@ -34,10 +34,10 @@ export const WRITTEN = [
   'coins',
 ] as const
 
-export const keyColumn = (plan: ImportPlan) => (plan.keyKind === 'external_id' ? 'external_id' : 'email')
+/** The balances a plan's columns move (premium is not a bulk-update column). */
+export const currenciesOf = (plan: ImportPlan) =>
+  plan.targets.flatMap((t) =>
+    t.kind === 'default' && (t.def.currency === 'xp' || t.def.currency === 'coins') ? [t.def.currency] : [],
+  )
 
-/** How a user row fails, the same whichever path applies it (see also bulk.failures.ts). */
-export const rowFailure = {
-  negative: { action: 'f', code: 'negative_balance', message: 'xp and coins cannot go below zero' },
-  missingEmail: { action: 'f', code: 'missing_email', field: 'email', message: 'A new user needs an email' },
-} as const
+export const keyColumn = (plan: ImportPlan) => (plan.keyKind === 'external_id' ? 'external_id' : 'email')
