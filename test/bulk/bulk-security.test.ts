@@ -1,6 +1,9 @@
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { COMMUNITY_KEY_PERMISSIONS } from '../../src/lib/auth/permissions.ts'
 import { newId } from '../../src/lib/ids.ts'
+import { PIECE_BYTES } from '../../src/modules/bulk/bulk.files.ts'
 import { runJob, upload, waitForJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 import { multipart } from '../support/multipart.ts'
@@ -351,3 +354,57 @@ describe('bad forms', () => {
     expect(await jobsOf(lim, c.id)).toEqual([])
   })
 })
+
+describe('an upload that breaks off', () => {
+  it('leaves no job, no stored piece and no log entry when the client drops the connection mid-file', async () => {
+    const c = await t.factory.community()
+    const address = await t.app.listen({ host: '127.0.0.1', port: 0 })
+    const { port } = new URL(address)
+    const rows = Array.from({ length: 150_000 }, (_, i) => `cut${i}@x.io,Name ${i}`).join('\n')
+    const body = multipart({ file: `email,first_name\n${rows}\n` })
+    expect(body.payload.length).toBeGreaterThan(3 * PIECE_BYTES)
+    const { db } = t.deps.database
+    const pieces = async () =>
+      Number(
+        (
+          await db
+            .selectFrom('bulk_files')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .where('community_id', '=', c.id)
+            .executeTakeFirstOrThrow()
+        ).n,
+      )
+
+    // Send the headers and the first 2.5 MiB (two pieces stored), then drop the connection.
+    const socket = connect(Number(port), '127.0.0.1')
+    await once(socket, 'connect')
+    const head = Object.entries({
+      ...c.bearer,
+      ...body.headers,
+      'content-length': String(body.payload.length),
+    })
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('')
+    socket.write(`POST ${IMPORT} HTTP/1.1\r\nhost: 127.0.0.1\r\n${head}\r\n`)
+    socket.write(body.payload.subarray(0, Math.floor(2.5 * PIECE_BYTES)))
+    await until(async () => (await pieces()) >= 2)
+    socket.destroy()
+
+    await until(async () => (await pieces()) === 0)
+    expect(await jobsOf(t, c.id)).toEqual([])
+    const logged = await db.selectFrom('api_log').select('kind').where('community_id', '=', c.id).execute()
+    expect(logged.filter((l) => l.kind === 'bulk_job')).toEqual([])
+
+    // The community is not left with a phantom job counting against its limit: a whole upload goes through.
+    const job = await runJob(t, IMPORT, c.bearer, { file: 'email\nafter@x.io\n' })
+    expect(job).toMatchObject({ status: 'completed', created: 1 })
+  })
+})
+
+async function until(check: () => Promise<boolean>, timeoutMs = 20_000) {
+  const stop = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > stop) throw new Error('condition not met in time')
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}

@@ -216,15 +216,23 @@ describe('bulk update: xp and coins with _op columns', () => {
     expect(await ledger(c.id)).toHaveLength(1)
   })
 
-  it('subtracting below zero fails the row with negative_balance and writes nothing for it', async () => {
+  it('subtracting below zero fails the row with negative_balance, naming the balance, and writes nothing for it', async () => {
     const { c, a, b } = await setup()
+    const d = await t.factory.user(c.id)
     await setUser(a.id, { xp: 3, coins: 100 })
+    await setUser(d.id, { xp: 50, coins: 5 })
     const job = await runJob(t, UPDATE, c.bearer, {
-      file: `email,xp_op,xp,coins_op,coins\n${a.email},subtract,4,subtract,10\n${b.email},overwrite,-1,,\n`,
+      file: `email,xp_op,xp,coins_op,coins\n${a.email},subtract,4,subtract,10\n${b.email},overwrite,-1,,\n${d.email},add,1,subtract,6\n`,
     })
-    expect(job).toMatchObject({ status: 'completed_with_errors', updated: 0, failed: 2 })
+    expect(job).toMatchObject({ status: 'completed_with_errors', updated: 0, failed: 3 })
     const failed = await failedRows(t, c.bearer, job.jobId)
-    expect(failed[0]).toMatchObject({ line: 2, key: a.email, error: { code: 'negative_balance' } })
+    expect(failed[0]).toEqual({
+      row: 1,
+      line: 2,
+      key: a.email,
+      action: 'failed',
+      error: { code: 'negative_balance', field: 'xp', message: 'xp cannot go below zero' },
+    })
     // The whole row fails: its coins change is not applied either.
     expect(await user(a.id)).toMatchObject({ xp: 3, coins: 100 })
     // Overwrite may carry a negative number; the result is still below zero.
@@ -232,10 +240,33 @@ describe('bulk update: xp and coins with _op columns', () => {
       line: 3,
       key: b.email,
       action: 'failed',
-      error: { code: 'negative_balance' },
+      error: { code: 'negative_balance', field: 'xp' },
     })
     expect((await user(b.id)).xp).toBe(0)
+    expect(failed[2].error).toEqual({
+      code: 'negative_balance',
+      field: 'coins',
+      message: 'coins cannot go below zero',
+    })
+    expect(await user(d.id)).toMatchObject({ xp: 50, coins: 5 })
     expect(await ledger(c.id)).toEqual([])
+  })
+
+  it('a whole number too large to hold fails with number_out_of_range, not as "not a whole number"', async () => {
+    const { c, a } = await setup()
+    const job = await runJob(t, UPDATE, c.bearer, {
+      file: `email,xp_op,xp,coins\n${a.email},add,99999999999999999999,\n${a.email},,,12.5\n`,
+    })
+    expect(job).toMatchObject({ failed: 2 })
+    const failed = await failedRows(t, c.bearer, job.jobId)
+    expect(failed.map((r) => r.error)).toEqual([
+      {
+        code: 'number_out_of_range',
+        field: 'xp',
+        message: 'xp: "99999999999999999999" is out of range (at most 9007199254740991 either way)',
+      },
+      { code: 'invalid_number', field: 'coins', message: 'coins: "12.5" is not a whole number' },
+    ])
   })
 
   it('a negative amount with add or subtract fails with invalid_number on that field', async () => {

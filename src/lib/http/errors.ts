@@ -81,6 +81,10 @@ export function installErrorHandling(app: FastifyInstance) {
     } else if (err.statusCode === 429) e = new AppError(429, 'rate_limited', 'Too many requests: slow down')
     else if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
       e = new AppError(err.statusCode, 'bad_request', err.message)
+    } else if (req.raw.destroyed) {
+      // The client went away mid-request (an upload broken off): no one hears the answer, and it is no server fault.
+      req.log.info({ code: err.code }, 'the client closed the connection before its request ended')
+      e = new AppError(400, 'request_aborted', 'The request was broken off before it ended')
     } else {
       req.log.error({ err, serialization: isResponseSerializationError(err) }, 'unhandled error')
       e = new AppError(

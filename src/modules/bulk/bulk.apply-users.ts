@@ -2,7 +2,7 @@ import { type RawBuilder, sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
 import { timed } from '../../lib/phase-timer.ts'
 import { sqlObjectId } from '../field-histories/set-based.ts'
-import { rowFailure, userDeleted, userNotFound } from './bulk.failures.ts'
+import { negativeBalance, rowFailure, userDeleted, userNotFound } from './bulk.failures.ts'
 import { emailsMayMove, type ImportPlan, isNumericTarget, type Target, targetName } from './bulk.plan.ts'
 import type { ImportRow } from './bulk.rows.ts'
 import { assignWaves, createStage, fillStage, indexWaves, type StageColumn } from './bulk.stage.ts'
@@ -125,6 +125,10 @@ function ledgerInsert(
     ${sql.join(selects, sql` UNION ALL `)}`
 }
 
+/** The balance a row would take below zero ('xp' first, then 'coins'), or NULL. */
+const belowZero = (m: RawBuilder<unknown>) =>
+  sql`CASE WHEN ${m}.n_xp < 0 THEN 'xp' WHEN ${m}.n_coins < 0 THEN 'coins' END`
+
 /** Which stage rows a statement works on: a whole wave, some rows of it, or one row (the fallback). */
 type Rows = { wave: number } | { rowNos: number[] }
 const rowFilter = (rows: Rows) =>
@@ -186,19 +190,19 @@ async function updateMatched(tx: Tx, ctx: UsersCtx, rows: Rows): Promise<RowOutc
   const res = await sql<{
     row_no: number
     deleted: boolean
-    negative: boolean
+    negative: 'xp' | 'coins' | null
     taken: boolean
     changed: string | null
   }>`
     WITH ${sql.join(ctes)}
     SELECT p.row_no, coalesce(m.deleted_at IS NOT NULL, false) AS deleted,
-      coalesce(m.n_xp < 0 OR m.n_coins < 0, false) AS negative, coalesce(m.taken, false) AS taken, upd.id AS changed
+      ${belowZero(sql`m`)} AS negative, coalesce(m.taken, false) AS taken, upd.id AS changed
     FROM p LEFT JOIN m ON m.row_no = p.row_no LEFT JOIN upd ON upd.id = m.uid`.execute(tx)
   return res.rows.map((r) =>
     r.deleted
       ? userDeleted(ctx.plan, r.row_no)
       : r.negative
-        ? { rowNo: r.row_no, ...rowFailure.negative }
+        ? negativeBalance(r.row_no, r.negative)
         : r.taken
           ? { rowNo: r.row_no, action: 'f', field: 'email', ...EMAIL_TAKEN }
           : r.changed
@@ -237,17 +241,22 @@ async function insertNew(tx: Tx, ctx: UsersCtx, rows: Rows) {
   if (hist) ctes.push(sql`hist AS (${hist})`)
   const led = ledgerInsert(ctx, sql`ok`, sql`r.new_id`)
   if (led) ctes.push(sql`led AS (${led})`)
-  const res = await sql<{ row_no: number; inserted: string | null; no_email: boolean; negative: boolean }>`
+  const res = await sql<{
+    row_no: number
+    inserted: string | null
+    no_email: boolean
+    negative: 'xp' | 'coins' | null
+  }>`
     WITH ${sql.join(ctes)}
     SELECT m.row_no, ins.id AS inserted, m.n_email IS NULL AS no_email,
-      (m.n_xp < 0 OR m.n_coins < 0) AS negative
+      ${belowZero(sql`m`)} AS negative
     FROM m LEFT JOIN ins ON ins.id = m.new_id`.execute(tx)
   const decided: RowOutcome[] = []
   const conflicted: number[] = []
   for (const r of res.rows) {
     if (r.inserted) decided.push({ rowNo: r.row_no, action: 'c', userId: r.inserted })
     else if (r.no_email) decided.push({ rowNo: r.row_no, ...rowFailure.missingEmail })
-    else if (r.negative) decided.push({ rowNo: r.row_no, ...rowFailure.negative })
+    else if (r.negative) decided.push(negativeBalance(r.row_no, r.negative))
     else conflicted.push(r.row_no)
   }
   return { decided, conflicted }

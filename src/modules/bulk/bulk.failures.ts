@@ -19,11 +19,19 @@ export const userNotFound = (plan: Keyed, r: { rowNo: number; key: string }): Ro
   }
 }
 
-/** A user row whose xp or coins would end below zero, and a new user without an email. */
+/** A new user without an email. */
 export const rowFailure = {
-  negative: { action: 'f', code: 'negative_balance', message: 'xp and coins cannot go below zero' },
   missingEmail: { action: 'f', code: 'missing_email', field: 'email', message: 'A new user needs an email' },
 } as const
+
+/** A user row whose xp or coins would end below zero (xp named first when both would). */
+export const negativeBalance = (rowNo: number, field: 'xp' | 'coins'): RowOutcome => ({
+  rowNo,
+  action: 'f',
+  code: 'negative_balance',
+  field,
+  message: `${field} cannot go below zero`,
+})
 
 /** A premium row whose balance would end below zero. */
 export const INSUFFICIENT = {

@@ -74,9 +74,17 @@ function checkKey(raw: string, kind: string): Fail | string {
 const INTEGER = /^[+-]?\d+$/
 
 function parseInteger(raw: string, field: string): number | Fail {
-  const n = INTEGER.test(raw) ? Number(raw) : Number.NaN
-  if (!Number.isInteger(n) || Math.abs(n) > MAX_INT) {
+  if (!INTEGER.test(raw)) {
     return { key: null, code: 'invalid_number', field, message: `${field}: "${raw}" is not a whole number` }
+  }
+  const n = Number(raw)
+  if (Math.abs(n) > MAX_INT) {
+    return {
+      key: null,
+      code: 'number_out_of_range',
+      field,
+      message: `${field}: "${raw}" is out of range (at most ${MAX_INT} either way)`,
+    }
   }
   return n
 }

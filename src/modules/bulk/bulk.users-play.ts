@@ -3,7 +3,7 @@ import { CopyWriter, copyCsvInto } from '../../lib/db/copy.ts'
 import type { Tx } from '../../lib/db/database.ts'
 import { newId } from '../../lib/ids.ts'
 import { addDecimal, type Decimal, formatDecimal, parseDecimal, sameDecimal } from './bulk.decimal.ts'
-import { rowFailure, userDeleted, userNotFound } from './bulk.failures.ts'
+import { negativeBalance, rowFailure, userDeleted, userNotFound } from './bulk.failures.ts'
 import { copyLedger, writeLedger } from './bulk.ledger-copy.ts'
 import { isNumericTarget, targetName } from './bulk.plan.ts'
 import type { ImportRow } from './bulk.rows.ts'
@@ -189,7 +189,7 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
       const created = applyRow(ctx, fresh, r) ?? fresh
       if (created.text.email === null) outcomes.push({ rowNo: r.rowNo, ...rowFailure.missingEmail })
       else if (created.xp < 0n || created.coins < 0n)
-        outcomes.push({ rowNo: r.rowNo, ...rowFailure.negative })
+        outcomes.push(negativeBalance(r.rowNo, created.xp < 0n ? 'xp' : 'coins'))
       else {
         states.set(r.key, created)
         outcomes.push({ rowNo: r.rowNo, action: 'c', userId: created.id })
@@ -204,8 +204,9 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
     }
     const next = applyRow(ctx, s, r)
     // In the order updateMatched decides: deleted, then a negative balance, then nothing to change.
-    if ((next ?? s).xp < 0n || (next ?? s).coins < 0n) {
-      outcomes.push({ rowNo: r.rowNo, ...rowFailure.negative })
+    const after = next ?? s
+    if (after.xp < 0n || after.coins < 0n) {
+      outcomes.push(negativeBalance(r.rowNo, after.xp < 0n ? 'xp' : 'coins'))
       continue
     }
     if (next === null) {
