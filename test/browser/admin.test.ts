@@ -5,6 +5,7 @@ import { parse } from 'csv-parse/sync'
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestApp, type TestApp } from '../support/harness.ts'
+import { multipart } from '../support/multipart.ts'
 
 /**
  * The admin console in a real browser (Debian's chromium driven by playwright-core) against the
@@ -281,6 +282,37 @@ describe('admin console in a browser', () => {
         '401 POST /apis/v1/auth/login', // the wrong password
         ...(probe.statusCode === 200 ? [] : ['401 POST /apis/v1/users/filter']),
       ])
+
+      // A job that fails as a whole (a column named twice) says why on its card, once the log is refreshed.
+      const form = multipart({ file: 'email,email\nx@example.com,y@example.com\n' })
+      const upload = await t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/users/bulk-import',
+        headers: { ...c.bearer, ...form.headers },
+        payload: form.payload,
+      })
+      expect(upload.statusCode, upload.body).toBe(200)
+      const brokenId: string = upload.json().data.jobId
+      await expect
+        .poll(
+          async () =>
+            (
+              await t.app.inject({
+                method: 'GET',
+                url: `/apis/v1/users/bulk-updates/${brokenId}`,
+                headers: c.bearer,
+              })
+            ).json().data.status,
+          { timeout: 30_000 },
+        )
+        .toBe('failed')
+      await page.getByRole('button', { name: 'Refresh' }).click()
+      const broken = page.locator(`tr[data-job-id="${brokenId}"]`)
+      await broken.waitFor()
+      expect(await broken.locator('[data-role="status"]').textContent()).toBe('failed')
+      expect(await broken.locator('.error').textContent()).toBe('The column "email" appears twice')
+      expect(await broken.locator('[data-role="counts"]').textContent()).toMatch(/^0 of 1 row · 0 failed$/)
+      expect(await broken.getByRole('button', { name: /Download failed rows/ }).count()).toBe(0)
 
       // Sign out clears the session and protected pages send the browser back to sign in.
       await page.getByRole('button', { name: 'Sign out' }).click()

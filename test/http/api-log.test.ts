@@ -461,6 +461,7 @@ describe('API log', () => {
         percentage: 33.3,
         startedAt: '2020-06-01T12:00:01.000Z',
         finishedAt: null,
+        error: null,
       })
       await t.deps.database.db
         .updateTable('bulk_jobs')
@@ -480,6 +481,20 @@ describe('API log', () => {
         failed: 1,
         percentage: 100,
         finishedAt: '2020-06-01T12:10:00.000Z',
+      })
+      // A job that fails as a whole says why, in the log as on its status.
+      await t.deps.database.db
+        .updateTable('bulk_jobs')
+        .set({
+          status: 'failed',
+          error_code: 'duplicate_column',
+          error_message: 'The column "email" appears twice',
+        })
+        .where('id', '=', job)
+        .execute()
+      expect((await read()).data.bulkJob).toMatchObject({
+        status: 'failed',
+        error: { code: 'duplicate_column', message: 'The column "email" appears twice' },
       })
     })
 

@@ -18,6 +18,10 @@ export const logBulkJobSchema = z
     percentage: z.number().describe('processed / total × 100, one decimal; 100 for a finished empty job'),
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),
+    error: z
+      .object({ code: z.string(), message: z.string() })
+      .nullable()
+      .describe('Why a failed job failed as a whole (its header, say); null otherwise'),
   })
   .meta({ id: 'ApiLogBulkJob' })
 
@@ -71,6 +75,7 @@ export function presentLog(r: LogRow): z.infer<typeof apiLogSchema> {
             }),
             startedAt: iso(r.job_started_at),
             finishedAt: iso(r.job_finished_at),
+            error: r.job_error_code ? { code: r.job_error_code, message: r.job_error_message ?? '' } : null,
           },
   }
 }

@@ -49,6 +49,8 @@ function baseQuery(db: Tx, communityId: string) {
       'bulk_jobs.failed as job_failed',
       'bulk_jobs.started_at as job_started_at',
       'bulk_jobs.finished_at as job_finished_at',
+      'bulk_jobs.error_code as job_error_code',
+      'bulk_jobs.error_message as job_error_message',
     ])
     .where('api_log.community_id', '=', communityId)
 }

@@ -1,7 +1,7 @@
 // API log page: lists GET /apis/v1/communities/:communityId/api-logs, shows bulk jobs with a
 // progress bar, refreshes running jobs every second from GET /apis/v1/users/bulk-updates/:jobId
 // (in place, no page reload) and saves the failed rows of finished jobs as CSV.
-import { ApiError, api, download, h, initHeader, num, requireSession, when } from './common.js'
+import { ApiError, api, count, download, h, initHeader, num, requireSession, when } from './common.js'
 
 const session = requireSession()
 
@@ -104,7 +104,7 @@ function paintCard(card, jobId, job) {
   bar.textContent = `${pct} %`
   part('pct').textContent = `${pct} %`
 
-  const counts = [`${num(job.processed)} of ${num(job.total)} rows`]
+  const counts = [`${num(job.processed)} of ${count(job.total, 'row')}`]
   if (job.created) counts.push(`${num(job.created)} created`)
   if (job.updated) counts.push(`${num(job.updated)} updated`)
   if (job.skipped) counts.push(`${num(job.skipped)} unchanged`)
@@ -114,24 +114,27 @@ function paintCard(card, jobId, job) {
     counts.push(`about ${timeLeft(job.secondsLeft)} left`)
   part('counts').textContent = counts.join(' · ')
 
+  // A finished job says why it failed as a whole (its header, say) and offers its failed rows.
   const actions = part('actions')
   const finished = !ACTIVE.has(job.status)
-  if (finished && job.failed > 0) {
-    if (!actions.querySelector('button')) {
-      actions.replaceChildren(
-        h(
-          'button',
-          { type: 'button', className: 'secondary', onclick: (e) => downloadFailed(jobId, e.currentTarget) },
-          'Download failed rows (CSV)',
-          h('span', { className: 'visually-hidden' }, ` for job ${jobId}`),
-        ),
-      )
-    }
-  } else if (finished && job.error?.message) {
-    actions.replaceChildren(h('span', { className: 'error' }, job.error.message))
-  } else {
-    actions.replaceChildren()
+  const reason = finished && job.error?.message ? job.error.message : ''
+  const shownReason = actions.querySelector('.error')?.textContent ?? ''
+  const wantsButton = finished && job.failed > 0
+  // Repainted every second while jobs run: leave what is already right, so a focused button stays.
+  if (shownReason === reason && Boolean(actions.querySelector('button')) === wantsButton) return
+  const children = []
+  if (reason) children.push(h('p', { className: 'error' }, reason))
+  if (wantsButton) {
+    children.push(
+      h(
+        'button',
+        { type: 'button', className: 'secondary', onclick: (e) => downloadFailed(jobId, e.currentTarget) },
+        'Download failed rows (CSV)',
+        h('span', { className: 'visually-hidden' }, ` for job ${jobId}`),
+      ),
+    )
   }
+  actions.replaceChildren(...children)
 }
 
 async function downloadFailed(jobId, button) {
@@ -172,7 +175,7 @@ function update(jobId, job) {
   entry.job = { ...entry.job, ...job }
   for (const card of entry.cards) paintCard(card, jobId, entry.job)
   if (before !== job.status) {
-    const failed = job.failed ? `, ${num(job.failed)} failed rows` : ''
+    const failed = job.failed ? `, ${count(job.failed, 'failed row')}` : ''
     announce(
       ACTIVE.has(job.status)
         ? `Bulk job …${shortId(jobId)} is ${STATUS_TEXT[job.status]}.`
@@ -229,7 +232,7 @@ function renderRow(entry) {
       h(
         'div',
         { className: 'hint' },
-        `${summary.fileName}${typeof summary.rows === 'number' ? ` · ${num(summary.rows)} rows` : ''}`,
+        `${summary.fileName}${typeof summary.rows === 'number' ? ` · ${count(summary.rows, 'row')}` : ''}`,
       ),
     )
   }

@@ -160,6 +160,8 @@ export function initHeader(session) {
 
 const numberFormat = new Intl.NumberFormat()
 export const num = (n) => numberFormat.format(Number(n) || 0)
+/** "1 row", "2 rows": a count with its noun (English plurals in -s). */
+export const count = (n, noun) => `${num(n)} ${Number(n) === 1 ? noun : `${noun}s`}`
 
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' })
 export function when(iso) {
