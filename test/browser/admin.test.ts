@@ -314,6 +314,40 @@ describe('admin console in a browser', () => {
       expect(await broken.locator('[data-role="counts"]').textContent()).toMatch(/^0 of 1 row · 0 failed$/)
       expect(await broken.getByRole('button', { name: /Download failed rows/ }).count()).toBe(0)
 
+      // A dry run's card says what the file would do, not what it did.
+      const dryForm = multipart({
+        file: 'email,xp\nnew-one@example.com,5\nnot-an-email,1\n',
+        fields: { dryRun: 'true' },
+      })
+      const dry = await t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/users/bulk-import',
+        headers: { ...c.bearer, ...dryForm.headers },
+        payload: dryForm.payload,
+      })
+      expect(dry.statusCode, dry.body).toBe(200)
+      const dryId: string = dry.json().data.jobId
+      await expect
+        .poll(
+          async () =>
+            (
+              await t.app.inject({
+                method: 'GET',
+                url: `/apis/v1/users/bulk-updates/${dryId}`,
+                headers: c.bearer,
+              })
+            ).json().data.status,
+          { timeout: 30_000 },
+        )
+        .toBe('completed_with_errors')
+      await page.getByRole('button', { name: 'Refresh' }).click()
+      const dryRow = page.locator(`tr[data-job-id="${dryId}"]`)
+      await dryRow.waitFor()
+      expect(await dryRow.locator('[data-role="type"]').textContent()).toBe('Import (dry run)')
+      expect(await dryRow.locator('[data-role="counts"]').textContent()).toBe(
+        '2 of 2 rows · 1 would be created · 1 would fail',
+      )
+
       // Sign out clears the session and protected pages send the browser back to sign in.
       await page.getByRole('button', { name: 'Sign out' }).click()
       await page.waitForURL(/\/admin\/login\.html$/)

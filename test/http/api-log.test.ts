@@ -451,6 +451,7 @@ describe('API log', () => {
       expect(before.data.bulkJob).toEqual({
         _id: job,
         type: 'update',
+        dryRun: false,
         status: 'processing',
         total: 3,
         processed: 1,
@@ -487,6 +488,7 @@ describe('API log', () => {
         .updateTable('bulk_jobs')
         .set({
           status: 'failed',
+          dry_run: true,
           error_code: 'duplicate_column',
           error_message: 'The column "email" appears twice',
         })
@@ -494,6 +496,7 @@ describe('API log', () => {
         .execute()
       expect((await read()).data.bulkJob).toMatchObject({
         status: 'failed',
+        dryRun: true,
         error: { code: 'duplicate_column', message: 'The column "email" appears twice' },
       })
     })

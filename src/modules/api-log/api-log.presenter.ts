@@ -6,6 +6,7 @@ export const logBulkJobSchema = z
   .object({
     _id: z.string(),
     type: z.enum(['import', 'update', 'premium_currency']),
+    dryRun: z.boolean().describe('A dry run: its counts say what the file would do; nothing was written'),
     status: z
       .string()
       .describe('queued, validating, processing, completed, completed_with_errors, failed or cancelled'),
@@ -61,6 +62,7 @@ export function presentLog(r: LogRow): z.infer<typeof apiLogSchema> {
         : {
             _id: r.job_id,
             type: r.job_type,
+            dryRun: r.job_dry_run ?? false,
             status: r.job_status,
             total: r.job_total ?? 0,
             processed: r.job_processed ?? 0,

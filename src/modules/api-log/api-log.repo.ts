@@ -40,6 +40,7 @@ function baseQuery(db: Tx, communityId: string) {
       createdAtText.as('created_at_text'),
       'bulk_jobs.id as job_id',
       'bulk_jobs.type as job_type',
+      'bulk_jobs.dry_run as job_dry_run',
       'bulk_jobs.status as job_status',
       'bulk_jobs.total as job_total',
       'bulk_jobs.processed as job_processed',

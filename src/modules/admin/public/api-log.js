@@ -104,11 +104,13 @@ function paintCard(card, jobId, job) {
   bar.textContent = `${pct} %`
   part('pct').textContent = `${pct} %`
 
+  // A dry run wrote nothing: its counts say what the file would do.
+  const would = job.dryRun ? 'would be ' : ''
   const counts = [`${num(job.processed)} of ${count(job.total, 'row')}`]
-  if (job.created) counts.push(`${num(job.created)} created`)
-  if (job.updated) counts.push(`${num(job.updated)} updated`)
+  if (job.created) counts.push(`${num(job.created)} ${would}created`)
+  if (job.updated) counts.push(`${num(job.updated)} ${would}updated`)
   if (job.skipped) counts.push(`${num(job.skipped)} unchanged`)
-  counts.push(`${num(job.failed)} failed`)
+  counts.push(`${num(job.failed)} ${job.dryRun ? 'would fail' : 'failed'}`)
   if (job.status === 'processing' && job.rowsPerSecond) counts.push(`${num(job.rowsPerSecond)} rows/s`)
   if (job.status === 'processing' && job.secondsLeft != null)
     counts.push(`about ${timeLeft(job.secondsLeft)} left`)
