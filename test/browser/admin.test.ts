@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net'
 import { parse } from 'csv-parse/sync'
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { runJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
-import { multipart } from '../support/multipart.ts'
 
 /**
  * The admin console in a real browser (Debian's chromium driven by playwright-core) against the
@@ -211,6 +211,9 @@ describe('admin console in a browser', () => {
       const jobId = (await page.locator('#job-id').textContent())!.trim()
       expect(jobId).toMatch(/^[0-9a-f]{24}$/)
       expect(await link.getAttribute('href')).toBe(`api-log.html#job=${jobId}`)
+      // A real run clears the chosen file (a second click cannot send it twice); the operation stays.
+      expect(await page.getByLabel('CSV file', { exact: true }).inputValue()).toBe('')
+      expect(await page.getByLabel('Operation').inputValue()).toBe('import')
 
       await link.click()
       await page.waitForURL(new RegExp(`/admin/api-log\\.html#job=${jobId}$`))
@@ -284,64 +287,26 @@ describe('admin console in a browser', () => {
       ])
 
       // A job that fails as a whole (a column named twice) says why on its card, once the log is refreshed.
-      const form = multipart({ file: 'email,email\nx@example.com,y@example.com\n' })
-      const upload = await t.app.inject({
-        method: 'POST',
-        url: '/apis/v1/users/bulk-import',
-        headers: { ...c.bearer, ...form.headers },
-        payload: form.payload,
+      const broken = await runJob(t, '/apis/v1/users/bulk-import', c.bearer, {
+        file: 'email,email\nx@example.com,y@example.com\n',
       })
-      expect(upload.statusCode, upload.body).toBe(200)
-      const brokenId: string = upload.json().data.jobId
-      await expect
-        .poll(
-          async () =>
-            (
-              await t.app.inject({
-                method: 'GET',
-                url: `/apis/v1/users/bulk-updates/${brokenId}`,
-                headers: c.bearer,
-              })
-            ).json().data.status,
-          { timeout: 30_000 },
-        )
-        .toBe('failed')
+      expect(broken.status).toBe('failed')
       await page.getByRole('button', { name: 'Refresh' }).click()
-      const broken = page.locator(`tr[data-job-id="${brokenId}"]`)
-      await broken.waitFor()
-      expect(await broken.locator('[data-role="status"]').textContent()).toBe('failed')
-      expect(await broken.locator('.error').textContent()).toBe('The column "email" appears twice')
-      expect(await broken.locator('[data-role="counts"]').textContent()).toMatch(/^0 of 1 row · 0 failed$/)
-      expect(await broken.getByRole('button', { name: /Download failed rows/ }).count()).toBe(0)
+      const brokenRow = page.locator(`tr[data-job-id="${broken.jobId}"]`)
+      await brokenRow.waitFor()
+      expect(await brokenRow.locator('[data-role="status"]').textContent()).toBe('failed')
+      expect(await brokenRow.locator('.error').textContent()).toBe('The column "email" appears twice')
+      expect(await brokenRow.locator('[data-role="counts"]').textContent()).toBe('0 of 1 row · 0 failed')
+      expect(await brokenRow.getByRole('button', { name: /Download failed rows/ }).count()).toBe(0)
 
       // A dry run's card says what the file would do, not what it did.
-      const dryForm = multipart({
+      const dry = await runJob(t, '/apis/v1/users/bulk-import', c.bearer, {
         file: 'email,xp\nnew-one@example.com,5\nnot-an-email,1\n',
         fields: { dryRun: 'true' },
       })
-      const dry = await t.app.inject({
-        method: 'POST',
-        url: '/apis/v1/users/bulk-import',
-        headers: { ...c.bearer, ...dryForm.headers },
-        payload: dryForm.payload,
-      })
-      expect(dry.statusCode, dry.body).toBe(200)
-      const dryId: string = dry.json().data.jobId
-      await expect
-        .poll(
-          async () =>
-            (
-              await t.app.inject({
-                method: 'GET',
-                url: `/apis/v1/users/bulk-updates/${dryId}`,
-                headers: c.bearer,
-              })
-            ).json().data.status,
-          { timeout: 30_000 },
-        )
-        .toBe('completed_with_errors')
+      expect(dry.status).toBe('completed_with_errors')
       await page.getByRole('button', { name: 'Refresh' }).click()
-      const dryRow = page.locator(`tr[data-job-id="${dryId}"]`)
+      const dryRow = page.locator(`tr[data-job-id="${dry.jobId}"]`)
       await dryRow.waitFor()
       expect(await dryRow.locator('[data-role="type"]').textContent()).toBe('Import (dry run)')
       expect(await dryRow.locator('[data-role="counts"]').textContent()).toBe(

@@ -79,7 +79,12 @@ async function upload(event) {
     const jobId = answer.data.jobId
     uploadStatus.textContent = ''
     uploadResult.replaceChildren(
-      h('p', {}, `${answer.message ?? 'The job is queued'}. Job id: `, h('code', { id: 'job-id' }, jobId)),
+      h(
+        'p',
+        {},
+        `${dryRun.checked ? 'Dry run: ' : ''}${answer.message ?? 'The job is queued'}. Job id: `,
+        h('code', { id: 'job-id' }, jobId),
+      ),
       h(
         'p',
         {},
@@ -92,7 +97,9 @@ async function upload(event) {
     )
     uploadResult.hidden = false
     uploadResult.focus()
-    uploadForm.reset()
+    // A dry run keeps the file, to be run for real next; a real run clears it, so a second click
+    // cannot send the same file twice. The operation stays as chosen.
+    if (!dryRun.checked) fileInput.value = ''
   } catch (err) {
     uploadStatus.textContent = ''
     uploadError.textContent = errorText(err)
