@@ -1,5 +1,6 @@
 import { type RawBuilder, sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
+import { isDataError } from '../../lib/db/sql-errors.ts'
 import { timed } from '../../lib/phase-timer.ts'
 import { sqlObjectId } from '../field-histories/set-based.ts'
 import { negativeBalance, rowFailure, userDeleted, userNotFound } from './bulk.failures.ts'
@@ -307,6 +308,9 @@ async function applyOrSplit(tx: Tx, ctx: UsersCtx, rowNos: number[], all: Rows):
     await sql`RELEASE SAVEPOINT bulk_rows`.execute(tx)
     return out
   } catch (err) {
+    // Only the rows' data can be split down to the rows at fault; a deadlock or a lost connection
+    // fails the chunk, which is then tried again whole (commitChunkRetrying).
+    if (!isDataError(err)) throw err
     await sql`ROLLBACK TO SAVEPOINT bulk_rows`.execute(tx)
     await sql`RELEASE SAVEPOINT bulk_rows`.execute(tx)
     if (rowNos.length === 1) return [{ rowNo: rowNos[0], action: 'f', ...describeRowRejection(err) }]

@@ -1,5 +1,6 @@
 import { type RawBuilder, sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
+import { isDataError } from '../../lib/db/sql-errors.ts'
 import { timed } from '../../lib/phase-timer.ts'
 import { emailsMayMove, type Plan } from './bulk.plan.ts'
 import { type RowOutcome, WRITTEN } from './bulk.users-shape.ts'
@@ -128,7 +129,8 @@ async function replay(tx: Tx, jobId: string, names: string[]) {
     await sql`INSERT INTO users (${columnList()}) OVERRIDING SYSTEM VALUE SELECT ${columnList('r')} FROM ${kept} r
       WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = r.id) ON CONFLICT DO NOTHING`.execute(tx)
     await sql`RELEASE SAVEPOINT dry_run_replay`.execute(tx)
-  } catch {
+  } catch (err) {
+    if (!isDataError(err)) throw err
     await sql`ROLLBACK TO SAVEPOINT dry_run_replay`.execute(tx)
   }
 }

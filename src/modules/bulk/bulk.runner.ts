@@ -6,7 +6,7 @@ import { printPhases, sampleMemory, timed } from '../../lib/phase-timer.ts'
 import {
   CancelRequested,
   type Checked,
-  commitChunk,
+  commitChunkRetrying,
   LeaseLost,
   type Prepared,
   sentLedgerKeys,
@@ -153,7 +153,7 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
     }
     const flight = {
       claims,
-      done: timed('commit', () => commitChunk(deps, job, plan, prepared, chunkNo++))
+      done: timed('commit', () => commitChunkRetrying(deps, job, plan, prepared, chunkNo++))
         .then((created) => stats.afterChunk(created))
         .then(() => {
           warm = true

@@ -1,6 +1,7 @@
 import { sql } from 'kysely'
 import { CopyWriter, copyCsvInto } from '../../lib/db/copy.ts'
 import type { Tx } from '../../lib/db/database.ts'
+import { isDataError } from '../../lib/db/sql-errors.ts'
 import { newId } from '../../lib/ids.ts'
 import { addDecimal, type Decimal, formatDecimal, parseDecimal, sameDecimal } from './bulk.decimal.ts'
 import { negativeBalance, rowFailure, userDeleted, userNotFound } from './bulk.failures.ts'
@@ -325,7 +326,8 @@ export async function playUsersChunk(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): 
     await write(tx, ctx, played)
     await sql`RELEASE SAVEPOINT bulk_play`.execute(tx)
     return played.outcomes
-  } catch {
+  } catch (err) {
+    if (!isDataError(err)) throw err // not the rows' doing: the chunk is tried again whole
     await sql`ROLLBACK TO SAVEPOINT bulk_play`.execute(tx)
     await sql`RELEASE SAVEPOINT bulk_play`.execute(tx)
     return null
