@@ -17,13 +17,12 @@ afterAll(() => t.close())
 
 const db = () => t.deps.database.db
 
-async function failFirstUpdates(times: number, errcode: string) {
-  await sql`CREATE SEQUENCE IF NOT EXISTS test_fault_calls`.execute(db())
-  await sql`SELECT setval('test_fault_calls', 1, false)`.execute(db())
+/** A BEFORE UPDATE trigger on users that raises `errcode` when `condition` holds. */
+async function failUpdatesWhen(condition: string, errcode: string) {
   await sql
     .raw(`CREATE OR REPLACE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        IF nextval('test_fault_calls') <= ${times} THEN
+        IF ${condition} THEN
           RAISE EXCEPTION 'simulated failure' USING ERRCODE = '${errcode}';
         END IF;
         RETURN NEW;
@@ -32,6 +31,13 @@ async function failFirstUpdates(times: number, errcode: string) {
   await sql`CREATE TRIGGER test_fault BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION test_fault()`.execute(
     db(),
   )
+}
+
+/** The first `times` row updates fail with `errcode`; a sequence counts them, as it does not roll back. */
+async function failFirstUpdates(times: number, errcode: string) {
+  await sql`CREATE SEQUENCE IF NOT EXISTS test_fault_calls`.execute(db())
+  await sql`SELECT setval('test_fault_calls', 1, false)`.execute(db())
+  await failUpdatesWhen(`nextval('test_fault_calls') <= ${times}`, errcode)
 }
 
 async function stopFailing() {
@@ -102,18 +108,7 @@ describe('errors that are not the rows’ fault', () => {
     const c = await t.factory.community()
     const users = [await t.factory.user(c.id), await t.factory.user(c.id)]
     // A check violation (class 23) raised for one user only: that row is split out and fails.
-    await sql
-      .raw(`CREATE OR REPLACE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          IF NEW.id = '${users[0].id}' THEN
-            RAISE EXCEPTION 'not this one' USING ERRCODE = 'check_violation';
-          END IF;
-          RETURN NEW;
-        END $$`)
-      .execute(db())
-    await sql`CREATE TRIGGER test_fault BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION test_fault()`.execute(
-      db(),
-    )
+    await failUpdatesWhen(`NEW.id = '${users[0].id}'`, 'check_violation')
     try {
       const job = await runJob(t, '/apis/v1/users/bulk-update', c.bearer, {
         file: `email,first_name\n${users.map((u) => `${u.email},Changed`).join('\n')}\n`,

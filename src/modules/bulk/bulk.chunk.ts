@@ -85,16 +85,10 @@ const TRANSIENT_TRIES = 5
  * another transaction: a deadlock with an API call or another job changing the same users. The
  * chunk's transaction rolled back whole, so trying again applies its rows once.
  */
-export async function commitChunkRetrying(
-  deps: AppDeps,
-  job: repo.JobRow,
-  plan: Plan,
-  prepared: Prepared,
-  chunkNo: number,
-): Promise<number> {
+export async function commitChunkRetrying(...args: Parameters<typeof commitChunk>): Promise<number> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await commitChunk(deps, job, plan, prepared, chunkNo)
+      return await commitChunk(...args)
     } catch (err) {
       if (!isTransientError(err) || attempt >= TRANSIENT_TRIES) throw err
       await new Promise((r) => setTimeout(r, 20 * 2 ** attempt * (1 + Math.random())))
