@@ -18,6 +18,9 @@ export function isDataError(err: unknown): boolean {
   return state !== null && ['22', '23', '54'].includes(state.slice(0, 2))
 }
 
+/** A unique index refused the row (an email or a key another row holds). */
+export const isUniqueViolation = (err: unknown): boolean => sqlState(err) === '23505'
+
 /** Lost a race with another transaction (serialization failure, deadlock, lock not available): try again. */
 export function isTransientError(err: unknown): boolean {
   const state = sqlState(err)

@@ -1,4 +1,5 @@
 import { hashPassword, verifyPassword } from '../../lib/auth/secrets.ts'
+import { isUniqueViolation } from '../../lib/db/sql-errors.ts'
 import type { AppDeps } from '../../lib/deps.ts'
 import { badRequest, conflict, forbidden, notFound, unauthorized } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
@@ -29,8 +30,6 @@ export interface LoginInput {
 }
 
 type Deps = Pick<AppDeps, 'database' | 'mailer' | 'jwt' | 'config'>
-
-const isUniqueViolation = (err: unknown) => (err as { code?: string } | null)?.code === '23505'
 
 /** The base of links we mail: PUBLIC_URL, else this server on localhost. */
 export function publicBase(config: AppDeps['config']): string {

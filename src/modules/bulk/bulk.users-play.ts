@@ -174,6 +174,9 @@ interface Played {
   ledger: CopyWriter
 }
 
+/** The balance a state has below zero ('xp' first, then 'coins'), as the SQL path's belowZero. */
+const belowZero = (u: UserState): 'xp' | 'coins' | null => (u.xp < 0n ? 'xp' : u.coins < 0n ? 'coins' : null)
+
 function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>): Played {
   const outcomes: RowOutcome[] = []
   const currencies = currenciesOf(ctx.plan)
@@ -188,9 +191,9 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
       }
       const fresh = newUser(ctx, r)
       const created = applyRow(ctx, fresh, r) ?? fresh
+      const negative = belowZero(created)
       if (created.text.email === null) outcomes.push({ rowNo: r.rowNo, ...rowFailure.missingEmail })
-      else if (created.xp < 0n || created.coins < 0n)
-        outcomes.push(negativeBalance(r.rowNo, created.xp < 0n ? 'xp' : 'coins'))
+      else if (negative) outcomes.push(negativeBalance(r.rowNo, negative))
       else {
         states.set(r.key, created)
         outcomes.push({ rowNo: r.rowNo, action: 'c', userId: created.id })
@@ -205,9 +208,9 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
     }
     const next = applyRow(ctx, s, r)
     // In the order updateMatched decides: deleted, then a negative balance, then nothing to change.
-    const after = next ?? s
-    if (after.xp < 0n || after.coins < 0n) {
-      outcomes.push(negativeBalance(r.rowNo, after.xp < 0n ? 'xp' : 'coins'))
+    const negative = belowZero(next ?? s)
+    if (negative) {
+      outcomes.push(negativeBalance(r.rowNo, negative))
       continue
     }
     if (next === null) {

@@ -1,4 +1,5 @@
 import type { Database } from '../../lib/db/database.ts'
+import { isUniqueViolation } from '../../lib/db/sql-errors.ts'
 import { badRequest, conflict, notFound } from '../../lib/errors.ts'
 import { isReservedKey } from '../user-fields/field-keys.ts'
 import {
@@ -7,7 +8,7 @@ import {
   normalizeFieldKey,
   parseIsoDate,
 } from '../user-fields/field-types.ts'
-import { identifierFieldOf, isUniqueViolation } from '../user-fields/user-fields.repo.ts'
+import { identifierFieldOf } from '../user-fields/user-fields.repo.ts'
 import type { Actor } from './actor.ts'
 import * as repo from './field-histories.repo.ts'
 import type { CreateHistoryBody, HistoryQuery } from './field-histories.schema.ts'

@@ -143,4 +143,3 @@ export async function identifierFieldOf(db: Tx, communityId: string) {
 }
 
 /** Postgres unique violation (both drivers expose the SQLSTATE as `code`). */
-export const isUniqueViolation = (err: unknown) => (err as { code?: string } | null)?.code === '23505'

@@ -1,5 +1,6 @@
 import { sql } from 'kysely'
 import type { Database, Tx } from '../../lib/db/database.ts'
+import { isUniqueViolation } from '../../lib/db/sql-errors.ts'
 import { AppError, badRequest, conflict, notFound } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import type { Actor } from '../field-histories/actor.ts'
@@ -84,7 +85,7 @@ export function createUserFieldService(deps: { database: Database }) {
           creatorId: actor.userId,
         })
       } catch (err) {
-        if (repo.isUniqueViolation(err)) throw fieldExists(key)
+        if (isUniqueViolation(err)) throw fieldExists(key)
         throw err
       }
       return get(communityId, id)
