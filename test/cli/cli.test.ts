@@ -124,6 +124,9 @@ describe('hearth CLI', () => {
       }),
     })
     expect(login.status).toBe(200)
+    // On PostgreSQL the tests of this file share one database: a worker left running here could
+    // claim the job a later test expects to stay queued.
+    await stopChild(server)
   }, 180_000)
 
   it('two servers started at once: on PostgreSQL both migrate once and serve; on PGlite the second is refused clearly', async () => {
