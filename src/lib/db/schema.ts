@@ -169,6 +169,8 @@ export interface BulkJobsTable {
   failed: Generated<number>
   columns: DefaultedJson
   unknown_columns: DefaultedJson
+  /** The PlanContext the job's columns were planned from (bulk.plan-guard.ts); null until planned. */
+  plan_context: ColumnType<unknown, string | null | undefined, string | null>
   error_code: string | null
   error_message: string | null
   cancel_requested: Generated<boolean>

@@ -7,6 +7,7 @@ import { applyPremiumChunk } from './bulk.apply-premium.ts'
 import { applyUsersChunk } from './bulk.apply-users.ts'
 import { applyAsDryRun, nameKindsFor } from './bulk.dry-run.ts'
 import type { Plan } from './bulk.plan.ts'
+import { checkPlanHolds } from './bulk.plan-guard.ts'
 import { ledgerKey } from './bulk.premium-play.ts'
 import * as repo from './bulk.repo.ts'
 import type { ImportRow, PremiumRow, RowError } from './bulk.rows.ts'
@@ -114,6 +115,7 @@ export async function commitChunk(
       .executeTakeFirstOrThrow()
     if (cur.lease_owner !== deps.instanceId) throw new LeaseLost()
     if (cur.cancel_requested) throw new CancelRequested()
+    await checkPlanHolds(tx, job.community_id, plan)
     // JIT compiles each big statement anew (tens to hundreds of ms) and buys nothing for index probes.
     if (deps.database.kind === 'postgres') await sql`SET LOCAL jit = off`.execute(tx)
     // The data an import touches is cached, so an index probe costs about a sequential read: with

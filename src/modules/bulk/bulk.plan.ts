@@ -32,6 +32,8 @@ export type Target = DefaultTarget | CustomTarget
 
 export interface ImportPlan {
   type: 'import' | 'update'
+  /** The community's identifier field when the plan was made (it decides what the key column means). */
+  identifierField: string | null
   columns: string[]
   keyKind: KeyKind
   keyIndex: number
@@ -43,6 +45,7 @@ export interface ImportPlan {
 
 export interface PremiumPlan {
   type: 'premium_currency'
+  identifierField: string | null
   columns: string[]
   keyKind: KeyKind
   keyIndex: number
@@ -155,7 +158,7 @@ export function planColumns(rawHeader: string[], ctx: PlanContext): PlanResult {
     return i < 0 ? null : i
   }
   const ext = ctx.identifierField ? indexOf(ctx.identifierField) : null
-  if (ctx.type === 'premium_currency') return planPremium(columns, ext, indexOf)
+  if (ctx.type === 'premium_currency') return planPremium(columns, ext, indexOf, ctx.identifierField)
 
   const keyKind: KeyKind = ext !== null ? 'external_id' : 'email'
   const keyIndex = ext ?? indexOf('email')
@@ -195,6 +198,7 @@ export function planColumns(rawHeader: string[], ctx: PlanContext): PlanResult {
     ok: true,
     plan: {
       type: ctx.type,
+      identifierField: ctx.identifierField,
       columns,
       keyKind,
       keyIndex,
@@ -209,6 +213,7 @@ function planPremium(
   columns: string[],
   ext: number | null,
   indexOf: (n: string) => number | null,
+  identifierField: string | null,
 ): PlanResult {
   let keyKind: KeyKind = 'email'
   let keyIndex = indexOf('email')
@@ -240,6 +245,7 @@ function planPremium(
     ok: true,
     plan: {
       type: 'premium_currency',
+      identifierField,
       columns,
       keyKind,
       keyIndex,

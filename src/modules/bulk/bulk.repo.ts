@@ -82,27 +82,54 @@ export function claimJob(db: Tx, jobId: string, owner: string, leaseSeconds: num
 }
 
 /** Custom fields and the identifier field of a community, as a job's column plan needs them. */
-export async function loadPlanContext(db: Tx, communityId: string) {
-  const [community, fields] = await Promise.all([
-    db
-      .selectFrom('communities')
-      .select('identifier_field')
-      .where('id', '=', communityId)
-      .executeTakeFirstOrThrow(),
+export async function loadPlanContext(db: Tx, communityId: string): Promise<StoredPlanContext> {
+  const [identifierField, fields] = await Promise.all([
+    identifierFieldOf(db, communityId),
     db
       .selectFrom('user_fields')
       .select(['id', 'field', 'type', 'options'])
       .where('community_id', '=', communityId)
       .execute(),
   ])
-  const customFields: CustomFieldDef[] = fields.map((f) => ({
-    id: f.id,
-    field: f.field,
-    type: f.type,
-    options: Array.isArray(f.options) ? (f.options as string[]) : null,
-  }))
-  return { identifierField: community.identifier_field, customFields }
+  return { identifierField, customFields: fields.map(toFieldDef) }
 }
+
+export interface StoredPlanContext {
+  identifierField: string | null
+  customFields: CustomFieldDef[]
+}
+
+export async function identifierFieldOf(db: Tx, communityId: string): Promise<string | null> {
+  const c = await db
+    .selectFrom('communities')
+    .select('identifier_field')
+    .where('id', '=', communityId)
+    .executeTakeFirstOrThrow()
+  return c.identifier_field
+}
+
+/**
+ * The definitions of these fields as they are now, each held with a key-share lock until the
+ * transaction ends: a field's update or delete (which locks it FOR UPDATE) waits for it.
+ */
+export async function lockFieldDefs(tx: Tx, communityId: string, ids: string[]): Promise<CustomFieldDef[]> {
+  if (ids.length === 0) return []
+  const rows = await tx
+    .selectFrom('user_fields')
+    .select(['id', 'field', 'type', 'options'])
+    .where('community_id', '=', communityId)
+    .where('id', 'in', ids)
+    .forKeyShare()
+    .execute()
+  return rows.map(toFieldDef)
+}
+
+const toFieldDef = (f: { id: string; field: string; type: string; options: unknown }): CustomFieldDef => ({
+  id: f.id,
+  field: f.field,
+  type: f.type,
+  options: Array.isArray(f.options) ? (f.options as string[]) : null,
+})
 
 export async function insertChunk(
   db: Tx,

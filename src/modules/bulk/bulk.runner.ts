@@ -15,6 +15,7 @@ import {
 import { forgetDryRun } from './bulk.dry-run.ts'
 import { readUpload } from './bulk.files.ts'
 import { dropPadding, emailsMayMove, isBlankRow, namedColumns, type Plan, planColumns } from './bulk.plan.ts'
+import { PlanOutdated } from './bulk.plan-guard.ts'
 import * as repo from './bulk.repo.ts'
 import {
   checkImportRow,
@@ -75,6 +76,8 @@ async function claimAndRun(deps: AppDeps, jobId: string): Promise<void> {
     if (err instanceof LeaseLost) return
     if (err instanceof ShuttingDown) return releaseLease(deps, job.id)
     if (err instanceof CancelRequested) return finish(deps, job, 'cancelled')
+    if (err instanceof PlanOutdated)
+      return finish(deps, job, 'failed', { code: err.code, message: err.message })
     throw err // pg-boss retries; the lease expires and the next attempt resumes
   }
 }
@@ -113,7 +116,10 @@ function overlaps(a: Set<string>, b: Set<string>): boolean {
 }
 
 async function processJob(deps: AppDeps, job: repo.JobRow) {
-  const ctx = await repo.loadPlanContext(deps.database.db, job.community_id)
+  // A resumed job plans from the definitions it started with; its chunks then check they still hold.
+  const ctx =
+    (job.plan_context as repo.StoredPlanContext | null) ??
+    (await repo.loadPlanContext(deps.database.db, job.community_id))
   const committed = await repo.committedChunks(deps.database.db, job.id)
   const source = preparedBatches(deps, job, ctx, committed)
   const first = await source.next()
@@ -183,7 +189,7 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
 async function* preparedBatches(
   deps: AppDeps,
   job: repo.JobRow,
-  ctx: Awaited<ReturnType<typeof repo.loadPlanContext>>,
+  ctx: repo.StoredPlanContext,
   committed: Range[],
 ): AsyncGenerator<{ plan: Plan; prepared: Prepared | null }, { code: string; message: string } | null> {
   const parser = new CsvParser()
@@ -207,7 +213,7 @@ async function* preparedBatches(
       const p = planColumns(record.cells.slice(0, named), { type: job.type, ...ctx })
       if (!p.ok) return { code: p.code, message: p.message }
       plan = p.plan
-      await startProcessing(deps, job, plan)
+      await startProcessing(deps, job, plan, ctx)
       yield { plan, prepared: null }
       continue
     }
@@ -255,13 +261,14 @@ async function releaseLease(deps: AppDeps, jobId: string) {
     .catch(() => {})
 }
 
-async function startProcessing(deps: AppDeps, job: repo.JobRow, plan: Plan) {
+async function startProcessing(deps: AppDeps, job: repo.JobRow, plan: Plan, ctx: repo.StoredPlanContext) {
   const res = await deps.database.db
     .updateTable('bulk_jobs')
     .set({
       status: 'processing',
       columns: JSON.stringify(plan.columns),
       unknown_columns: JSON.stringify(plan.unknown),
+      plan_context: sql`coalesce(plan_context, ${JSON.stringify(ctx)}::jsonb)`,
       updated_at: sql`now()`,
     })
     .where('id', '=', job.id)
