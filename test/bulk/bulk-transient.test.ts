@@ -1,6 +1,6 @@
-import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { failedRows, runJob } from '../support/bulk.ts'
+import { databaseFaults } from '../support/faults.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
@@ -17,32 +17,7 @@ afterAll(() => t.close())
 
 const db = () => t.deps.database.db
 
-/** A BEFORE UPDATE trigger on users that raises `errcode` when `condition` holds. */
-async function failUpdatesWhen(condition: string, errcode: string) {
-  await sql
-    .raw(`CREATE OR REPLACE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF ${condition} THEN
-          RAISE EXCEPTION 'simulated failure' USING ERRCODE = '${errcode}';
-        END IF;
-        RETURN NEW;
-      END $$`)
-    .execute(db())
-  await sql`CREATE TRIGGER test_fault BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION test_fault()`.execute(
-    db(),
-  )
-}
-
-/** The first `times` row updates fail with `errcode`; a sequence counts them, as it does not roll back. */
-async function failFirstUpdates(times: number, errcode: string) {
-  await sql`CREATE SEQUENCE IF NOT EXISTS test_fault_calls`.execute(db())
-  await sql`SELECT setval('test_fault_calls', 1, false)`.execute(db())
-  await failUpdatesWhen(`nextval('test_fault_calls') <= ${times}`, errcode)
-}
-
-async function stopFailing() {
-  await sql`DROP TRIGGER IF EXISTS test_fault ON users`.execute(db())
-}
+const faults = databaseFaults(db)
 
 describe('errors that are not the rows’ fault', () => {
   it('a deadlock while a chunk applies fails no row: the chunk is tried again and each row applies once', async () => {
@@ -50,7 +25,7 @@ describe('errors that are not the rows’ fault', () => {
     const users = [await t.factory.user(c.id), await t.factory.user(c.id), await t.factory.user(c.id)]
     // Three failed attempts: before, the split down to single rows made the first row fail as
     // row_rejected ("The database refused this row") for a deadlock it had no part in.
-    await failFirstUpdates(3, '40P01')
+    await faults.failFirst(3, '40P01')
     try {
       const job = await runJob(t, '/apis/v1/users/bulk-update', c.bearer, {
         file: `email,xp_op,xp,first_name\n${users.map((u) => `${u.email},add,5,Retried`).join('\n')}\n`,
@@ -58,7 +33,7 @@ describe('errors that are not the rows’ fault', () => {
       expect(job).toMatchObject({ status: 'completed', updated: 3, failed: 0 })
       expect(await failedRows(t, c.bearer, job.jobId)).toEqual([])
     } finally {
-      await stopFailing()
+      await faults.stop()
     }
     const after = await db()
       .selectFrom('users')
@@ -82,14 +57,14 @@ describe('errors that are not the rows’ fault', () => {
   it('the same, for a chunk played in the worker (one user three times)', async () => {
     const c = await t.factory.community()
     const u = await t.factory.user(c.id)
-    await failFirstUpdates(3, '40001')
+    await faults.failFirst(3, '40001')
     try {
       const job = await runJob(t, '/apis/v1/users/bulk-update', c.bearer, {
         file: `email,xp_op,xp\n${u.email},add,1\n${u.email},add,2\n${u.email},add,3\n`,
       })
       expect(job).toMatchObject({ status: 'completed', updated: 3, failed: 0 })
     } finally {
-      await stopFailing()
+      await faults.stop()
     }
     const ledger = await db()
       .selectFrom('currency_ledger')
@@ -108,7 +83,7 @@ describe('errors that are not the rows’ fault', () => {
     const c = await t.factory.community()
     const users = [await t.factory.user(c.id), await t.factory.user(c.id)]
     // A check violation (class 23) raised for one user only: that row is split out and fails.
-    await failUpdatesWhen(`NEW.id = '${users[0].id}'`, 'check_violation')
+    await faults.failWhen(`NEW.id = '${users[0].id}'`, 'check_violation')
     try {
       const job = await runJob(t, '/apis/v1/users/bulk-update', c.bearer, {
         file: `email,first_name\n${users.map((u) => `${u.email},Changed`).join('\n')}\n`,
@@ -118,7 +93,7 @@ describe('errors that are not the rows’ fault', () => {
         [users[0].email, 'row_rejected'],
       ])
     } finally {
-      await stopFailing()
+      await faults.stop()
     }
   })
 })

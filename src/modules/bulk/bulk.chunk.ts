@@ -1,6 +1,6 @@
 import { sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
-import { isTransientError } from '../../lib/db/sql-errors.ts'
+import { retryingTransient } from '../../lib/db/transact.ts'
 import type { AppDeps } from '../../lib/deps.ts'
 import { timed } from '../../lib/phase-timer.ts'
 import { applyPremiumChunk } from './bulk.apply-premium.ts'
@@ -79,22 +79,13 @@ export const sentLedgerKeys = (job: repo.JobRow, rows: (ImportRow | PremiumRow)[
       : [],
   )
 
-const TRANSIENT_TRIES = 5
-
 /**
- * commitChunk, tried again (up to TRANSIENT_TRIES times, backing off) when it lost a race with
- * another transaction: a deadlock with an API call or another job changing the same users. The
- * chunk's transaction rolled back whole, so trying again applies its rows once.
+ * commitChunk, tried again (backing off) when it lost a race with another transaction: a deadlock
+ * with an API call or another job changing the same users. The chunk's transaction rolled back
+ * whole, so trying again applies its rows once.
  */
-export async function commitChunkRetrying(...args: Parameters<typeof commitChunk>): Promise<number> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await commitChunk(...args)
-    } catch (err) {
-      if (!isTransientError(err) || attempt >= TRANSIENT_TRIES) throw err
-      await new Promise((r) => setTimeout(r, 20 * 2 ** attempt * (1 + Math.random())))
-    }
-  }
+export function commitChunkRetrying(...args: Parameters<typeof commitChunk>): Promise<number> {
+  return retryingTransient(() => commitChunk(...args))
 }
 
 /** Commits one chunk; returns the users it created (none for a dry run), which UsersStatistics counts. */

@@ -1,5 +1,6 @@
 import { sql } from 'kysely'
 import type { BulkJobType } from '../../lib/db/schema.ts'
+import { transact } from '../../lib/db/transact.ts'
 import type { AppDeps } from '../../lib/deps.ts'
 import { badRequest, conflict, notFound, tooMany } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
@@ -56,7 +57,7 @@ export function createBulkService(deps: AppDeps) {
       throw badRequest('empty_file', 'The uploaded file is empty', 'data')
     }
     try {
-      return await db.transaction().execute(async (tx) => {
+      return await transact(db, async (tx) => {
         await sql`SELECT pg_advisory_xact_lock(hashtext(${`bulk:${meta.communityId}`}))`.execute(tx)
         if (meta.idempotencyKey) {
           const earlier = await tx

@@ -1,3 +1,4 @@
+import { transact } from '../../lib/db/transact.ts'
 import type { AppDeps } from '../../lib/deps.ts'
 import type { AuthContext } from '../../lib/http/auth.ts'
 import { newId } from '../../lib/ids.ts'
@@ -13,7 +14,7 @@ export async function createOwnedCommunity(
   input: CreateCommunityInput,
   auth: AuthContext,
 ) {
-  return deps.database.db.transaction().execute(async (tx) => {
+  return transact(deps.database.db, async (tx) => {
     const created = await service.create(input, tx)
     if (auth.credential !== 'session' || !auth.userId) return created
     const me = await tx

@@ -1,5 +1,6 @@
 import type { Database } from '../../lib/db/database.ts'
 import { isUniqueViolation } from '../../lib/db/sql-errors.ts'
+import { transact } from '../../lib/db/transact.ts'
 import { badRequest, conflict, notFound } from '../../lib/errors.ts'
 import { isReservedKey } from '../user-fields/field-keys.ts'
 import {
@@ -57,7 +58,7 @@ export function createFieldHistoryService(deps: { database: Database }) {
       if (!body.fieldId && body.field === undefined)
         throw badRequest('invalid_field', 'Send fieldId or field', 'fieldId')
       const key = body.field !== undefined ? normalizeFieldKey(body.field) : undefined
-      return db.transaction().execute(async (tx) => {
+      return transact(db, async (tx) => {
         const def = await repo.findDefinition(tx, communityId, { id: body.fieldId, field: key })
         if (!def) {
           if (!body.fieldId && key && isReservedKey(key)) {

@@ -1,6 +1,7 @@
 import { sql } from 'kysely'
 import type { Database, Tx } from '../../lib/db/database.ts'
 import { isUniqueViolation } from '../../lib/db/sql-errors.ts'
+import { transact } from '../../lib/db/transact.ts'
 import { AppError, badRequest, conflict, notFound } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
 import type { Actor } from '../field-histories/actor.ts'
@@ -97,7 +98,7 @@ export function createUserFieldService(deps: { database: Database }) {
      * the new stored form, with a history row each.
      */
     update(communityId: string, id: string, body: UpdateUserFieldBody, actor: Actor) {
-      return db.transaction().execute(async (tx) => {
+      return transact(db, async (tx) => {
         const row = await lock(tx, communityId, id)
         const oldKind = kindOf(row.type)
         const newKind = kindOf(body.type)
@@ -160,7 +161,7 @@ export function createUserFieldService(deps: { database: Database }) {
 
     /** Deletes the definition and every user's value, with a history row per removed value. */
     remove(communityId: string, id: string, actor: Actor) {
-      return db.transaction().execute(async (tx) => {
+      return transact(db, async (tx) => {
         const row = await lock(tx, communityId, id)
         if ((await repo.identifierFieldOf(tx, communityId)) === row.field) {
           throw conflict(

@@ -1,6 +1,7 @@
 import { hashPassword } from '../../lib/auth/secrets.ts'
 import type { Database } from '../../lib/db/database.ts'
 import { isUniqueViolation } from '../../lib/db/sql-errors.ts'
+import { transact } from '../../lib/db/transact.ts'
 import { AppError, badRequest, conflict } from '../../lib/errors.ts'
 import type { AuthContext } from '../../lib/http/auth.ts'
 import { requireCommunity } from '../../lib/http/auth.ts'
@@ -114,7 +115,7 @@ export function createUserCreator(deps: CreateUserDeps) {
     const id = newId()
     let user: repo.UserRow
     try {
-      user = await db.transaction().execute(async (tx) => {
+      user = await transact(db, async (tx) => {
         const row = await repo.insertUser(tx, {
           id,
           communityId,
