@@ -2,6 +2,7 @@ import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runBulkJob } from '../../src/modules/bulk/bulk.runner.ts'
 import { upload, waitForJob } from '../support/bulk.ts'
+import { slowChunks, untilProcessed as untilProcessedIn } from '../support/faults.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
@@ -16,10 +17,7 @@ beforeAll(async () => {
   // Chunks of 2 rows, one at a time; no background worker: each test runs its job itself.
   t = await startTestApp({ env: { BULK_CHUNK_ROWS: '2', BULK_PARALLEL_CHUNKS: '1' } })
   // Each chunk takes a while, so a change made after the first chunks lands while rows remain.
-  await sql`CREATE FUNCTION test_slow_chunk() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN PERFORM pg_sleep(0.15); RETURN NEW; END $$`.execute(db())
-  await sql`CREATE TRIGGER test_slow_chunk AFTER INSERT ON bulk_job_chunks
-    FOR EACH ROW EXECUTE FUNCTION test_slow_chunk()`.execute(db())
+  await slowChunks(db(), 0.15)
 })
 afterAll(() => t.close())
 
@@ -32,18 +30,7 @@ async function queue(path: string, auth: Record<string, string>, csv: string): P
   return res.json().data.jobId
 }
 
-async function processedOf(jobId: string): Promise<number> {
-  const j = await db()
-    .selectFrom('bulk_jobs')
-    .select('processed')
-    .where('id', '=', jobId)
-    .executeTakeFirstOrThrow()
-  return j.processed
-}
-
-async function untilProcessed(jobId: string, rows: number) {
-  while ((await processedOf(jobId)) < rows) await new Promise((r) => setTimeout(r, 10))
-}
+const untilProcessed = (jobId: string, rows: number) => untilProcessedIn(db(), jobId, rows)
 
 function deleteField(c: { id: string; bearer: Record<string, string> }, fieldId: string) {
   return t.app.inject({

@@ -33,3 +33,29 @@ export function databaseFaults(db: () => Kysely<any>, table = 'users') {
     },
   }
 }
+
+/**
+ * Each committed chunk of a bulk job takes `seconds` longer (a trigger on its booking), so a test
+ * can act between chunks while rows remain.
+ */
+export async function slowChunks(db: Kysely<any>, seconds: number) {
+  await sql
+    .raw(`CREATE OR REPLACE FUNCTION test_slow_chunk() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN PERFORM pg_sleep(${seconds}); RETURN NEW; END $$`)
+    .execute(db)
+  await sql`CREATE TRIGGER test_slow_chunk AFTER INSERT ON bulk_job_chunks
+    FOR EACH ROW EXECUTE FUNCTION test_slow_chunk()`.execute(db)
+}
+
+/** Waits until a job has processed at least `rows` rows. */
+export async function untilProcessed(db: Kysely<any>, jobId: string, rows: number) {
+  for (;;) {
+    const j = await db
+      .selectFrom('bulk_jobs')
+      .select('processed')
+      .where('id', '=', jobId)
+      .executeTakeFirstOrThrow()
+    if (j.processed >= rows) return
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
