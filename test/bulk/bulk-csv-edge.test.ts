@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CsvParser, isCsvError } from '../../src/modules/bulk/csv/csv-parser.ts'
+import { csvLine } from '../../src/modules/bulk/csv/csv-writer.ts'
 import { failedRows, runJob, upload } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
@@ -321,6 +323,49 @@ describe('bulk CSV: bad rows fail alone, with their line', () => {
     ])
     expect((await user(a.id)).first_name).toBe('Ann')
     expect((await user(b.id)).first_name).toBe('Test')
+  })
+})
+
+describe('bulk CSV: a row that cannot be split, in the failed-rows CSV', () => {
+  function cellsOf(text: string): string[][] {
+    const parser = new CsvParser()
+    return [...parser.push(text), ...parser.end()].map((r) => {
+      if (isCsvError(r)) throw new Error(r.error.message)
+      return r.cells
+    })
+  }
+
+  it('is there whole in the first column, its error says so, and fixed and re-split it applies', async () => {
+    const { c, us } = await community()
+    const [a, b] = us
+    const bad = `${a.email},"Ann"x,Smith`
+    const job = await runJob(t, UPDATE, c.bearer, {
+      file: `email,first_name,last_name\n${bad}\n${b.email},Bob,Jones\n`,
+    })
+    expect(job).toMatchObject({ status: 'completed_with_errors', updated: 1, failed: 1 })
+    const message =
+      'Unexpected character "x" after a closing quote on line 2. In the failed-rows CSV this whole original line is in the first column, as one cell: fix it there and split it back into its columns before uploading again'
+    expect((await failedRows(t, c.bearer, job.jobId))[0].error).toEqual({
+      code: 'malformed_quoting',
+      field: null,
+      message,
+    })
+    const res = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/users/bulk-updates/${job.jobId}/details?format=csv`,
+      headers: c.bearer,
+    })
+    const rows = cellsOf(res.body)
+    expect(rows).toEqual([
+      ['email', 'first_name', 'last_name', 'line', 'error'],
+      [bad, '', '', '2', `malformed_quoting: ${message}`],
+    ])
+    // What the message asks: mend the line, then split it back into its columns.
+    const [mended] = cellsOf(rows[1][0].replace('"Ann"x', '"Ann X"'))
+    const fixed = [rows[0], [...mended, rows[1][3], rows[1][4]]]
+    const again = await runJob(t, UPDATE, c.bearer, { file: fixed.map((r) => csvLine(r)).join('') })
+    expect(again).toMatchObject({ status: 'completed', updated: 1, failed: 0 })
+    expect(await user(a.id)).toMatchObject({ first_name: 'Ann X', last_name: 'Smith' })
   })
 })
 

@@ -103,11 +103,15 @@ function parseOp(raw: string | undefined, field: string, fallback: Op): Op | Fai
 
 /**
  * The CSVs Hearth writes prefix formula-looking cells with a quote (see csv-writer.ts); a failed-rows
- * file fixed and uploaded again gets its original value back.
+ * file fixed and uploaded again gets its original value back. Only a quote before = + - @ tab or CR
+ * is taken off: one before anything else ('s-Hertogenbosch) is the user's own and stays.
  */
 export function restoreNeutralized(cell: string): string {
   return cell.length > 1 && cell[0] === "'" && '=+-@\t\r'.includes(cell[1]) ? cell.slice(1) : cell
 }
+
+/** A cell as the user meant it: every cell of an uploaded file is read through here. */
+const cellAt = (cells: string[], index: number) => restoreNeutralized(cells[index])
 
 const isFail = (v: unknown): v is Fail => typeof v === 'object' && v !== null && 'code' in v
 
@@ -124,7 +128,7 @@ function startRow(plan: ImportPlan | PremiumPlan, cells: string[], rowNo: number
   })
   const count = checkCount(cells, plan)
   if (count) return { error: bad(count) }
-  const key = checkKey(cells[plan.keyIndex], plan.keyKind)
+  const key = checkKey(cellAt(cells, plan.keyIndex), plan.keyKind)
   if (isFail(key)) return { error: bad(key) }
   return { key, bad }
 }
@@ -140,7 +144,7 @@ export function checkImportRow(
   const { key, bad } = start
   let email: string | null = null
   if (plan.emailIndex !== null) {
-    const raw = cells[plan.emailIndex].trim()
+    const raw = cellAt(cells, plan.emailIndex).trim()
     if (raw !== '') {
       const e = checkKey(raw, 'email')
       if (isFail(e)) return bad(e, key)
@@ -150,9 +154,9 @@ export function checkImportRow(
   const values: (FieldValue | undefined)[] = []
   const ops: (Op | null)[] = []
   for (const t of plan.targets) {
-    const raw = restoreNeutralized(cells[t.index]).trim()
+    const raw = cellAt(cells, t.index).trim()
     const name = targetName(t)
-    const op = t.opIndex === null ? 'overwrite' : parseOp(cells[t.opIndex], name, 'overwrite')
+    const op = t.opIndex === null ? 'overwrite' : parseOp(cellAt(cells, t.opIndex), name, 'overwrite')
     if (isFail(op)) return bad(op, key)
     ops.push(t.opIndex === null ? null : op)
     if (raw === '') {
@@ -209,6 +213,11 @@ export function checkImportRow(
   return { rowNo, line, key, newId: newId(), email, values, ops }
 }
 
+/** An optional text column's cell, trimmed; null when the column is absent or the cell empty. */
+function optionalText(cells: string[], index: number | null): string | null {
+  return index === null ? null : cellAt(cells, index).trim() || null
+}
+
 export function checkPremiumRow(
   plan: PremiumPlan,
   cells: string[],
@@ -218,7 +227,7 @@ export function checkPremiumRow(
   const start = startRow(plan, cells, rowNo, line)
   if ('error' in start) return start.error
   const { key, bad } = start
-  const rawAmount = restoreNeutralized(cells[plan.amountIndex]).trim()
+  const rawAmount = cellAt(cells, plan.amountIndex).trim()
   if (rawAmount === '')
     return bad({ key, code: 'missing_amount', field: 'amount', message: 'amount is empty' })
   const amount = parseInteger(rawAmount, 'amount')
@@ -231,10 +240,10 @@ export function checkPremiumRow(
       message: 'amount must not be negative: use amount_op=subtract',
     })
   }
-  const op = parseOp(plan.opIndex === null ? undefined : cells[plan.opIndex], 'amount', 'add')
+  const op = parseOp(plan.opIndex === null ? undefined : cellAt(cells, plan.opIndex), 'amount', 'add')
   if (isFail(op)) return bad(op, key)
-  const reason = plan.reasonIndex === null ? null : cells[plan.reasonIndex].trim().slice(0, 500) || null
-  const idempotencyKey = plan.idempotencyIndex === null ? null : cells[plan.idempotencyIndex].trim() || null
+  const reason = optionalText(cells, plan.reasonIndex)?.slice(0, 500) ?? null
+  const idempotencyKey = optionalText(cells, plan.idempotencyIndex)
   if (idempotencyKey && idempotencyKey.length > 200) {
     return bad({
       key,

@@ -2,6 +2,7 @@ import { z } from 'zod'
 import { integrationOk } from '../../lib/http/envelope.ts'
 import { OBJECT_ID } from '../../lib/ids.ts'
 import { detailRowSchema, JOB_STATES, jobSchema } from './bulk.presenter.ts'
+import type { TemplateKind } from './bulk.template.ts'
 
 export const jobIdParams = z
   .object({ jobId: z.string().regex(OBJECT_ID, 'must be a 24-hex job id') })
@@ -9,9 +10,15 @@ export const jobIdParams = z
 
 const page = z.coerce.number().int().min(1).default(1)
 
+/**
+ * A job type as a request may spell it: jobs report `premium_currency`, the upload path says
+ * `premium-currency`; every query that takes a type accepts both.
+ */
+const jobType = z.enum(['import', 'update', 'premium_currency', 'premium-currency'])
+
 export const listQuery = z
   .object({
-    type: z.enum(['import', 'update', 'premium_currency', 'premium-currency']).optional(),
+    type: jobType.optional(),
     status: z.enum(JOB_STATES).optional(),
     page,
     limit: z.coerce.number().int().min(1).max(100).default(20),
@@ -31,7 +38,11 @@ export const detailsQuery = z
   .strict()
 
 export const templateQuery = z
-  .object({ type: z.enum(['import', 'update', 'premium-currency']).default('import') })
+  .object({
+    type: jobType
+      .default('import')
+      .transform((t): TemplateKind => (t === 'premium_currency' ? 'premium-currency' : t)),
+  })
   .strict()
 
 /** The multipart form, described for OpenAPI (multipart bodies are read as a stream, not validated by schema). */

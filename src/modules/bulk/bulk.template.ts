@@ -5,12 +5,16 @@ import { csvLine } from './csv/csv-writer.ts'
 
 export type TemplateKind = 'import' | 'update' | 'premium-currency'
 
+/** The premium file: the key, the amount and how it applies, and what the ledger row keeps. */
+const PREMIUM_COLUMNS = ['email', 'amount_op', 'amount', 'reason', 'idempotency_key']
+
 /**
  * The CSV template of the user list page: the writable default fields, then one column per custom
- * field. The update template puts `<field>_op` right before each numeric column, as the docs ask.
+ * field of the community, oldest first. The update template puts `<field>_op` right before each
+ * numeric column, as the docs ask.
  */
 export async function templateColumns(db: Tx, communityId: string, kind: TemplateKind): Promise<string[]> {
-  if (kind === 'premium-currency') return ['email', 'amount_op', 'amount', 'reason']
+  if (kind === 'premium-currency') return [...PREMIUM_COLUMNS]
   const custom = await db
     .selectFrom('user_fields')
     .select(['field', 'type'])

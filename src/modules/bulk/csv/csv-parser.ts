@@ -52,6 +52,8 @@ export class CsvParser {
   private partial = '' // field content carried over from earlier chunks
   private recBytes = 0 // UTF-8 size of the record's text in earlier chunks
   private rawPrefix = '' // first RAW_LIMIT chars of the record's text in earlier chunks
+  private rawCut = false // the record's text is longer than RAW_LIMIT: its raw is a prefix
+  private headerEmitted = false // the first record is the header: the ones after it are data rows
   private pendingError: { code: CsvErrorCode; message: string } | null = null
   // Whether the decoded text so far held U+FFFD: the decoder's stand-in for bytes that are not UTF-8.
   private replaced = false
@@ -94,7 +96,7 @@ export class CsvParser {
       case QUOTED:
         this.emitError(
           'malformed_quoting',
-          `Unterminated quoted field in the record starting on line ${this.recLine}`,
+          `Unterminated quoted field in the record starting on line ${this.recLine}: the quote never closes, so the rest of the file was read into this row`,
           this.rawPrefix,
         )
         break
@@ -170,6 +172,7 @@ export class CsvParser {
             this.segLine = this.recLine = this.line
             this.recBytes = 0
             this.rawPrefix = ''
+            this.rawCut = false
             this.cells = []
             this.state = FIELD_START
           }
@@ -368,6 +371,7 @@ export class CsvParser {
   /** The record's raw text up to `end`, capped at RAW_LIMIT chars. */
   private rawOf(end: number): string {
     const room = RAW_LIMIT - this.rawPrefix.length
+    if (end - this.seg > room) this.rawCut = true
     if (room <= 0) return this.rawPrefix
     return this.rawPrefix + this.s.slice(this.seg, Math.min(end, this.seg + room))
   }
@@ -381,12 +385,20 @@ export class CsvParser {
         `Line ${this.recLine} is not UTF-8 text (another encoding, such as Windows-1252?): save the file as "CSV UTF-8" and upload it again`,
         this.cells.join(',').slice(0, RAW_LIMIT),
       )
-    } else this.out.push({ line: this.recLine, cells: this.cells })
+    } else {
+      this.out.push({ line: this.recLine, cells: this.cells })
+      this.headerEmitted = true
+    }
     this.cells = []
   }
 
   private emitError(code: CsvErrorCode, message: string, raw: string): void {
-    this.out.push({ line: this.recLine, error: { code, message }, raw })
+    // A bad header fails the job, and a row that is not UTF-8 is mended by saving the file again:
+    // neither is fixed in the failed-rows CSV.
+    const fixedThere = this.headerEmitted && code !== 'invalid_encoding'
+    const text = fixedThere ? `${message}. ${whereTheLineIs(this.rawCut)}` : message
+    this.out.push({ line: this.recLine, error: { code, message: text }, raw })
+    this.headerEmitted = true
   }
 }
 
@@ -402,6 +414,16 @@ export async function* parseCsv(
 
 export function isCsvError(record: CsvRecord): record is CsvErrorRecord {
   return 'error' in record
+}
+
+/**
+ * A data row that cannot be split into cells reaches the failed-rows CSV as its raw text, put whole
+ * in the first column (bulk.runner.ts): its message says so, and how to fix it.
+ */
+function whereTheLineIs(cut: boolean): string {
+  return cut
+    ? `In the failed-rows CSV only the first ${RAW_LIMIT} characters of this line are in the first column: fix the row in your original file`
+    : 'In the failed-rows CSV this whole original line is in the first column, as one cell: fix it there and split it back into its columns before uploading again'
 }
 
 function indexOrEnd(s: string, ch: string, from: number): number {

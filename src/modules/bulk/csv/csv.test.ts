@@ -323,6 +323,64 @@ describe('CsvParser malformed quoting', () => {
   })
 })
 
+describe('CsvParser: the message of a row that cannot be split', () => {
+  const WHOLE =
+    /\. In the failed-rows CSV this whole original line is in the first column, as one cell: fix it there and split it back into its columns before uploading again$/
+  const CUT =
+    /\. In the failed-rows CSV only the first 1000 characters of this line are in the first column: fix the row in your original file$/
+  const messageOf = (r: CsvRecord) => (r as CsvErrorRecord).error.message
+
+  it('says the whole original line is in the first column and must be fixed and re-split', () => {
+    const records = expectChunkInvariant('h1,h2\n"abc"x,1\nab"c,2\nok,3\n"never closed,4\nmore\n')
+    expect(view(records)).toEqual([
+      { line: 1, cells: ['h1', 'h2'] },
+      { line: 2, error: 'malformed_quoting' },
+      { line: 3, error: 'malformed_quoting' },
+      { line: 4, cells: ['ok', '3'] },
+      { line: 5, error: 'malformed_quoting' },
+    ])
+    for (const r of [records[1], records[2], records[4]]) expect(messageOf(r)).toMatch(WHOLE)
+    expect(messageOf(records[1])).toMatch(/^Unexpected character "x" after a closing quote on line 2\. /)
+    expect(messageOf(records[4])).toMatch(
+      /^Unterminated quoted field in the record starting on line 5: the quote never closes, so the rest of the file was read into this row\. /,
+    )
+  })
+
+  it('says only the first 1000 characters are there when the line is longer', () => {
+    const line = (length: number) => `"x"${'y'.repeat(length - 3)}`
+    const atLimit = expectChunkInvariant(`h\n${line(1000)}\n`)
+    expect((atLimit[1] as CsvErrorRecord).raw).toBe(line(1000))
+    expect(messageOf(atLimit[1])).toMatch(WHOLE)
+    const over = expectChunkInvariant(`h\n${line(1001)}\nok\n`)
+    expect((over[1] as CsvErrorRecord).raw).toBe(line(1001).slice(0, 1000))
+    expect(messageOf(over[1])).toMatch(CUT)
+    const unterminated = expectChunkInvariant(`h\n"${'z'.repeat(600)}\n${'z'.repeat(600)}\n`)
+    expect(messageOf(unterminated[1])).toMatch(CUT)
+  })
+
+  it('says the same of an oversized row: whole under 1000 characters, else cut', () => {
+    const small = expectChunkInvariant(`h\n${'x'.repeat(30)}\nok\n`, { maxRecordBytes: 20 })
+    expect(messageOf(small[1])).toMatch(
+      /^Record starting on line 2 exceeds 20 bytes; skipped to the next line\. /,
+    )
+    expect(messageOf(small[1])).toMatch(WHOLE)
+    const big = parse(`h\n${'x'.repeat(2000)}\nok\n`, { maxRecordBytes: 1500 })
+    expect(messageOf(big[1])).toMatch(CUT)
+  })
+
+  it("keeps the header's own message plain: a bad header fails the job, no failed-rows CSV holds it", () => {
+    const [header] = parse('"email"x,name\nann@x.io,Ann\n')
+    expect(messageOf(header)).toBe('Unexpected character "x" after a closing quote on line 1')
+  })
+
+  it('leaves a row that is not UTF-8 alone: its fix is saving the file again, not re-splitting', () => {
+    const buf = Buffer.concat([enc('email,name\nann@x.io,Jos'), Buffer.from([0xe9]), enc('\n')])
+    expect(messageOf(parse(buf)[1])).toBe(
+      'Line 2 is not UTF-8 text (another encoding, such as Windows-1252?): save the file as "CSV UTF-8" and upload it again',
+    )
+  })
+})
+
 describe('CsvParser record size limit', () => {
   it('rejects an oversized record and resyncs at the next line', () => {
     const records = expectChunkInvariant(`h\n${'x'.repeat(30)}\nok,1\n`, { maxRecordBytes: 20 })
