@@ -48,11 +48,6 @@ const FASTIFY_CODES: Record<string, { status: number; code: string; message: str
     code: 'body_too_large',
     message: 'The request body is too large',
   },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
-    status: 415,
-    code: 'unsupported_media_type',
-    message: 'Unsupported Content-Type',
-  },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
     status: 400,
     code: 'invalid_content_length',
@@ -69,30 +64,69 @@ const FASTIFY_CODES: Record<string, { status: number; code: string; message: str
   FST_FIELDS_LIMIT: { status: 413, code: 'too_many_fields', message: 'Too many form fields' },
 }
 
-/** Maps every error to the family's envelope; unknown errors become a generic 500 with the request id. */
+/**
+ * The multipart parser (busboy) raises plain Errors, told apart by their message only: a body cut
+ * short or not split by its boundary, a header without one or with one too long to search for.
+ */
+const MULTIPART_FAULTS: [RegExp, string, string | undefined][] = [
+  [/boundary not found/i, 'multipart/form-data needs a boundary parameter', 'Content-Type'],
+  [/needle cannot/i, 'The multipart boundary is empty or too long', 'Content-Type'],
+  [
+    /unexpected end of (multipart data|form|file)|terminated early|malformed part header/i,
+    'The multipart/form-data body is malformed or cut short',
+    undefined,
+  ],
+]
+
+function malformedMultipart(req: FastifyRequest, err: FastifyError): AppError | null {
+  if (err.code || !req.isMultipart?.()) return null
+  const fault = MULTIPART_FAULTS.find(([pattern]) => pattern.test(err.message))
+  return fault ? new AppError(400, 'malformed_multipart', fault[1], fault[2]) : null
+}
+
+/** Names the type the route takes, since a client that sent another may not know it. */
+function unsupportedMediaType(req: FastifyRequest): AppError {
+  const sent = req.headers['content-type']
+  const consumes = (req.routeOptions?.schema as { consumes?: string[] } | undefined)?.consumes
+  const wanted = consumes?.join(' or ') ?? 'application/json'
+  return new AppError(
+    415,
+    'unsupported_media_type',
+    `Unsupported Content-Type ${sent ? `"${sent.split(';')[0].slice(0, 100)}"` : '(none)'}: send ${wanted}`,
+    'Content-Type',
+  )
+}
+
+/** The AppError an error answers as; unknown errors become a generic 500 (logged) with the request id. */
+function toAppError(err: FastifyError, req: FastifyRequest): AppError {
+  if (err instanceof AppError) return err
+  if (hasZodFastifySchemaValidationErrors(err) || err.validation) return validationError(err)
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return unsupportedMediaType(req)
+  const known = err.code ? FASTIFY_CODES[err.code] : undefined
+  if (known) return new AppError(known.status, known.code, known.message)
+  const multipart = malformedMultipart(req, err)
+  if (multipart) return multipart
+  if (err.statusCode === 429) return new AppError(429, 'rate_limited', 'Too many requests: slow down')
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+    return new AppError(err.statusCode, 'bad_request', err.message)
+  }
+  if (req.raw.destroyed) {
+    // The client went away mid-request (an upload broken off): no one hears the answer, and it is no server fault.
+    req.log.info({ code: err.code }, 'the client closed the connection before its request ended')
+    return new AppError(400, 'request_aborted', 'The request was broken off before it ended')
+  }
+  req.log.error({ err, serialization: isResponseSerializationError(err) }, 'unhandled error')
+  return new AppError(
+    500,
+    'internal_error',
+    'Something went wrong on our side; quote the request id if you report it',
+  )
+}
+
+/** Maps every error to the family's envelope. */
 export function installErrorHandling(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
-    let e: AppError
-    if (err instanceof AppError) e = err
-    else if (hasZodFastifySchemaValidationErrors(err) || err.validation) e = validationError(err)
-    else if (err.code && FASTIFY_CODES[err.code]) {
-      const m = FASTIFY_CODES[err.code]
-      e = new AppError(m.status, m.code, m.message)
-    } else if (err.statusCode === 429) e = new AppError(429, 'rate_limited', 'Too many requests: slow down')
-    else if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
-      e = new AppError(err.statusCode, 'bad_request', err.message)
-    } else if (req.raw.destroyed) {
-      // The client went away mid-request (an upload broken off): no one hears the answer, and it is no server fault.
-      req.log.info({ code: err.code }, 'the client closed the connection before its request ended')
-      e = new AppError(400, 'request_aborted', 'The request was broken off before it ended')
-    } else {
-      req.log.error({ err, serialization: isResponseSerializationError(err) }, 'unhandled error')
-      e = new AppError(
-        500,
-        'internal_error',
-        'Something went wrong on our side; quote the request id if you report it',
-      )
-    }
+    const e = toAppError(err, req)
     if (e.status >= 500 && err instanceof AppError) req.log.error({ err }, 'server error')
     reply
       .code(e.status)

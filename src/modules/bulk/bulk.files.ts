@@ -34,6 +34,7 @@ export async function storeUpload(
   let pendingBytes = 0
   let bytes = 0
   let pieces = 0
+  let tooManyRows = false
   const flush = async () => {
     if (pendingBytes === 0) return
     const data = pending.length === 1 ? pending[0] : Buffer.concat(pending)
@@ -50,27 +51,41 @@ export async function storeUpload(
       const buf =
         typeof part === 'string' ? Buffer.from(part) : Buffer.isBuffer(part) ? part : Buffer.from(part)
       bytes += buf.length
-      if (bytes > limits.maxBytes)
-        throw tooLarge('file_too_large', `The file is larger than ${limits.maxBytes} bytes`, 'data')
+      if (bytes > limits.maxBytes) throw fileTooLarge(limits)
+      // Past the row limit nothing more is stored; the rest is only read to tell a file that is
+      // also too large (that answer comes first), and so that the client hears the refusal.
+      if (tooManyRows) continue
       counter.push(buf)
       pending.push(buf)
       pendingBytes += buf.length
-      if (pendingBytes >= PIECE_BYTES) await flush()
+      if (rowsSoFar(counter, bytes) > limits.maxRows) {
+        tooManyRows = true
+        pending = []
+        pendingBytes = 0
+        await deleteUpload(database.db, uploadId)
+      } else if (pendingBytes >= PIECE_BYTES) await flush()
+    }
+    // The multipart parser stops a file at the size limit and marks the stream truncated.
+    if ((source as { truncated?: boolean }).truncated) throw fileTooLarge(limits)
+    if (tooManyRows) {
+      throw tooLarge('too_many_rows', `The file has more rows than the limit of ${limits.maxRows}`, 'data')
     }
     await flush()
-    // The multipart parser stops a file at the size limit and marks the stream truncated.
-    if ((source as { truncated?: boolean }).truncated) {
-      throw tooLarge('file_too_large', `The file is larger than ${limits.maxBytes} bytes`, 'data')
-    }
-    const rows = counter.end()
-    if (rows > limits.maxRows)
-      throw tooLarge('too_many_rows', `The file has ${rows} rows; the limit is ${limits.maxRows}`, 'data')
-    return { uploadId, bytes, pieces, rows }
+    return { uploadId, bytes, pieces, rows: counter.end() }
   } catch (err) {
     await deleteUpload(database.db, uploadId)
     throw err
   }
 }
+
+const fileTooLarge = (limits: StoreLimits) =>
+  tooLarge('file_too_large', `The file is larger than ${limits.maxBytes} bytes`, 'data')
+
+/**
+ * Data rows begun so far: a lower bound of the file's count, which only grows. end() merely reads
+ * the count once the first 3 bytes told whether the file opens with a byte-order mark.
+ */
+const rowsSoFar = (counter: CsvRecordCounter, bytes: number) => (bytes < 3 ? 0 : counter.end())
 
 /**
  * Pieces travel as base64 text, decoded and encoded by the database: PGlite's bytea parameters

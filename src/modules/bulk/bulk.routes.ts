@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { App } from '../../app.ts'
 import type { BulkJobType } from '../../lib/db/schema.ts'
@@ -222,25 +223,36 @@ export async function registerBulk(app: App, deps: AppDeps) {
     },
   })
 
-  app.route({
-    method: 'POST',
-    url: '/apis/v1/users/bulk-updates/:jobId/cancel',
-    config: { family, auth: bulkAuth },
-    schema: {
-      operationId: 'cancelBulkJob',
-      tags,
-      summary: 'Cancel a bulk job',
-      description:
-        'A queued job is cancelled at once; a running job stops after the chunk in progress (rows already applied stay).',
-      params: jobIdParams,
-      body: z.object({}).strict().nullish().describe('No fields'),
-      response: { 200: jobResponse },
-    },
-    handler: async (req) =>
-      integration(
-        presentJob(await service.cancel(requireCommunity(req.auth), req.params.jobId)),
-        'Bulk job cancel requested',
-      ),
+  // Many clients send `Content-Type: application/json` with every POST, even one without a body:
+  // in its own scope the cancel route reads an empty JSON body as no body.
+  await app.register(async (scope) => {
+    const json = scope.getDefaultJsonParser('error', 'error')
+    scope.removeContentTypeParser('application/json')
+    scope.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) =>
+      body === '' ? done(null, undefined) : json(req, body as string, done),
+    )
+    scope.withTypeProvider<ZodTypeProvider>().route({
+      method: 'POST',
+      url: '/apis/v1/users/bulk-updates/:jobId/cancel',
+      config: { family, auth: bulkAuth },
+      schema: {
+        operationId: 'cancelBulkJob',
+        tags,
+        summary: 'Cancel a bulk job',
+        description:
+          'A queued job is cancelled at once. A running job stops at the chunk in flight, which is rolled ' +
+          'back whole: the rows of the chunks already committed stay applied, and the counts stay exact ' +
+          '(they cover exactly those rows). Takes no body: send none, an empty one or {}.',
+        params: jobIdParams,
+        body: z.object({}).strict().nullish().describe('No fields'),
+        response: { 200: jobResponse },
+      },
+      handler: async (req) =>
+        integration(
+          presentJob(await service.cancel(requireCommunity(req.auth), req.params.jobId)),
+          'Bulk job cancel requested',
+        ),
+    })
   })
 }
 

@@ -1,3 +1,5 @@
+import type { Readable } from 'node:stream'
+import { finished } from 'node:stream/promises'
 import type { FastifyRequest } from 'fastify'
 import { validatorCompiler } from 'fastify-type-provider-zod'
 import type { Database } from '../../lib/db/database.ts'
@@ -21,7 +23,20 @@ export interface UploadForm {
   dryRun: boolean
 }
 
-/** Reads the form: stores the file as it arrives, then settles which community it is for. */
+interface FormState {
+  fields: Record<string, string>
+  fileName: string
+  sawFile: boolean
+  stored: StoredUpload | null
+  /** Why the file was not stored (it was read to its end unstored). */
+  refusal: unknown
+}
+
+/**
+ * Reads the form and stores the file as it arrives, but only once the fields before it settled the
+ * community: an anonymous upload must first name a community that takes it. A file that may not
+ * be stored is read to its end unstored, so that the client hears the refusal.
+ */
 export async function readUploadForm(
   req: FastifyRequest,
   service: BulkService,
@@ -34,39 +49,81 @@ export async function readUploadForm(
       'Send multipart/form-data with the CSV in the "data" field',
       'data',
     )
-  const auth = req.auth
-  const fields: Record<string, string> = {}
-  let stored: StoredUpload | null = null
-  let fileName = 'upload.csv'
+  const form: FormState = { fields: {}, fileName: 'upload.csv', sawFile: false, stored: null, refusal: null }
   try {
-    for await (const part of req.parts()) {
-      if (part.type === 'file') {
-        if (part.fieldname !== 'data' || stored) {
-          part.file.resume()
-          throw badRequest(
-            'unexpected_file',
-            `Send exactly one file, in the "data" field (got "${part.fieldname}")`,
-            part.fieldname,
-          )
-        }
-        fileName = part.filename || fileName
-        const hint = auth?.communityId ?? (isObjectId(fields.communityId ?? '') ? fields.communityId : null)
-        stored = await service.upload(part.file, hint, {
-          refuseEarlyWhenFull: !req.headers['idempotency-key'],
-        })
-      } else fields[part.fieldname] = String(part.value)
-    }
-    if (!stored)
+    await readParts(req, form, async (file, given) => {
+      const communityId = await communityForFile(req.auth, given, database, opts.allowPublic)
+      form.stored = await service.upload(file, communityId, {
+        refuseEarlyWhenFull: !req.headers['idempotency-key'],
+      })
+    })
+    if (!form.sawFile)
       throw badRequest('missing_file', 'The CSV file is missing: send it in the "data" field', 'data')
-    const communityId = await settleCommunity(auth, fields.communityId, database, opts.allowPublic)
-    const dry = fields.dryRun ?? 'false'
+    // The whole form's answer comes first: a community that refuses does so whatever the order of the parts.
+    const communityId = await settleCommunity(req.auth, form.fields.communityId, database, opts.allowPublic)
+    const stored = form.stored
+    if (!stored) throw form.refusal
+    const dry = form.fields.dryRun ?? 'false'
     if (dry !== 'true' && dry !== 'false')
       throw badRequest('invalid_field', 'dryRun must be true or false', 'dryRun')
-    return { stored, fileName, communityId, dryRun: dry === 'true' }
+    return { stored, fileName: form.fileName, communityId, dryRun: dry === 'true' }
   } catch (err) {
-    if (stored) await service.discard(stored)
+    if (form.stored) await service.discard(form.stored)
     throw err
   }
+}
+
+/** Reads every part; `store` gets the file with the communityId given before it. */
+async function readParts(
+  req: FastifyRequest,
+  form: FormState,
+  store: (file: Readable, communityId: string | undefined) => Promise<void>,
+) {
+  try {
+    for await (const part of req.parts()) {
+      if (part.type === 'field') {
+        form.fields[part.fieldname] = String(part.value)
+        continue
+      }
+      if (part.fieldname !== 'data' || form.sawFile) {
+        part.file.resume()
+        throw badRequest(
+          'unexpected_file',
+          `Send exactly one file, in the "data" field (got "${part.fieldname}")`,
+          part.fieldname,
+        )
+      }
+      form.sawFile = true
+      form.fileName = part.filename || form.fileName
+      try {
+        await store(part.file, form.fields.communityId)
+      } catch (err) {
+        form.refusal = err
+        // A stream that broke tells the iterator, which ends the loop with its error.
+        await finished(part.file.resume()).catch(() => {})
+      }
+    }
+  } catch (err) {
+    // Whatever broke while a refused file was read (its size, say), the refusal is the answer.
+    throw form.refusal ?? err
+  }
+}
+
+/** The community to store the file for, as far as the fields before it tell; throws if none may be. */
+async function communityForFile(
+  auth: AuthContext | null,
+  given: string | undefined,
+  database: Database,
+  allowPublic: boolean,
+): Promise<string> {
+  if (!auth && allowPublic && given === undefined) {
+    throw badRequest(
+      'community_id_after_file',
+      'Without an API key, send the communityId field before the "data" file',
+      'communityId',
+    )
+  }
+  return settleCommunity(auth, given, database, allowPublic)
 }
 
 async function settleCommunity(
