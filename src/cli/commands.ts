@@ -1,8 +1,10 @@
-import { createReadStream } from 'node:fs'
+import { constants, createReadStream } from 'node:fs'
+import { access, stat } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { hashPassword } from '../lib/auth/secrets.ts'
+import type { BulkJobType } from '../lib/db/schema.ts'
 import type { AppDeps } from '../lib/deps.ts'
-import { AppError, badRequest, conflict, notFound } from '../lib/errors.ts'
+import { AppError, badRequest, conflict } from '../lib/errors.ts'
 import { newId } from '../lib/ids.ts'
 import { createApiKeyService } from '../modules/api-keys/api-keys.service.ts'
 import { presentJob } from '../modules/bulk/bulk.presenter.ts'
@@ -15,7 +17,7 @@ import { createCommunityService } from '../modules/communities/communities.servi
  */
 export type CommandArgs = Record<string, string | boolean | undefined>
 
-const str = (a: CommandArgs, k: string, required = true): string => {
+export const str = (a: CommandArgs, k: string, required = true): string => {
   const v = a[k]
   if (typeof v === 'string' && v.length > 0) return v
   if (required) throw badRequest('missing_option', `--${k} is required`, k)
@@ -82,9 +84,10 @@ export const commands: Record<string, (deps: AppDeps, args: CommandArgs) => Prom
 
   async 'import start'(deps, args) {
     const communityId = str(args, 'community')
-    await requireCommunityExists(deps, communityId)
+    const type = importType(args)
     const file = str(args, 'file')
-    const type = args['premium-currency'] ? 'premium_currency' : args.update ? 'update' : 'import'
+    await requireReadableFile(file)
+    await requireCommunityExists(deps, communityId)
     const job = await createBulkService(deps).submit({
       communityId,
       type,
@@ -102,13 +105,39 @@ export const commands: Record<string, (deps: AppDeps, args: CommandArgs) => Prom
   },
 }
 
+/** The kind of job `hearth import` starts; --update and --premium-currency are two kinds, never both. */
+export function importType(args: CommandArgs): BulkJobType {
+  if (args.update && args['premium-currency'])
+    throw badRequest(
+      'conflicting_options',
+      '--update and --premium-currency cannot be combined: a file updates users or premium balances, not both',
+      'premium-currency',
+    )
+  return args['premium-currency'] ? 'premium_currency' : args.update ? 'update' : 'import'
+}
+
+/** Refuses, in one line, a path that names no file this process can read. */
+export async function requireReadableFile(path: string) {
+  try {
+    if (!(await stat(path)).isFile()) throw badRequest('not_a_file', `${path} is not a file`, 'file')
+    await access(path, constants.R_OK)
+  } catch (err) {
+    if (err instanceof AppError) throw err
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw badRequest('file_not_found', `No file ${path}`, 'file')
+    if (code === 'EACCES' || code === 'EPERM')
+      throw badRequest('file_not_readable', `${path} cannot be read (permission denied)`, 'file')
+    throw err
+  }
+}
+
 async function requireCommunityExists(deps: AppDeps, id: string) {
   const c = await deps.database.db
     .selectFrom('communities')
     .select('id')
     .where('id', '=', id)
     .executeTakeFirst()
-  if (!c) throw notFound('community', 'community')
+  if (!c) throw new AppError(404, 'community_not_found', `No community has the id ${id}`, 'community')
 }
 
 export function describeError(err: unknown): string {

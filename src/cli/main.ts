@@ -64,6 +64,9 @@ async function main(argv: string[]) {
       return
     }
     case 'import':
+      // `hearth import *.csv` would otherwise import the first file alone, silently.
+      if (positionals.length > 2)
+        throw new Error(`hearth import takes one FILE, not ${positionals.length - 1}: run it once per file`)
       await runImport(config, sub, values as CommandArgs)
       return
   }

@@ -2,9 +2,13 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, openAsBlob, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { sql } from 'kysely'
+import { type Kysely, sql } from 'kysely'
+import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
+import { acquireDataLock } from '../../src/lib/data-lock.ts'
+import { openDatabase } from '../../src/lib/db/database.ts'
 import { loadMigrations } from '../../src/lib/db/migrate.ts'
+import type { DB } from '../../src/lib/db/schema.ts'
 import { type ChildServer, startChildServer, stopChild } from '../support/child-server.ts'
 import { createTestDatabase, type TestDatabase } from '../support/database.ts'
 
@@ -43,6 +47,37 @@ async function env(): Promise<Record<string, string>> {
   testDb ??= await createTestDatabase()
   return { DATABASE_URL: testDb.url! }
 }
+
+/**
+ * Reads the database the CLI wrote: on PostgreSQL beside it; on PGlite by opening the data folder,
+ * which only one process may do, so only while no CLI or server runs on it.
+ */
+async function inspect<T>(e: Record<string, string>, read: (db: Kysely<DB>) => Promise<T>): Promise<T> {
+  if (e.DATABASE_URL) return read(testDb!.database.db)
+  const release = acquireDataLock(e.DATA_DIR)
+  const database = await openDatabase({ dataDir: e.DATA_DIR })
+  try {
+    return await read(database.db)
+  } finally {
+    await database.close()
+    release()
+  }
+}
+
+function csv(name: string, text: string): string {
+  const file = join(work, name)
+  writeFileSync(file, text)
+  return file
+}
+
+/** A refusal: exit code 1, and one line on stderr that names the problem (never a stack trace). */
+function expectRefused(run: { code: number; json: unknown; stderr: string }, line: string | RegExp) {
+  expect(run.code, run.stderr).toBe(1)
+  expect(run.json).toBeNull()
+  expect(run.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(line)])
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 describe('hearth CLI', () => {
   it('bootstraps a community, a key and an owner with no server running, then again through a running server', async () => {
@@ -110,9 +145,11 @@ describe('hearth CLI', () => {
       failed: 1,
       percentage: 100,
     })
-    // Not a terminal here: progress comes as plain lines, the last one at 100 %.
-    expect(imported.stderr.trim().split('\n').pop()).toMatch(
-      /^import [0-9a-f]{24}: 100\.0% 2\/2 completed_with_errors$/,
+    // Not a terminal here: progress comes as plain lines, the last one at 100 %, then the summary.
+    const lines = imported.stderr.trim().split('\n')
+    expect(lines.at(-2)).toMatch(/^import [0-9a-f]{24}: 100\.0% 2\/2 completed_with_errors$/)
+    expect(lines.at(-1)).toBe(
+      `import ${imported.json.jobId} completed_with_errors: 2 of 2 rows, 1 created, 1 failed`,
     )
     const login = await fetch(`${server.base}/apis/v1/auth/login`, {
       method: 'POST',
@@ -223,5 +260,284 @@ describe('hearth CLI', () => {
     }
     expect(job).toMatchObject({ status: 'completed_with_errors', created: 2000, failed: 1 })
     await stopChild(worker)
+  }, 180_000)
+  it('import --update, --premium-currency and --dry-run print their summary and leave the database as it says; bad invocations are refused in one line', async () => {
+    const e = await env()
+    const community = await hearth(e, ['community', 'create', '--name', 'Ops'])
+    expect(community.code, community.stderr).toBe(0)
+    const id: string = community.json.id
+    const last = (stderr: string) => stderr.trimEnd().split('\n').pop()
+
+    const seeded = await hearth(e, [
+      'import',
+      csv('ops-seed.csv', 'email,first_name,xp,coins\nann@ops.test,Ann,10,100\nbob@ops.test,Bob,20,50\n'),
+      '--community',
+      id,
+    ])
+    expect(seeded.code, seeded.stderr).toBe(0)
+    expect(seeded.json).toMatchObject({ type: 'import', status: 'completed', created: 2, failed: 0 })
+
+    // --update: only the columns present change; <field>_op steers xp and coins; an empty cell keeps the value.
+    const updated = await hearth(e, [
+      'import',
+      csv(
+        'ops-update.csv',
+        'email,first_name,xp_op,xp,coins_op,coins\n' +
+          'ann@ops.test,Annie,add,5,subtract,30\n' +
+          'bob@ops.test,,overwrite,3,,\n' +
+          'nobody@ops.test,No,add,1,,\n',
+      ),
+      '--community',
+      id,
+      '--update',
+    ])
+    expect(updated.code, updated.stderr).toBe(0)
+    expect(updated.json).toMatchObject({
+      type: 'update',
+      status: 'completed_with_errors',
+      dryRun: false,
+      total: 3,
+      created: 0,
+      updated: 2,
+      failed: 1,
+    })
+    expect(last(updated.stderr)).toBe(
+      `import ${updated.json.jobId} completed_with_errors: 3 of 3 rows, 2 updated, 1 failed`,
+    )
+
+    // --premium-currency: one ledger row per applied row; a row that would go below zero fails alone.
+    const premium = await hearth(e, [
+      'import',
+      csv(
+        'ops-premium.csv',
+        'email,amount,amount_op,reason\n' +
+          'ann@ops.test,50,,welcome\n' +
+          'bob@ops.test,10,subtract,\n' +
+          'ann@ops.test,20,subtract,fee\n',
+      ),
+      '--community',
+      id,
+      '--premium-currency',
+    ])
+    expect(premium.code, premium.stderr).toBe(0)
+    expect(premium.json).toMatchObject({
+      type: 'premium_currency',
+      status: 'completed_with_errors',
+      total: 3,
+      updated: 2,
+      failed: 1,
+    })
+    expect(last(premium.stderr)).toBe(
+      `import ${premium.json.jobId} completed_with_errors: 3 of 3 rows, 2 updated, 1 failed`,
+    )
+
+    // --dry-run: the counts say what the file would do; nothing is written.
+    const dry = await hearth(e, [
+      'import',
+      csv(
+        'ops-dry.csv',
+        'email,first_name,xp\ncarl@ops.test,Carl,1\nann@ops.test,Ann Again,99\nbad-email,Bad,1\n',
+      ),
+      '--community',
+      id,
+      '--dry-run',
+    ])
+    expect(dry.code, dry.stderr).toBe(0)
+    expect(dry.json).toMatchObject({
+      type: 'import',
+      dryRun: true,
+      status: 'completed_with_errors',
+      total: 3,
+      created: 1,
+      updated: 1,
+      failed: 1,
+    })
+    expect(last(dry.stderr)).toBe(
+      `import ${dry.json.jobId} dry run completed_with_errors: 3 of 3 rows, 1 would be created, 1 would be updated, 1 would fail (nothing was written)`,
+    )
+
+    // Refused before any job starts: exit 1 and one line saying why.
+    const both = await hearth(e, [
+      'import',
+      csv('ops-both.csv', 'email,amount\nann@ops.test,1\n'),
+      '--community',
+      id,
+      '--update',
+      '--premium-currency',
+    ])
+    expectRefused(both, /^conflicting_options: --update and --premium-currency cannot be combined/)
+    const missingFile = join(work, 'no-such.csv')
+    expectRefused(
+      await hearth(e, ['import', missingFile, '--community', id]),
+      `file_not_found: No file ${missingFile}`,
+    )
+    expectRefused(
+      await hearth(e, ['import', join(work, 'ops-seed.csv')]),
+      'missing_option: --community is required',
+    )
+    expectRefused(
+      await hearth(e, ['import', join(work, 'ops-seed.csv'), '--community', 'ffffffffffffffffffffffff']),
+      'community_not_found: No community has the id ffffffffffffffffffffffff',
+    )
+    expectRefused(await hearth(e, ['import', '--community', id]), /^Usage: hearth import FILE --community ID/)
+    expectRefused(await hearth(e, ['import', work, '--community', id]), `not_a_file: ${work} is not a file`)
+    expectRefused(
+      await hearth(e, ['import', join(work, 'ops-seed.csv'), join(work, 'ops-dry.csv'), '--community', id]),
+      'hearth import takes one FILE, not 2: run it once per file',
+    )
+
+    const state = await inspect(e, async (db) => ({
+      users: await db
+        .selectFrom('users')
+        .select(['email', 'first_name', 'xp', 'coins', 'premium'])
+        .where('community_id', '=', id)
+        .orderBy('email')
+        .execute(),
+      ledger: await db
+        .selectFrom('currency_ledger')
+        .innerJoin('users', 'users.id', 'currency_ledger.user_id')
+        .select([
+          'users.email',
+          'currency_ledger.currency',
+          'currency_ledger.amount',
+          'currency_ledger.balance_after',
+          'currency_ledger.reason',
+        ])
+        .where('currency_ledger.community_id', '=', id)
+        .orderBy('currency_ledger.currency')
+        .orderBy('users.email')
+        .orderBy('currency_ledger.id')
+        .execute(),
+      jobs: await db
+        .selectFrom('bulk_jobs')
+        .select(['type', 'dry_run', 'status'])
+        .where('community_id', '=', id)
+        .orderBy('created_at')
+        .execute(),
+    }))
+    expect(state.users).toEqual([
+      { email: 'ann@ops.test', first_name: 'Annie', xp: 15, coins: 70, premium: 30 },
+      { email: 'bob@ops.test', first_name: 'Bob', xp: 3, coins: 50, premium: 0 },
+    ])
+    const ledger = (currency: string) =>
+      state.ledger
+        .filter((r) => r.currency === currency)
+        .map((r) => [r.email, r.amount, r.balance_after, r.reason])
+    expect(ledger('premium')).toEqual([
+      ['ann@ops.test', 50, 50, 'welcome'],
+      ['ann@ops.test', -20, 30, 'fee'],
+    ])
+    // The dry run's xp 99 for Ann left no ledger row; the update's moves did.
+    expect(ledger('xp').map(([email, amount, balance]) => [email, amount, balance])).toEqual([
+      ['ann@ops.test', 10, 10],
+      ['ann@ops.test', 5, 15],
+      ['bob@ops.test', 20, 20],
+      ['bob@ops.test', -17, 3],
+    ])
+    // The refused invocations started no job.
+    expect(state.jobs).toEqual([
+      { type: 'import', dry_run: false, status: 'completed' },
+      { type: 'update', dry_run: false, status: 'completed_with_errors' },
+      { type: 'premium_currency', dry_run: false, status: 'completed_with_errors' },
+      { type: 'import', dry_run: true, status: 'completed_with_errors' },
+    ])
+  }, 240_000)
+
+  it('a job that fails as a whole exits 2 and says why; nothing is written', async () => {
+    const e = await env()
+    const community = await hearth(e, ['community', 'create', '--name', 'Twice'])
+    const id: string = community.json.id
+    const failed = await hearth(e, [
+      'import',
+      csv('twice.csv', 'email,first_name,email\nann@twice.test,Ann,ann2@twice.test\n'),
+      '--community',
+      id,
+    ])
+    expect(failed.code, failed.stderr).toBe(2)
+    expect(failed.json).toMatchObject({
+      status: 'failed',
+      processed: 0,
+      error: { code: 'duplicate_column', message: 'The column "email" appears twice' },
+    })
+    expect(failed.stderr.trimEnd().split('\n').pop()).toBe(
+      `import ${failed.json.jobId} failed: duplicate_column: The column "email" appears twice; no row was applied`,
+    )
+    const users = await inspect(e, (db) =>
+      db.selectFrom('users').select('id').where('community_id', '=', id).execute(),
+    )
+    expect(users).toEqual([])
+  }, 120_000)
+
+  it('a job cancelled while the CLI waits for it exits 3 and says so', async () => {
+    const e = await env()
+    const community = await hearth(e, ['community', 'create', '--name', 'Cancel'])
+    const id: string = community.json.id
+    const file = csv('cancel.csv', 'email,first_name\nann@cancel.test,Ann\nbob@cancel.test,Bob\n')
+    let run: Awaited<ReturnType<typeof hearth>>
+    if (!e.DATABASE_URL) {
+      // PGlite: the CLI hands the job to a server without a worker, where it stays queued until the
+      // API cancels it.
+      const key = await hearth(e, ['keys', 'create', '--community', id, '--permissions', 'bulkUpdateUser'])
+      expect(key.code, key.stderr).toBe(0)
+      const auth = { authorization: `Bearer ${key.json.key}` }
+      const server = await startChildServer(e, { args: ['serve', '--no-worker'] })
+      servers.push(server)
+      try {
+        const cli = hearth(e, ['import', file, '--community', id])
+        let jobId: string | undefined
+        for (let i = 0; i < 300 && !jobId; i++) {
+          const list = await fetch(`${server.base}/apis/v1/users/bulk-updates`, { headers: auth })
+          jobId = ((await list.json()) as any).data.jobs[0]?.jobId
+          if (!jobId) await sleep(100)
+        }
+        const cancel = await fetch(`${server.base}/apis/v1/users/bulk-updates/${jobId}/cancel`, {
+          method: 'POST',
+          headers: auth,
+        })
+        expect(cancel.status).toBe(200)
+        run = await cli
+      } finally {
+        await stopChild(server)
+      }
+    } else {
+      // PostgreSQL: the CLI runs the job in its own worker. Holding a SHARE lock on users keeps that
+      // worker from writing any row until the cancel is in; then its chunk sees the cancel and
+      // rolls back, whether the job was still queued or already applying its first chunk.
+      const lock = new pg.Client({ connectionString: e.DATABASE_URL })
+      await lock.connect()
+      try {
+        await lock.query('BEGIN')
+        await lock.query('LOCK TABLE users IN SHARE MODE')
+        const cli = hearth(e, ['import', file, '--community', id])
+        let job: { id: string } | undefined
+        for (let i = 0; i < 300 && !job; i++) {
+          job = await testDb!.database.db
+            .selectFrom('bulk_jobs')
+            .select('id')
+            .where('community_id', '=', id)
+            .executeTakeFirst()
+          if (!job) await sleep(100)
+        }
+        expect(job).toBeDefined()
+        await testDb!.database.db
+          .updateTable('bulk_jobs')
+          .set({ cancel_requested: true })
+          .where('id', '=', job!.id)
+          .execute()
+        await lock.query('COMMIT')
+        run = await cli
+      } finally {
+        await lock.end()
+      }
+    }
+    expect(run.code, run.stderr).toBe(3)
+    expect(run.json).toMatchObject({ status: 'cancelled', cancelRequested: true, processed: 0 })
+    expect(run.stderr.trimEnd().split('\n').pop()).toBe(
+      `import ${run.json.jobId} cancelled on request; no row was applied`,
+    )
+    const users = await inspect(e, (db) =>
+      db.selectFrom('users').select('id').where('community_id', '=', id).execute(),
+    )
+    expect(users).toEqual([])
   }, 180_000)
 })
