@@ -80,3 +80,26 @@ describe('API writes that lose a race', () => {
     await expect.poll(() => t.mails.length - mailsBefore).toBe(1)
   })
 })
+
+describe('an API write that keeps losing', () => {
+  it('answers 503 database_busy with Retry-After, and changes nothing', async () => {
+    const c = await t.factory.community()
+    await faults.failFirst(100, '40P01', 'INSERT')
+    let res: Awaited<ReturnType<typeof t.app.inject>>
+    try {
+      res = await t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/users',
+        headers: c.bearer,
+        payload: { email: 'busy@example.com', password: 'StrongPass1!', confirmPassword: 'StrongPass1!' },
+      })
+    } finally {
+      await faults.stop()
+    }
+    expect(res.statusCode, res.body).toBe(503)
+    expect(res.headers['retry-after']).toBe('1')
+    expect(res.json()).toMatchObject({ status: 'error', error: { code: 'database_busy' } })
+    const users = await db().selectFrom('users').select('email').where('community_id', '=', c.id).execute()
+    expect(users).toEqual([])
+  })
+})

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod'
+import { isTransientError } from '../db/sql-errors.ts'
 import { AppError } from '../errors.ts'
 import { errorEnvelope, type Family, familyOfUrl } from './envelope.ts'
 
@@ -110,6 +111,15 @@ function toAppError(err: FastifyError, req: FastifyRequest): AppError {
   if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
     return new AppError(err.statusCode, 'bad_request', err.message)
   }
+  if (isTransientError(err)) {
+    // Still losing a race after transact()'s tries: the client's request was sound, and it rolled back whole.
+    req.log.warn({ code: (err as { code?: string }).code }, 'a transaction kept losing races with others')
+    return new AppError(
+      503,
+      'database_busy',
+      'Other changes to the same data kept this one from applying: try again',
+    )
+  }
   if (req.raw.destroyed) {
     // The client went away mid-request (an upload broken off): no one hears the answer, and it is no server fault.
     req.log.info({ code: err.code }, 'the client closed the connection before its request ended')
@@ -128,6 +138,7 @@ export function installErrorHandling(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     const e = toAppError(err, req)
     if (e.status >= 500 && err instanceof AppError) req.log.error({ err }, 'server error')
+    if (e.code === 'database_busy') reply.header('retry-after', '1')
     reply
       .code(e.status)
       .type('application/json; charset=utf-8')

@@ -58,7 +58,7 @@ export async function storeUpload(
       counter.push(buf)
       pending.push(buf)
       pendingBytes += buf.length
-      if (rowsSoFar(counter, bytes) > limits.maxRows) {
+      if (counter.rowsSoFar() > limits.maxRows) {
         tooManyRows = true
         pending = []
         pendingBytes = 0
@@ -80,12 +80,6 @@ export async function storeUpload(
 
 const fileTooLarge = (limits: StoreLimits) =>
   tooLarge('file_too_large', `The file is larger than ${limits.maxBytes} bytes`, 'data')
-
-/**
- * Data rows begun so far: a lower bound of the file's count, which only grows. end() merely reads
- * the count once the first 3 bytes told whether the file opens with a byte-order mark.
- */
-const rowsSoFar = (counter: CsvRecordCounter, bytes: number) => (bytes < 3 ? 0 : counter.end())
 
 /**
  * Pieces travel as base64 text, decoded and encoded by the database: PGlite's bytea parameters

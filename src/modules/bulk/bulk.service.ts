@@ -240,7 +240,10 @@ export function createBulkService(deps: AppDeps) {
       }
     },
 
-    /** Cancels a queued job at once, or asks a running one to stop after its current chunk. */
+    /**
+     * Cancels a queued job at once, or asks a running one to stop: its committed chunks stay applied,
+     * the chunk in flight rolls back.
+     */
     async cancel(communityId: string, jobId: string) {
       const job = await get(communityId, jobId)
       if (!repo.ACTIVE_STATES.includes(job.status)) {

@@ -483,6 +483,21 @@ describe('CsvRecordCounter', () => {
     expect(count('h\n,,\n')).toBe(1)
   })
 
+  it('rowsSoFar is a lower bound while bytes arrive, never shrinking, and the final count at the end', () => {
+    const input = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), enc('h\r\n"a\nb",1\r\n\r\nc,2\nd')])
+    const counter = new CsvRecordCounter()
+    let last = 0
+    for (const byte of input) {
+      counter.push(Buffer.from([byte]))
+      const now = counter.rowsSoFar()
+      expect(now).toBeGreaterThanOrEqual(last)
+      expect(now).toBeLessThanOrEqual(3)
+      last = now
+    }
+    expect(counter.end()).toBe(3)
+    expect(counter.rowsSoFar()).toBe(3)
+  })
+
   it('ignores line breaks inside quotes and handles doubled quotes', () => {
     expect(count('h\n"a\nb\r\nc",1\n"x""\n""y"\n')).toBe(2)
     expect(count('h\n""\n')).toBe(1)

@@ -84,6 +84,14 @@ export class CsvRecordCounter {
     this.lineEmpty = empty
   }
 
+  /**
+   * Data records begun so far (header excluded): a lower bound of the final count, which only grows,
+   * so a row limit can be enforced while the file still arrives.
+   */
+  rowsSoFar(): number {
+    return Math.max(0, this.records - 1)
+  }
+
   /** Returns the number of data records (header excluded). */
   end(): number {
     if (!this.bomDone) {
