@@ -103,6 +103,10 @@ export const commands: Record<string, (deps: AppDeps, args: CommandArgs) => Prom
   async 'import status'(deps, args) {
     return presentJob(await createBulkService(deps).get(str(args, 'community'), str(args, 'job')))
   },
+
+  async 'import cancel'(deps, args) {
+    return presentJob(await createBulkService(deps).cancel(str(args, 'community'), str(args, 'job')))
+  },
 }
 
 /** The kind of job `hearth import` starts; --update and --premium-currency are two kinds, never both. */

@@ -4,7 +4,14 @@ import { acquireDataLock } from '../lib/data-lock.ts'
 import { type JobView, TERMINAL } from '../modules/bulk/bulk.presenter.ts'
 import { closeRuntime, createRuntime } from '../runtime.ts'
 import { startWorker } from '../worker.ts'
-import { type CommandArgs, commands, importType, requireReadableFile, str } from './commands.ts'
+import {
+  type CommandArgs,
+  commands,
+  describeError,
+  importType,
+  requireReadableFile,
+  str,
+} from './commands.ts'
 import { sendControl } from './control.ts'
 
 /**
@@ -54,14 +61,20 @@ export async function runImport(config: Config, file: string | undefined, args: 
       call = (name, a) => commands[name](deps, a)
       job = (await call('import start', startArgs)) as JobView
     }
-    const progress = process.stderr.isTTY ? drawProgress : logProgress()
-    while (!TERMINAL.has(job.status)) {
+    const ids = { community: args.community, job: job.jobId }
+    const stopListening = cancelOnInterrupt(job.jobId, () => call('import cancel', ids))
+    try {
+      const progress = process.stderr.isTTY ? drawProgress : logProgress()
+      while (!TERMINAL.has(job.status)) {
+        progress(job)
+        await new Promise((r) => setTimeout(r, 300))
+        job = (await call('import status', ids)) as JobView
+      }
       progress(job)
-      await new Promise((r) => setTimeout(r, 300))
-      job = (await call('import status', { community: args.community, job: job.jobId })) as JobView
+      if (process.stderr.isTTY) process.stderr.write('\n')
+    } finally {
+      stopListening()
     }
-    progress(job)
-    if (process.stderr.isTTY) process.stderr.write('\n')
   } finally {
     await cleanup()
   }
@@ -69,6 +82,36 @@ export async function runImport(config: Config, file: string | undefined, args: 
   process.stderr.write(`${summary(job)}\n`)
   if (job.status === 'failed') process.exitCode = IMPORT_EXIT.failed
   else if (job.status === 'cancelled') process.exitCode = IMPORT_EXIT.cancelled
+}
+
+/**
+ * Ctrl-C (or SIGTERM) while the job runs asks it to stop, as the API's cancel does: the import then
+ * ends cancelled, the rows of chunks already committed stay applied. A second one stops waiting at
+ * once; the job, asked to stop, ends cancelled when a worker next takes it up.
+ */
+function cancelOnInterrupt(jobId: string, cancel: () => Promise<unknown>): () => void {
+  let asked = false
+  const interrupt = () => {
+    if (asked) {
+      process.stderr.write(
+        `\nimport ${jobId}: stopped waiting; the job ends cancelled when a worker takes it up\n`,
+      )
+      process.exit(130)
+    }
+    asked = true
+    process.stderr.write(
+      `\nimport ${jobId}: cancelling (the rows applied so far stay); press Ctrl-C again to stop waiting\n`,
+    )
+    cancel().catch((err) =>
+      process.stderr.write(`import ${jobId}: could not cancel: ${describeError(err)}\n`),
+    )
+  }
+  process.on('SIGINT', interrupt)
+  process.on('SIGTERM', interrupt)
+  return () => {
+    process.off('SIGINT', interrupt)
+    process.off('SIGTERM', interrupt)
+  }
 }
 
 /** The finished job in one line: what it did (a dry run: what it would do), or why it stopped. */

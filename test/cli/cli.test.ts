@@ -22,7 +22,10 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true })
 })
 
-function hearth(env: Record<string, string>, args: string[]) {
+type Run = { code: number; json: any; stderr: string }
+
+/** Starts the CLI: `done` resolves when it exits; `stderr()` is what it wrote so far. */
+function startHearth(env: Record<string, string>, args: string[]) {
   const child = spawn(process.execPath, ['bin/hearth.mjs', ...args], {
     env: { ...process.env, LOG_LEVEL: 'silent', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -31,7 +34,7 @@ function hearth(env: Record<string, string>, args: string[]) {
   let stderr = ''
   child.stdout.on('data', (d) => (stdout += d))
   child.stderr.on('data', (d) => (stderr += d))
-  return new Promise<{ code: number; json: any; stderr: string }>((resolve) =>
+  const done = new Promise<Run>((resolve) =>
     child.once('exit', (code) => {
       let json: unknown = null
       try {
@@ -40,7 +43,10 @@ function hearth(env: Record<string, string>, args: string[]) {
       resolve({ code: code ?? -1, json, stderr })
     }),
   )
+  return { child, done, stderr: () => stderr }
 }
+
+const hearth = (env: Record<string, string>, args: string[]) => startHearth(env, args).done
 
 async function env(): Promise<Record<string, string>> {
   if (!process.env.DATABASE_URL) return { DATA_DIR: mkdtempSync(join(work, 'data-')) }
@@ -71,7 +77,7 @@ function csv(name: string, text: string): string {
 }
 
 /** A refusal: exit code 1, and one line on stderr that names the problem (never a stack trace). */
-function expectRefused(run: { code: number; json: unknown; stderr: string }, line: string | RegExp) {
+function expectRefused(run: Run, line: string | RegExp) {
   expect(run.code, run.stderr).toBe(1)
   expect(run.json).toBeNull()
   expect(run.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(line)])
@@ -473,71 +479,125 @@ describe('hearth CLI', () => {
     const community = await hearth(e, ['community', 'create', '--name', 'Cancel'])
     const id: string = community.json.id
     const file = csv('cancel.csv', 'email,first_name\nann@cancel.test,Ann\nbob@cancel.test,Bob\n')
-    let run: Awaited<ReturnType<typeof hearth>>
-    if (!e.DATABASE_URL) {
-      // PGlite: the CLI hands the job to a server without a worker, where it stays queued until the
-      // API cancels it.
-      const key = await hearth(e, ['keys', 'create', '--community', id, '--permissions', 'bulkUpdateUser'])
-      expect(key.code, key.stderr).toBe(0)
-      const auth = { authorization: `Bearer ${key.json.key}` }
-      const server = await startChildServer(e, { args: ['serve', '--no-worker'] })
-      servers.push(server)
-      try {
-        const cli = hearth(e, ['import', file, '--community', id])
-        let jobId: string | undefined
-        for (let i = 0; i < 300 && !jobId; i++) {
-          const list = await fetch(`${server.base}/apis/v1/users/bulk-updates`, { headers: auth })
-          jobId = ((await list.json()) as any).data.jobs[0]?.jobId
-          if (!jobId) await sleep(100)
-        }
-        const cancel = await fetch(`${server.base}/apis/v1/users/bulk-updates/${jobId}/cancel`, {
+    const run = await heldImport(e, id, file, async (held) => {
+      const job = await held.job()
+      if (held.server) {
+        const cancel = await fetch(`${held.server.base}/apis/v1/users/bulk-updates/${job.jobId}/cancel`, {
           method: 'POST',
-          headers: auth,
+          headers: held.auth,
         })
         expect(cancel.status).toBe(200)
-        run = await cli
-      } finally {
-        await stopChild(server)
-      }
-    } else {
-      // PostgreSQL: the CLI runs the job in its own worker. Holding a SHARE lock on users keeps that
-      // worker from writing any row until the cancel is in; then its chunk sees the cancel and
-      // rolls back, whether the job was still queued or already applying its first chunk.
-      const lock = new pg.Client({ connectionString: e.DATABASE_URL })
-      await lock.connect()
-      try {
-        await lock.query('BEGIN')
-        await lock.query('LOCK TABLE users IN SHARE MODE')
-        const cli = hearth(e, ['import', file, '--community', id])
-        let job: { id: string } | undefined
-        for (let i = 0; i < 300 && !job; i++) {
-          job = await testDb!.database.db
-            .selectFrom('bulk_jobs')
-            .select('id')
-            .where('community_id', '=', id)
-            .executeTakeFirst()
-          if (!job) await sleep(100)
-        }
-        expect(job).toBeDefined()
+      } else {
         await testDb!.database.db
           .updateTable('bulk_jobs')
           .set({ cancel_requested: true })
-          .where('id', '=', job!.id)
+          .where('id', '=', job.jobId)
           .execute()
-        await lock.query('COMMIT')
-        run = await cli
-      } finally {
-        await lock.end()
       }
-    }
-    expect(run.code, run.stderr).toBe(3)
-    expect(run.json).toMatchObject({ status: 'cancelled', cancelRequested: true, processed: 0 })
-    expect(run.stderr.trimEnd().split('\n').pop()).toBe(
-      `import ${run.json.jobId} cancelled on request; no row was applied`,
+    })
+    await expectCancelledUnapplied(e, id, run)
+  }, 180_000)
+
+  it('Ctrl-C while the CLI waits cancels the job: exit 3, nothing applied', async () => {
+    const e = await env()
+    const community = await hearth(e, ['community', 'create', '--name', 'Interrupt'])
+    const id: string = community.json.id
+    const file = csv('interrupt.csv', 'email,first_name\nann@interrupt.test,Ann\nbob@interrupt.test,Bob\n')
+    const run = await heldImport(e, id, file, async (held) => {
+      // Once the CLI reports on its job, it listens for Ctrl-C.
+      const job = await held.job()
+      for (let i = 0; i < 300 && !held.cli.stderr().includes(`import ${job.jobId}: `); i++) await sleep(100)
+      held.cli.child.kill('SIGINT')
+      for (let i = 0; i < 300 && !held.cli.stderr().includes('cancelling'); i++) await sleep(100)
+    })
+    expect(run.stderr).toContain(
+      `import ${run.json?.jobId}: cancelling (the rows applied so far stay); press Ctrl-C again to stop waiting`,
     )
-    const users = await inspect(e, (db) =>
-      db.selectFrom('users').select('id').where('community_id', '=', id).execute(),
-    )
-    expect(users).toEqual([])
+    await expectCancelledUnapplied(e, id, run)
   }, 180_000)
 })
+
+/**
+ * Runs `hearth import` on a job no worker applies until `act` has run: on PGlite the CLI hands the
+ * job to a server without a worker, where it stays queued; on PostgreSQL the CLI runs the job in its
+ * own worker, and a SHARE lock on users keeps it from writing any row until then (its chunk then
+ * sees a cancel and rolls back, whether the job was still queued or already applying).
+ */
+async function heldImport(
+  e: Record<string, string>,
+  communityId: string,
+  file: string,
+  act: (held: {
+    cli: ReturnType<typeof startHearth>
+    server: ChildServer | null
+    auth: Record<string, string>
+    job: () => Promise<{ jobId: string }>
+  }) => Promise<void>,
+): Promise<Run> {
+  if (!e.DATABASE_URL) {
+    const key = await hearth(e, [
+      'keys',
+      'create',
+      '--community',
+      communityId,
+      '--permissions',
+      'bulkUpdateUser',
+    ])
+    expect(key.code, key.stderr).toBe(0)
+    const auth = { authorization: `Bearer ${key.json.key}` }
+    const server = await startChildServer(e, { args: ['serve', '--no-worker'] })
+    servers.push(server)
+    try {
+      const cli = startHearth(e, ['import', file, '--community', communityId])
+      const job = async () => {
+        for (let i = 0; i < 300; i++) {
+          const list = await fetch(`${server.base}/apis/v1/users/bulk-updates`, { headers: auth })
+          const first = ((await list.json()) as any).data.jobs[0]
+          if (first) return first as { jobId: string }
+          await sleep(100)
+        }
+        throw new Error('no job appeared')
+      }
+      await act({ cli, server, auth, job })
+      return await cli.done
+    } finally {
+      await stopChild(server)
+    }
+  }
+  const lock = new pg.Client({ connectionString: e.DATABASE_URL })
+  await lock.connect()
+  try {
+    await lock.query('BEGIN')
+    await lock.query('LOCK TABLE users IN SHARE MODE')
+    const cli = startHearth(e, ['import', file, '--community', communityId])
+    const job = async () => {
+      for (let i = 0; i < 300; i++) {
+        const row = await testDb!.database.db
+          .selectFrom('bulk_jobs')
+          .select('id')
+          .where('community_id', '=', communityId)
+          .executeTakeFirst()
+        if (row) return { jobId: row.id }
+        await sleep(100)
+      }
+      throw new Error('no job appeared')
+    }
+    await act({ cli, server: null, auth: {}, job })
+    await lock.query('COMMIT')
+    return await cli.done
+  } finally {
+    await lock.end()
+  }
+}
+
+async function expectCancelledUnapplied(e: Record<string, string>, communityId: string, run: Run) {
+  expect(run.code, run.stderr).toBe(3)
+  expect(run.json).toMatchObject({ status: 'cancelled', cancelRequested: true, processed: 0 })
+  expect(run.stderr.trimEnd().split('\n').pop()).toBe(
+    `import ${run.json.jobId} cancelled on request; no row was applied`,
+  )
+  const users = await inspect(e, (db) =>
+    db.selectFrom('users').select('id').where('community_id', '=', communityId).execute(),
+  )
+  expect(users).toEqual([])
+}
