@@ -1,15 +1,19 @@
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runBulkJob } from '../../src/modules/bulk/bulk.runner.ts'
-import { upload, waitForJob } from '../support/bulk.ts'
+import { detailRows, failedRows, upload, waitForJob } from '../support/bulk.ts'
 import { slowChunks, untilProcessed as untilProcessedIn } from '../support/faults.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
- * A job's columns are planned from the community's field definitions when it starts. An admin who
- * deletes or changes a custom field the job writes, or the community's identifier field, while the
- * job runs stops it (`fields_changed`): no later row writes a value under a field that is gone. A
- * job resumed after a stop plans from the definitions it started with, so it notices too.
+ * What happens when something changes while a job applies its rows (chunks of 2, slowed down, so
+ * the change lands while rows remain):
+ * - a cancel: the chunks already committed stay applied, the chunk in flight rolls back, no later
+ *   row applies, and the counts, details and ledger say exactly that;
+ * - the field definitions: a job's columns are planned when it starts, and an admin who deletes or
+ *   changes a custom field the job writes, or the community's identifier field, stops it
+ *   (`fields_changed`): no later row writes a value under a field that is gone. A job resumed after
+ *   a stop plans from the definitions it started with, so it notices too.
  */
 
 let t: TestApp
@@ -164,6 +168,54 @@ describe('field definitions changed while a job runs', () => {
     const job = await waitForJob(t, c.bearer, jobId)
     expect(job).toMatchObject({ status: 'completed', created: ROWS, error: null })
     expect(await usersHolding(c.id, 'tier')).toBe(0)
+  })
+})
+
+describe('cancel while a job runs', () => {
+  it('keeps the committed chunks, applies nothing after, and counts exactly what applied', async () => {
+    const c = await t.factory.community()
+    const lines = Array.from({ length: ROWS }, (_, i) => `m${i}@x.io,${i + 1}`)
+    const res = await upload(t, '/apis/v1/users/bulk-import', c.bearer, {
+      file: `email,xp\n${lines.join('\n')}\n`,
+    })
+    expect(res.statusCode, res.body).toBe(200)
+    const { jobId } = res.json().data
+    const run = runBulkJob(t.deps, jobId)
+    await untilProcessed(jobId, 2)
+    const cancel = await t.app.inject({
+      method: 'POST',
+      url: `/apis/v1/users/bulk-updates/${jobId}/cancel`,
+      headers: c.bearer,
+    })
+    expect(cancel.statusCode, cancel.body).toBe(200)
+    expect(cancel.json().data).toMatchObject({ cancelRequested: true })
+    await run
+
+    const job = await waitForJob(t, c.bearer, jobId)
+    expect(job.status).toBe('cancelled')
+    expect(job.processed).toBeGreaterThanOrEqual(2)
+    expect(job.processed).toBeLessThan(ROWS)
+    expect(job).toMatchObject({ created: job.processed, failed: 0 })
+    // Exactly the first `processed` rows applied (one chunk at a time, in file order), each once.
+    const users = await db()
+      .selectFrom('users')
+      .select(['email', 'xp'])
+      .where('community_id', '=', c.id)
+      .orderBy('xp')
+      .execute()
+    expect(users).toEqual(
+      Array.from({ length: job.processed }, (_, i) => ({ email: `m${i}@x.io`, xp: i + 1 })),
+    )
+    const ledger = await db()
+      .selectFrom('currency_ledger')
+      .select('amount')
+      .where('community_id', '=', c.id)
+      .where('currency', '=', 'xp')
+      .execute()
+    expect(ledger).toHaveLength(job.processed)
+    const details = await detailRows(t, c.bearer, jobId, 'limit=100')
+    expect(details.map((r) => r.action)).toEqual(Array(job.processed).fill('created'))
+    expect(await failedRows(t, c.bearer, jobId)).toEqual([])
   })
 })
 
