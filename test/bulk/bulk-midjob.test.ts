@@ -82,6 +82,16 @@ describe('field definitions changed while a job runs', () => {
     expect(users).toHaveLength(job.processed)
     // The delete took the value from the users it had reached; no later chunk wrote it again.
     expect(await usersHolding(c.id, 'tier')).toBe(0)
+    // The rows it never reached are in the failed-rows CSV, to upload again once the field is back.
+    const csv = (await failedRowsCsv(c.bearer, jobId)).trim().split(/\r?\n/)
+    expect(csv[0]).toBe('email,first_name,tier,line,error')
+    expect(csv.slice(1)).toEqual(
+      Array.from(
+        { length: ROWS - job.processed },
+        (_, k) =>
+          `g${job.processed + k}@x.io,G${job.processed + k},gold,${job.processed + k + 2},not_applied: The job failed before reaching this row: it was not applied`,
+      ),
+    )
   })
 
   it('a job resumed after a stop plans from the definitions it started with, and notices the change', async () => {
@@ -217,7 +227,92 @@ describe('cancel while a job runs', () => {
     expect(details.map((r) => r.action)).toEqual(Array(job.processed).fill('created'))
     expect(await failedRows(t, c.bearer, jobId)).toEqual([])
   })
+
+  it('its failed-rows CSV gives the failed rows and the rows it never reached, in file order: uploaded again, they apply the rest once', async () => {
+    const N = 40 // enough chunks left to look at the CSV while the job runs, then cancel
+    const c = await t.factory.community()
+    const users = []
+    for (let i = 0; i < N; i++) users.push(await t.factory.user(c.id, { email: `n${i}@x.io` }))
+    // Row 2 names no user: it fails. Adding 10 twice would show in every balance.
+    const rows = users.map((u, i) => (i === 1 ? 'nobody@x.io,add,10' : `${u.email},add,10`))
+    const res = await upload(t, '/apis/v1/users/bulk-update', c.bearer, {
+      file: `email,xp_op,xp\n${rows.join('\n')}\n`,
+    })
+    expect(res.statusCode, res.body).toBe(200)
+    const { jobId } = res.json().data
+    const run = runBulkJob(t.deps, jobId)
+    await untilProcessed(jobId, 4)
+    // While the job runs, the CSV holds only what failed so far.
+    expect(csvRows(await failedRowsCsv(c.bearer, jobId))).toEqual([
+      ['nobody@x.io', 'add', '10', '3', 'user_not_found'],
+    ])
+    await cancel(c.bearer, jobId)
+    await run
+    const job = await waitForJob(t, c.bearer, jobId)
+    expect(job).toMatchObject({
+      status: 'cancelled',
+      failed: 1,
+      updated: job.processed - 1,
+      unreachedRowsInCsv: true,
+    })
+    const logged = await t.app.inject({
+      method: 'GET',
+      url: `/apis/v1/communities/${c.id}/api-logs`,
+      headers: c.bearer,
+    })
+    expect(logged.statusCode, logged.body).toBe(200)
+    expect(logged.json().data.map((l: any) => l.bulkJob)).toContainEqual(
+      expect.objectContaining({ _id: jobId, status: 'cancelled', unreachedRowsInCsv: true }),
+    )
+    expect(job.processed).toBeLessThan(N)
+
+    const csv = await failedRowsCsv(c.bearer, jobId)
+    const notReached = users
+      .slice(job.processed)
+      .map((u, k) => [u.email, 'add', '10', String(job.processed + k + 2), 'not_applied'])
+    expect(csvRows(csv)).toEqual([['nobody@x.io', 'add', '10', '3', 'user_not_found'], ...notReached])
+    expect(csv).toContain('not_applied: The job was cancelled before reaching this row: it was not applied')
+
+    const again = await upload(t, '/apis/v1/users/bulk-update', c.bearer, { file: csv })
+    expect(again.statusCode, again.body).toBe(200)
+    await runBulkJob(t.deps, again.json().data.jobId)
+    expect(await waitForJob(t, c.bearer, again.json().data.jobId)).toMatchObject({
+      status: 'completed_with_errors',
+      updated: N - job.processed,
+      failed: 1,
+      unreachedRowsInCsv: false,
+    })
+    const balances = await db().selectFrom('users').select('xp').where('community_id', '=', c.id).execute()
+    expect(balances.map((b) => b.xp).sort()).toEqual([0, ...Array(N - 1).fill(10)])
+  })
 })
+
+function cancel(auth: Record<string, string>, jobId: string) {
+  return t.app
+    .inject({ method: 'POST', url: `/apis/v1/users/bulk-updates/${jobId}/cancel`, headers: auth })
+    .then((r) => expect(r.statusCode, r.body).toBe(200))
+}
+
+async function failedRowsCsv(auth: Record<string, string>, jobId: string): Promise<string> {
+  const res = await t.app.inject({
+    method: 'GET',
+    url: `/apis/v1/users/bulk-updates/${jobId}/details?format=csv`,
+    headers: auth,
+  })
+  expect(res.statusCode).toBe(200)
+  return res.body
+}
+
+/** The data rows of a failed-rows CSV of `email,xp_op,xp,line,error`: the cells, then the error's code. */
+function csvRows(csv: string): string[][] {
+  const [header, ...lines] = csv.trim().split(/\r?\n/)
+  expect(header).toBe('email,xp_op,xp,line,error')
+  return lines.map((l) => {
+    const m = /^([^,]*),([^,]*),([^,]*),(\d+),"?([a-z_]+):/.exec(l)
+    if (!m) throw new Error(`unexpected line ${l}`)
+    return m.slice(1)
+  })
+}
 
 /** The job's row as it is now (the status endpoint needs a key; this reads the table). */
 function waitForJobState(jobId: string) {

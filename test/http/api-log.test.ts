@@ -462,6 +462,7 @@ describe('API log', () => {
         percentage: 33.3,
         startedAt: '2020-06-01T12:00:01.000Z',
         finishedAt: null,
+        unreachedRowsInCsv: false,
         error: null,
       })
       await t.deps.database.db

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { percentage } from '../bulk/bulk.presenter.ts'
+import { percentage, UNREACHED_ROWS, unreachedRowsInCsv } from '../bulk/bulk.presenter.ts'
 import type { LogRow } from './api-log.repo.ts'
 
 export const logBulkJobSchema = z
@@ -19,6 +19,7 @@ export const logBulkJobSchema = z
     percentage: z.number().describe('processed / total × 100, one decimal; 100 for a finished empty job'),
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),
+    unreachedRowsInCsv: z.boolean().describe(UNREACHED_ROWS),
     error: z
       .object({ code: z.string(), message: z.string() })
       .nullable()
@@ -77,6 +78,13 @@ export function presentLog(r: LogRow): z.infer<typeof apiLogSchema> {
             }),
             startedAt: iso(r.job_started_at),
             finishedAt: iso(r.job_finished_at),
+            unreachedRowsInCsv: unreachedRowsInCsv({
+              status: r.job_status,
+              dryRun: r.job_dry_run ?? false,
+              planned: r.job_planned === true,
+              processed: r.job_processed ?? 0,
+              total: r.job_total ?? 0,
+            }),
             error: r.job_error_code ? { code: r.job_error_code, message: r.job_error_message ?? '' } : null,
           },
   }

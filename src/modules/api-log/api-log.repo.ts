@@ -52,6 +52,7 @@ function baseQuery(db: Tx, communityId: string) {
       'bulk_jobs.finished_at as job_finished_at',
       'bulk_jobs.error_code as job_error_code',
       'bulk_jobs.error_message as job_error_message',
+      sql<boolean | null>`bulk_jobs.plan_context IS NOT NULL`.as('job_planned'),
     ])
     .where('api_log.community_id', '=', communityId)
 }

@@ -18,6 +18,9 @@ export const TERMINAL: ReadonlySet<string> = new Set([
   'cancelled',
 ])
 
+export const UNREACHED_ROWS =
+  'The job stopped midway (cancelled, or failed after reading its header) before its last row: the failed-rows CSV (details?format=csv) also lists the rows it never reached, with the error not_applied, to upload again'
+
 export const jobSchema = z
   .object({
     _id: z.string(),
@@ -49,6 +52,7 @@ export const jobSchema = z
     columns: z.array(z.string()),
     unknownColumns: z.array(z.string()).describe('Header columns that match no field: reported and ignored'),
     cancelRequested: z.boolean(),
+    unreachedRowsInCsv: z.boolean().describe(UNREACHED_ROWS),
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     createdAt: z.string(),
     startedAt: z.string().nullable(),
@@ -59,6 +63,19 @@ export const jobSchema = z
 export type JobView = z.infer<typeof jobSchema>
 
 const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString())
+
+/** See UNREACHED_ROWS; `planned`: the job read its header (its file is then kept when it stops). */
+export function unreachedRowsInCsv(j: {
+  status: string
+  dryRun: boolean
+  planned: boolean
+  processed: number
+  total: number
+}): boolean {
+  return (
+    (j.status === 'failed' || j.status === 'cancelled') && !j.dryRun && j.planned && j.processed < j.total
+  )
+}
 
 export function percentage(j: { total: number; processed: number; status: string }): number {
   if (j.total > 0) return Math.min(100, Math.round((j.processed / j.total) * 1000) / 10)
@@ -100,6 +117,7 @@ export function presentJob(j: JobRow): JobView {
     columns: (j.columns ?? []) as string[],
     unknownColumns: (j.unknown_columns ?? []) as string[],
     cancelRequested: j.cancel_requested,
+    unreachedRowsInCsv: unreachedRowsInCsv({ ...j, dryRun: j.dry_run, planned: j.plan_context !== null }),
     error: j.error_code ? { code: j.error_code, message: j.error_message ?? '' } : null,
     createdAt: iso(j.created_at)!,
     startedAt: iso(j.started_at),

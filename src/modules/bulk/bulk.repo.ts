@@ -179,6 +179,17 @@ export async function insertErrors(db: Tx, communityId: string, jobId: string, e
 }
 
 /** Row ranges of the chunks of a job already committed (by this or an earlier attempt). */
+/** Whether the pieces of this upload are still stored. */
+export async function hasUpload(db: Tx, uploadId: string): Promise<boolean> {
+  const piece = await db
+    .selectFrom('bulk_files')
+    .select('seq')
+    .where('upload_id', '=', uploadId)
+    .limit(1)
+    .executeTakeFirst()
+  return piece !== undefined
+}
+
 export async function committedChunks(db: Tx, jobId: string) {
   const rows = await db
     .selectFrom('bulk_job_chunks')

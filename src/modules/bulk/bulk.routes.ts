@@ -191,7 +191,8 @@ export async function registerBulk(app: App, deps: AppDeps) {
       tags,
       summary: 'Check Bulk Update Details',
       description:
-        'Per-row outcomes in file order. format=csv returns the failed rows (original columns plus line and error) as text/csv.',
+        'Per-row outcomes in file order. format=csv returns the failed rows (original columns plus line and error) as text/csv; ' +
+        'for a job that stopped midway (unreachedRowsInCsv), also the rows it never reached (error not_applied), in file order.',
       params: jobIdParams,
       querystring: detailsQuery,
       response: { 200: detailsResponse.or(z.string().describe('text/csv')) },

@@ -13,8 +13,8 @@ import {
   userNamesOf,
 } from './bulk.chunk.ts'
 import { forgetDryRun } from './bulk.dry-run.ts'
-import { readUpload } from './bulk.files.ts'
-import { dropPadding, emailsMayMove, isBlankRow, namedColumns, type Plan, planColumns } from './bulk.plan.ts'
+import { numberedRecords } from './bulk.file-rows.ts'
+import { emailsMayMove, namedColumns, type Plan, planColumns } from './bulk.plan.ts'
 import { PlanOutdated } from './bulk.plan-guard.ts'
 import * as repo from './bulk.repo.ts'
 import {
@@ -26,7 +26,7 @@ import {
   type RowError,
 } from './bulk.rows.ts'
 import { UsersStatistics } from './bulk.stats.ts'
-import { CsvParser, type CsvRecord, isCsvError } from './csv/csv-parser.ts'
+import { type CsvRecord, isCsvError } from './csv/csv-parser.ts'
 
 class ShuttingDown extends Error {}
 
@@ -192,36 +192,26 @@ async function* preparedBatches(
   ctx: repo.StoredPlanContext,
   committed: Range[],
 ): AsyncGenerator<{ plan: Plan; prepared: Prepared | null }, { code: string; message: string } | null> {
-  const parser = new CsvParser()
   const size = chunkRows(deps)
   const maxChars = deps.config.bulk.chunkChars
   let chars = 0 // the batch's characters so far
   const done = [...committed].sort((a, b) => a.first - b.first)
   let nextDone = 0
   let plan: Plan | null = null
-  let rowNo = 0
   let batch: Batch = []
-  const records = async function* () {
-    for await (const piece of readUpload(deps.database.db, job.id, job.file_chunks)) yield* parser.push(piece)
-    yield* parser.end()
-  }
-  let named = 0 // the header's columns, trailing empty names dropped
-  for await (const record of records()) {
-    if (!plan) {
-      if (isCsvError(record)) return { code: 'malformed_header', message: `Header: ${record.error.message}` }
-      named = namedColumns(record.cells)
-      const p = planColumns(record.cells.slice(0, named), { type: job.type, ...ctx })
+  for await (const item of numberedRecords(deps.database.db, job.id, job.file_chunks)) {
+    if ('header' in item) {
+      const { header } = item
+      if (isCsvError(header)) return { code: 'malformed_header', message: `Header: ${header.error.message}` }
+      const p = planColumns(header.cells.slice(0, namedColumns(header.cells)), { type: job.type, ...ctx })
       if (!p.ok) return { code: p.code, message: p.message }
       plan = p.plan
       await startProcessing(deps, job, plan, ctx)
       yield { plan, prepared: null }
       continue
     }
-    if (!isCsvError(record)) {
-      if (isBlankRow(record.cells)) continue
-      record.cells = dropPadding(record.cells, named)
-    }
-    rowNo++
+    if (!plan) continue // unreachable: the header comes first
+    const { rowNo, record } = item
     while (nextDone < done.length && done[nextDone].last < rowNo) nextDone++
     if (nextDone < done.length && done[nextDone].first <= rowNo) {
       // Committed by an earlier attempt: close the batch so every chunk stays a run of consecutive rows.
@@ -306,7 +296,7 @@ function checkRows(plan: Plan, batch: { rowNo: number; record: CsvRecord }[]): C
   })
 }
 
-/** Ends a job: final state, exact total, the file removed, the lease released — in one transaction. */
+/** Ends a job: final state, exact total, the file removed (unless it stopped midway), the lease released — in one transaction. */
 async function finish(
   deps: AppDeps,
   job: repo.JobRow,
@@ -332,10 +322,13 @@ async function finish(
       })
       .where('id', '=', job.id)
       .where('lease_owner', '=', deps.instanceId)
-      .returning(['status', 'created_at'])
+      .returning(['status', 'created_at', sql<boolean>`plan_context IS NOT NULL`.as('planned')])
       .executeTakeFirst()
     if (!res) throw new LeaseLost()
-    await tx.deleteFrom('bulk_files').where('upload_id', '=', job.id).execute()
+    // A real job that stopped midway keeps its file: the failed-rows CSV then also gives the rows it
+    // never reached, to upload again. (Retention deletes it with the job, or the abandoned-upload sweep.)
+    const stoppedMidway = outcome !== 'done' && !job.dry_run && res.planned
+    if (!stoppedMidway) await tx.deleteFrom('bulk_files').where('upload_id', '=', job.id).execute()
     if (job.dry_run) await forgetDryRun(tx, job.id)
     await tx
       .updateTable('api_log')

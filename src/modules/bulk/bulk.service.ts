@@ -1,12 +1,15 @@
 import { sql } from 'kysely'
+import type { Tx } from '../../lib/db/database.ts'
 import type { BulkJobType } from '../../lib/db/schema.ts'
 import { transact } from '../../lib/db/transact.ts'
 import type { AppDeps } from '../../lib/deps.ts'
 import { badRequest, conflict, notFound, tooMany } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
+import { numberedRecords } from './bulk.file-rows.ts'
 import { deleteUpload, type StoredUpload, storeUpload } from './bulk.files.ts'
 import { ACTION_NAMES, type DetailRow } from './bulk.presenter.ts'
 import * as repo from './bulk.repo.ts'
+import { type CsvRecord, isCsvError } from './csv/csv-parser.ts'
 
 export interface UploadMeta {
   communityId: string
@@ -217,27 +220,33 @@ export function createBulkService(deps: AppDeps) {
       return { job, rows, total: job.processed }
     },
 
-    /** Failed rows in pages of 5,000, as stored (original cells), for the failed-rows CSV. */
+    /**
+     * The rows to fix and upload again, in file order, for the failed-rows CSV: the failed rows as
+     * stored (original cells), and for a job that stopped midway (cancelled, or failed after its
+     * header was read) the rows it never reached, read from its kept file.
+     */
     async *failedRows(communityId: string, jobId: string) {
       const job = await get(communityId, jobId)
       yield { columns: (job.columns ?? []) as string[] }
-      let after = 0
-      for (;;) {
-        const page = await db
-          .selectFrom('bulk_job_errors')
-          .select(['row_no', 'line', 'code', 'message', 'cells'])
-          .where('job_id', '=', job.id)
-          .where('row_no', '>', after)
-          .orderBy('row_no')
-          .limit(5000)
-          .execute()
-        if (page.length === 0) return
-        for (const r of page)
-          yield {
-            row: { line: r.line, code: r.code, message: r.message, cells: (r.cells ?? []) as string[] },
-          }
-        after = page[page.length - 1].row_no
+      const failed = failedRowsPages(db, job.id)
+      const stopped = job.status === 'failed' || job.status === 'cancelled'
+      if (!stopped || !(await repo.hasUpload(db, job.id))) {
+        for await (const f of failed) yield { row: f.row }
+        return
       }
+      const committed = (await repo.committedChunks(db, job.id)).sort((a, b) => a.first - b.first)
+      let c = 0
+      let next = await failed.next()
+      for await (const item of numberedRecords(db, job.id, job.file_chunks)) {
+        if ('header' in item) continue
+        const { rowNo, record } = item
+        for (; !next.done && next.value.rowNo <= rowNo; next = await failed.next())
+          yield { row: next.value.row }
+        while (c < committed.length && committed[c].last < rowNo) c++
+        if (c < committed.length && committed[c].first <= rowNo) continue // applied, or failed above
+        yield { row: notApplied(job.status, record) }
+      }
+      for (; !next.done; next = await failed.next()) yield { row: next.value.row }
     },
 
     /**
@@ -271,3 +280,37 @@ export function createBulkService(deps: AppDeps) {
   }
 }
 export type BulkService = ReturnType<typeof createBulkService>
+
+/** The stored failed rows of a job in file order, read in pages of 5,000. */
+async function* failedRowsPages(db: Tx, jobId: string) {
+  let after = 0
+  for (;;) {
+    const page = await db
+      .selectFrom('bulk_job_errors')
+      .select(['row_no', 'line', 'code', 'message', 'cells'])
+      .where('job_id', '=', jobId)
+      .where('row_no', '>', after)
+      .orderBy('row_no')
+      .limit(5000)
+      .execute()
+    if (page.length === 0) return
+    for (const r of page)
+      yield {
+        rowNo: r.row_no,
+        row: { line: r.line, code: r.code, message: r.message, cells: (r.cells ?? []) as string[] },
+      }
+    after = page[page.length - 1].row_no
+  }
+}
+
+/** A row the job never reached: its cells as uploaded (a row that cannot be read: its raw text, and why). */
+function notApplied(status: string, record: CsvRecord) {
+  if (isCsvError(record))
+    return { line: record.line, code: record.error.code, message: record.error.message, cells: [record.raw] }
+  return {
+    line: record.line,
+    code: 'not_applied',
+    message: `The job ${status === 'cancelled' ? 'was cancelled' : 'failed'} before reaching this row: it was not applied`,
+    cells: record.cells,
+  }
+}

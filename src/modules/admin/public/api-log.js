@@ -121,7 +121,8 @@ function paintCard(card, jobId, job) {
   const finished = !ACTIVE.has(job.status)
   const reason = finished && job.error?.message ? job.error.message : ''
   const shownReason = actions.querySelector('.error')?.textContent ?? ''
-  const wantsButton = finished && job.failed > 0
+  // A job that stopped midway also lists the rows it never reached, to upload again.
+  const wantsButton = finished && (job.failed > 0 || job.unreachedRowsInCsv === true)
   // Repainted every second while jobs run: leave what is already right, so a focused button stays.
   if (shownReason === reason && Boolean(actions.querySelector('button')) === wantsButton) return
   const children = []
@@ -131,7 +132,7 @@ function paintCard(card, jobId, job) {
       h(
         'button',
         { type: 'button', className: 'secondary', onclick: (e) => downloadFailed(jobId, e.currentTarget) },
-        'Download failed rows (CSV)',
+        job.failed > 0 ? 'Download failed rows (CSV)' : 'Download rows not applied (CSV)',
         h('span', { className: 'visually-hidden' }, ` for job ${jobId}`),
       ),
     )
