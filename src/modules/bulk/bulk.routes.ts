@@ -243,7 +243,8 @@ export async function registerBulk(app: App, deps: AppDeps) {
         description:
           'A queued job is cancelled at once. A running job stops at the chunk in flight, which is rolled ' +
           'back whole: the rows of the chunks already committed stay applied, and the counts stay exact ' +
-          '(they cover exactly those rows). Takes no body: send none, an empty one or {}.',
+          '(they cover exactly those rows). Cancelling a cancelled job again answers it as it is (a retried ' +
+          'cancel is safe); a job that ended otherwise answers 409 job_finished. Takes no body: send none, an empty one or {}.',
         params: jobIdParams,
         body: z.object({}).strict().nullish().describe('No fields'),
         response: { 200: jobResponse },

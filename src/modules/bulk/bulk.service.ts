@@ -251,10 +251,12 @@ export function createBulkService(deps: AppDeps) {
 
     /**
      * Cancels a queued job at once, or asks a running one to stop: its committed chunks stay applied,
-     * the chunk in flight rolls back.
+     * the chunk in flight rolls back. Cancelling a cancelled job again answers with it.
      */
     async cancel(communityId: string, jobId: string) {
       const job = await get(communityId, jobId)
+      // A retried cancel (its answer lost on the way) gets the same answer, not an error.
+      if (job.status === 'cancelled') return job
       if (!repo.ACTIVE_STATES.includes(job.status)) {
         throw conflict('job_finished', `The job is already ${job.status}`, 'jobId')
       }
