@@ -178,22 +178,24 @@ export async function insertErrors(db: Tx, communityId: string, jobId: string, e
   }
 }
 
-/** Row ranges of the chunks of a job already committed (by this or an earlier attempt). */
 /** Whether the pieces of this upload are still stored. */
-export async function hasUpload(db: Tx, uploadId: string): Promise<boolean> {
+export async function hasUpload(db: Tx, communityId: string, uploadId: string): Promise<boolean> {
   const piece = await db
     .selectFrom('bulk_files')
     .select('seq')
+    .where('community_id', '=', communityId)
     .where('upload_id', '=', uploadId)
     .limit(1)
     .executeTakeFirst()
   return piece !== undefined
 }
 
-export async function committedChunks(db: Tx, jobId: string) {
+/** Row ranges of the chunks of a job already committed (by this or an earlier attempt). */
+export async function committedChunks(db: Tx, communityId: string, jobId: string) {
   const rows = await db
     .selectFrom('bulk_job_chunks')
     .select(['chunk_no', 'first_row', sql<number>`cardinality(lines)`.as('n')])
+    .where('community_id', '=', communityId)
     .where('job_id', '=', jobId)
     .execute()
   return rows.map((r) => ({ chunkNo: r.chunk_no, first: r.first_row, last: r.first_row + Number(r.n) - 1 }))

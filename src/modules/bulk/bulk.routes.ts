@@ -278,14 +278,24 @@ async function* failedRowsCsv(
   >,
 ) {
   let keep: number[] = []
+  let width = 0 // the header's cells
   for await (const item of source) {
     if ('columns' in item) {
+      width = item.columns.length
       // A file that is itself a fixed failed-rows CSV brings old line/error columns: replace them.
       keep = item.columns.flatMap((c, i) => (c === 'line' || c === 'error' ? [] : [i]))
       yield csvLine([...keep.map((i) => item.columns[i]), 'line', 'error'])
       continue
     }
     const { cells, line, code, message } = item.row
-    yield csvLine([...keep.map((i) => cells[i] ?? ''), line, `${code}: ${message}`])
+    if (cells.length > width) {
+      // Cut to the header's width it would read as a sound row: whole, in the first column, it cannot.
+      const whole = csvLine(cells).replace(/\r\n$/, '')
+      const rest = keep.slice(1).map(() => '')
+      yield csvLine([whole, ...rest, line, `${code}: ${message}. ${ROW_IN_FIRST_COLUMN}`])
+    } else yield csvLine([...keep.map((i) => cells[i] ?? ''), line, `${code}: ${message}`])
   }
 }
+
+const ROW_IN_FIRST_COLUMN =
+  "All the row's cells are in the first column, joined by commas: split them into the header's columns"

@@ -47,7 +47,7 @@ const TEXT_LIMITS: Record<string, number> = {
 
 type Fail = Omit<RowError, 'rowNo' | 'line' | 'cells'>
 
-function checkCount(cells: string[], plan: { columns: string[] }): Fail | null {
+export function checkCount(cells: string[], plan: { columns: string[] }): Fail | null {
   if (cells.length === plan.columns.length) return null
   return {
     key: null,

@@ -120,7 +120,7 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
   const ctx =
     (job.plan_context as repo.StoredPlanContext | null) ??
     (await repo.loadPlanContext(deps.database.db, job.community_id))
-  const committed = await repo.committedChunks(deps.database.db, job.id)
+  const committed = await repo.committedChunks(deps.database.db, job.community_id, job.id)
   const source = preparedBatches(deps, job, ctx, committed)
   const first = await source.next()
   if (first.done) {

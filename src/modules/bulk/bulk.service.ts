@@ -9,6 +9,7 @@ import { numberedRecords } from './bulk.file-rows.ts'
 import { deleteUpload, type StoredUpload, storeUpload } from './bulk.files.ts'
 import { ACTION_NAMES, type DetailRow } from './bulk.presenter.ts'
 import * as repo from './bulk.repo.ts'
+import { checkCount } from './bulk.rows.ts'
 import { type CsvRecord, isCsvError } from './csv/csv-parser.ts'
 
 export interface UploadMeta {
@@ -227,14 +228,17 @@ export function createBulkService(deps: AppDeps) {
      */
     async *failedRows(communityId: string, jobId: string) {
       const job = await get(communityId, jobId)
-      yield { columns: (job.columns ?? []) as string[] }
-      const failed = failedRowsPages(db, job.id)
+      const columns = (job.columns ?? []) as string[]
+      yield { columns }
+      const failed = failedRowsPages(db, job.community_id, job.id)
       const stopped = job.status === 'failed' || job.status === 'cancelled'
-      if (!stopped || !(await repo.hasUpload(db, job.id))) {
+      if (!stopped || !(await repo.hasUpload(db, job.community_id, job.id))) {
         for await (const f of failed) yield { row: f.row }
         return
       }
-      const committed = (await repo.committedChunks(db, job.id)).sort((a, b) => a.first - b.first)
+      const committed = (await repo.committedChunks(db, job.community_id, job.id)).sort(
+        (a, b) => a.first - b.first,
+      )
       let c = 0
       let next = await failed.next()
       for await (const item of numberedRecords(db, job.id, job.file_chunks)) {
@@ -244,7 +248,7 @@ export function createBulkService(deps: AppDeps) {
           yield { row: next.value.row }
         while (c < committed.length && committed[c].last < rowNo) c++
         if (c < committed.length && committed[c].first <= rowNo) continue // applied, or failed above
-        yield { row: notApplied(job.status, record) }
+        yield { row: notApplied(job.status, columns, record) }
       }
       for (; !next.done; next = await failed.next()) yield { row: next.value.row }
     },
@@ -284,12 +288,13 @@ export function createBulkService(deps: AppDeps) {
 export type BulkService = ReturnType<typeof createBulkService>
 
 /** The stored failed rows of a job in file order, read in pages of 5,000. */
-async function* failedRowsPages(db: Tx, jobId: string) {
+async function* failedRowsPages(db: Tx, communityId: string, jobId: string) {
   let after = 0
   for (;;) {
     const page = await db
       .selectFrom('bulk_job_errors')
       .select(['row_no', 'line', 'code', 'message', 'cells'])
+      .where('community_id', '=', communityId)
       .where('job_id', '=', jobId)
       .where('row_no', '>', after)
       .orderBy('row_no')
@@ -305,10 +310,17 @@ async function* failedRowsPages(db: Tx, jobId: string) {
   }
 }
 
-/** A row the job never reached: its cells as uploaded (a row that cannot be read: its raw text, and why). */
-function notApplied(status: string, record: CsvRecord) {
+/**
+ * A row the job never reached, as uploaded. A row that cannot be read, or whose cells do not match
+ * the header, says so: the CSV writes every row as wide as the header, so unmarked it would read
+ * as a sound row with its cells cut off or padded.
+ */
+function notApplied(status: string, columns: string[], record: CsvRecord) {
   if (isCsvError(record))
     return { line: record.line, code: record.error.code, message: record.error.message, cells: [record.raw] }
+  const mismatch = checkCount(record.cells, { columns })
+  if (mismatch)
+    return { line: record.line, code: mismatch.code, message: mismatch.message, cells: record.cells }
   return {
     line: record.line,
     code: 'not_applied',
