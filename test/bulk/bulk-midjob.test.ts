@@ -137,6 +137,37 @@ describe('field definitions changed while a job runs', () => {
     expect(job.processed).toBeLessThan(ROWS)
   })
 
+  it('with chunks applied two at a time (PostgreSQL), a field change waits only for the chunks in flight', async () => {
+    // Overlapping chunks always hold the definitions lock between them: a change must still get its
+    // turn (a fair lock queue), not wait for the whole job to end.
+    const p = await startTestApp({ env: { BULK_CHUNK_ROWS: '2', BULK_PARALLEL_CHUNKS: '2' } })
+    try {
+      await slowChunks(p.deps.database.db, 0.2)
+      const c = await p.factory.community()
+      const tier = await p.factory.userField(c.id, 'tier')
+      const rows = Array.from({ length: 40 }, (_, i) => `p${i}@x.io,gold`)
+      const res = await upload(p, '/apis/v1/users/bulk-import', c.bearer, {
+        file: `email,tier\n${rows.join('\n')}\n`,
+      })
+      expect(res.statusCode, res.body).toBe(200)
+      const { jobId } = res.json().data
+      const run = runBulkJob(p.deps, jobId)
+      await untilProcessedIn(p.deps.database.db, jobId, 6)
+      const removed = await p.app.inject({
+        method: 'DELETE',
+        url: `/apis/v1/communities/${c.id}/user-fields/${tier}`,
+        headers: c.bearer,
+      })
+      expect(removed.statusCode, removed.body).toBe(200)
+      await run
+      const job = await waitForJob(p, c.bearer, jobId)
+      expect(job).toMatchObject({ status: 'failed', error: { code: 'fields_changed' } })
+      expect(job.processed).toBeLessThan(40)
+    } finally {
+      await p.close()
+    }
+  })
+
   it("the community's identifier field changed mid-job stops a job keyed by it", async () => {
     const c = await t.factory.externalIdCommunity('crm_id')
     await t.factory.userField(c.id, 'account_no')
@@ -148,11 +179,13 @@ describe('field definitions changed while a job runs', () => {
     )
     const run = runBulkJob(t.deps, jobId)
     await untilProcessed(jobId, 2)
-    await db()
-      .updateTable('communities')
-      .set({ identifier_field: 'account_no' })
-      .where('id', '=', c.id)
-      .execute()
+    const res = await t.app.inject({
+      method: 'PUT',
+      url: `/api/v1/servers/${c.id}`,
+      headers: { 'x-api-key': c.systemKey },
+      payload: { identifierField: 'account_no' },
+    })
+    expect(res.statusCode, res.body).toBe(200)
     await run
     const job = await waitForJob(t, c.bearer, jobId)
     expect(job.status).toBe('failed')

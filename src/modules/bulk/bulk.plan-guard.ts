@@ -1,7 +1,8 @@
 import type { Tx } from '../../lib/db/database.ts'
+import { shareFieldDefinitions } from '../user-fields/definitions-lock.ts'
 import { kindOf } from '../user-fields/field-types.ts'
 import type { CustomFieldDef, Plan } from './bulk.plan.ts'
-import { identifierFieldOf, lockFieldDefs } from './bulk.repo.ts'
+import { currentFieldDefs, identifierFieldOf } from './bulk.repo.ts'
 
 /**
  * A job's column plan is made once, from the community's field definitions when the job starts,
@@ -10,8 +11,8 @@ import { identifierFieldOf, lockFieldDefs } from './bulk.repo.ts'
  * the plan writes, changes its kind (text to number, say) or its options, or changes the community's
  * identifier field, writing on would put values under a field that is gone, or in a form the field
  * no longer takes. So each chunk checks that the plan still holds, in its own transaction, and the
- * job stops with `fields_changed` if not. The definitions stay key-share locked until the chunk
- * commits: a change waits for the chunk, and the next chunk sees it.
+ * job stops with `fields_changed` if not. The chunk shares the community's definitions lock until
+ * it commits (definitions-lock.ts): a change waits for the chunks in flight, and the next chunk sees it.
  */
 export class PlanOutdated extends Error {
   readonly code = 'fields_changed'
@@ -54,8 +55,9 @@ export function describePlanChange(
 
 /** Throws PlanOutdated unless the definitions the plan was made from still hold (see above). */
 export async function checkPlanHolds(tx: Tx, communityId: string, plan: Plan): Promise<void> {
+  await shareFieldDefinitions(tx, communityId)
   const identifierField = await identifierFieldOf(tx, communityId)
-  const fields = await lockFieldDefs(
+  const fields = await currentFieldDefs(
     tx,
     communityId,
     plannedFields(plan).map((f) => f.id),

@@ -108,18 +108,18 @@ export async function identifierFieldOf(db: Tx, communityId: string): Promise<st
   return c.identifier_field
 }
 
-/**
- * The definitions of these fields as they are now, each held with a key-share lock until the
- * transaction ends: a field's update or delete (which locks it FOR UPDATE) waits for it.
- */
-export async function lockFieldDefs(tx: Tx, communityId: string, ids: string[]): Promise<CustomFieldDef[]> {
+/** The definitions of these fields as they are now (a deleted one is missing). */
+export async function currentFieldDefs(
+  tx: Tx,
+  communityId: string,
+  ids: string[],
+): Promise<CustomFieldDef[]> {
   if (ids.length === 0) return []
   const rows = await tx
     .selectFrom('user_fields')
     .select(['id', 'field', 'type', 'options'])
     .where('community_id', '=', communityId)
     .where('id', 'in', ids)
-    .forKeyShare()
     .execute()
   return rows.map(toFieldDef)
 }

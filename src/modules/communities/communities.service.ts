@@ -1,7 +1,9 @@
 import { hashToken, randomToken } from '../../lib/auth/secrets.ts'
-import type { Database } from '../../lib/db/database.ts'
+import type { Database, Tx } from '../../lib/db/database.ts'
+import { transact } from '../../lib/db/transact.ts'
 import { badRequest, notFound } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
+import { lockFieldDefinitions } from '../user-fields/definitions-lock.ts'
 import * as repo from './communities.repo.ts'
 
 export interface CreateCommunityInput {
@@ -36,24 +38,13 @@ export function createCommunityService(deps: { database: Database }) {
     list: (ids: string[]) => repo.listCommunities(db, ids),
 
     async update(id: string, patch: repo.CommunityPatch) {
-      if (patch.identifierField) {
-        const field = await db
-          .selectFrom('user_fields')
-          .select('id')
-          .where('community_id', '=', id)
-          .where('field', '=', patch.identifierField)
-          .executeTakeFirst()
-        if (!field) {
-          throw badRequest(
-            'unknown_user_field',
-            `No custom user field "${patch.identifierField}"`,
-            'identifierField',
-          )
-        }
-      }
-      const c = await repo.updateCommunity(db, id, patch)
-      if (!c) throw notFound('community', 'id')
-      return c
+      // A new identifier field changes what a running bulk job's key column means: wait for its
+      // chunks in flight (definitions-lock.ts); the next one sees the change and stops the job.
+      if (patch.identifierField === undefined) return updateCommunity(db, id, patch)
+      return transact(db, async (tx) => {
+        await lockFieldDefinitions(tx, id)
+        return updateCommunity(tx, id, patch)
+      })
     },
 
     /** Replaces the system key; the old one stops working at once. */
@@ -74,3 +65,25 @@ export function createCommunityService(deps: { database: Database }) {
   }
 }
 export type CommunityService = ReturnType<typeof createCommunityService>
+
+/** Checks a new identifier field names a custom field of the community, then writes the patch. */
+async function updateCommunity(db: Tx, id: string, patch: repo.CommunityPatch) {
+  if (patch.identifierField) {
+    const field = await db
+      .selectFrom('user_fields')
+      .select('id')
+      .where('community_id', '=', id)
+      .where('field', '=', patch.identifierField)
+      .executeTakeFirst()
+    if (!field) {
+      throw badRequest(
+        'unknown_user_field',
+        `No custom user field "${patch.identifierField}"`,
+        'identifierField',
+      )
+    }
+  }
+  const c = await repo.updateCommunity(db, id, patch)
+  if (!c) throw notFound('community', 'id')
+  return c
+}

@@ -7,6 +7,7 @@ import { newId } from '../../lib/ids.ts'
 import type { Actor } from '../field-histories/actor.ts'
 import { currentValue, recordRewrites } from '../field-histories/set-based.ts'
 import { DEFAULT_FIELDS } from '../users/default-fields.ts'
+import { lockFieldDefinitions } from './definitions-lock.ts'
 import { checkFieldKey, deriveFieldKey, isReservedKey } from './field-keys.ts'
 import { coerceFieldValue, type FieldKind, type FieldValue, kindOf } from './field-types.ts'
 import { converted, convertValues, countMisfits } from './type-change.ts'
@@ -50,7 +51,9 @@ export function createUserFieldService(deps: { database: Database }) {
     return row
   }
 
+  /** The field, locked for a change; bulk chunks writing the community's users wait, or are waited for. */
   async function lock(tx: Tx, communityId: string, id: string) {
+    await lockFieldDefinitions(tx, communityId)
     if (!(await repo.lockField(tx, communityId, id))) throw notFound('user_field', 'fieldId')
     return get(communityId, id, tx)
   }
