@@ -361,3 +361,35 @@ async function until(check: () => Promise<boolean>, timeoutMs = 20_000) {
     await new Promise((r) => setTimeout(r, 50))
   }
 }
+
+describe('a database error while the file is stored', () => {
+  it('answers 500, closes the connection and leaves no piece behind', async () => {
+    const c = await t.factory.community()
+    const before = await counts()
+    // The second piece of the upload cannot be written: a full disk, say.
+    await sql`CREATE FUNCTION test_full_disk() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.seq >= 1 THEN RAISE EXCEPTION 'no space left' USING ERRCODE = 'disk_full'; END IF;
+      RETURN NEW; END $$`.execute(db())
+    await sql`CREATE TRIGGER test_full_disk BEFORE INSERT ON bulk_files
+      FOR EACH ROW EXECUTE FUNCTION test_full_disk()`.execute(db())
+    try {
+      // Over a real connection, so the file arrives in many pieces and storing breaks off mid-file.
+      const body = multipart({ file: BIG })
+      const res = await fetch(`${await address()}${IMPORT}`, {
+        method: 'POST',
+        headers: { ...c.bearer, ...body.headers },
+        body: body.payload,
+        signal: AbortSignal.timeout(20_000),
+      })
+      expect(res.status).toBe(500)
+      expect(await res.json()).toMatchObject({ status: 'error', error: { code: 'internal_error' } })
+      // Answered before the rest of the body was read: the connection closes, not lingers.
+      expect(res.headers.get('connection')).toBe('close')
+    } finally {
+      await sql`DROP TRIGGER test_full_disk ON bulk_files`.execute(db())
+    }
+    const after = await counts()
+    expect(after.files).toBe(before.files)
+    expect(after.jobs).toBe(before.jobs)
+  }, 30_000)
+})

@@ -139,6 +139,9 @@ export function installErrorHandling(app: FastifyInstance) {
     const e = toAppError(err, req)
     if (e.status >= 500 && err instanceof AppError) req.log.error({ err }, 'server error')
     if (e.code === 'database_busy') reply.header('retry-after', '1')
+    // Answered before the body was read (an upload broken off by an error): close the connection,
+    // rather than keep a socket the client goes on filling with a body no one reads.
+    if (!req.raw.complete) reply.header('connection', 'close')
     reply
       .code(e.status)
       .type('application/json; charset=utf-8')
