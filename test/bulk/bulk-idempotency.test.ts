@@ -68,6 +68,18 @@ describe('retried bulk uploads', () => {
       { file: `email,amount\n${u.email},1\n` },
     )
     expect([bad.statusCode, bad.json().error.field]).toEqual([400, 'Idempotency-Key'])
+    // Refused before the file was read: no piece of it was stored.
+    const leftovers = await t.deps.database.db
+      .selectFrom('bulk_files')
+      .select('upload_id')
+      .where('community_id', '=', c.id)
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(selectFrom('bulk_jobs').select('id').whereRef('bulk_jobs.id', '=', 'bulk_files.upload_id')),
+        ),
+      )
+      .execute()
+    expect(leftovers).toEqual([])
     // The same key in another community is another key.
     const d = await t.factory.community()
     const v = await t.factory.user(d.id)

@@ -88,6 +88,8 @@ export async function registerBulk(app: App, deps: AppDeps) {
         response: { 200: queuedResponse },
       },
       handler: async (req, reply) => {
+        // Checked before the file is read, so a bad header stores nothing.
+        const idempotencyKey = idempotencyKeyOf(req.headers['idempotency-key'])
         const form = await readUploadForm(req, service, deps.database, { allowPublic: u.public })
         const job = await service.enqueue(form.stored, {
           communityId: form.communityId,
@@ -98,7 +100,7 @@ export async function registerBulk(app: App, deps: AppDeps) {
           createdBy: req.auth?.userId ?? req.auth?.apiKeyId ?? 'public',
           requestPath: u.url,
           requestId: req.id,
-          idempotencyKey: idempotencyKeyOf(req.headers['idempotency-key']),
+          idempotencyKey,
         })
         // A new job's API log row is this request's: one row per upload, its progress live.
         if (job.id === form.stored.uploadId) reply.loggedInApiLog = true
