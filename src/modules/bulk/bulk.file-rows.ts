@@ -37,3 +37,19 @@ export async function* numberedRecords(
     yield { rowNo, record }
   }
 }
+
+/** Rows [first, last] of a chunk an earlier attempt committed. */
+export type RowRange = { first: number; last: number }
+
+/**
+ * Whether a row lies in one of these ranges (the committed chunks of a job), for row numbers asked
+ * in ascending order, as a file is read: one pass over the ranges in all.
+ */
+export function inRanges(ranges: RowRange[]): (rowNo: number) => boolean {
+  const sorted = [...ranges].sort((a, b) => a.first - b.first)
+  let i = 0
+  return (rowNo) => {
+    while (i < sorted.length && sorted[i].last < rowNo) i++
+    return i < sorted.length && sorted[i].first <= rowNo
+  }
+}

@@ -1,8 +1,9 @@
 import type { Tx } from '../../lib/db/database.ts'
 import { shareFieldDefinitions } from '../user-fields/definitions-lock.ts'
 import { kindOf } from '../user-fields/field-types.ts'
+import { identifierFieldOf } from '../user-fields/user-fields.repo.ts'
 import type { CustomFieldDef, Plan } from './bulk.plan.ts'
-import { currentFieldDefs, identifierFieldOf } from './bulk.repo.ts'
+import { currentFieldDefs } from './bulk.repo.ts'
 
 /**
  * A job's column plan is made once, from the community's field definitions when the job starts,

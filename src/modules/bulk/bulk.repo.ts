@@ -1,6 +1,7 @@
 import { sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
 import type { BulkJobStatus, BulkJobType } from '../../lib/db/schema.ts'
+import { identifierFieldOf } from '../user-fields/user-fields.repo.ts'
 import type { CustomFieldDef } from './bulk.plan.ts'
 import type { RowError } from './bulk.rows.ts'
 
@@ -97,15 +98,6 @@ export async function loadPlanContext(db: Tx, communityId: string): Promise<Stor
 export interface StoredPlanContext {
   identifierField: string | null
   customFields: CustomFieldDef[]
-}
-
-export async function identifierFieldOf(db: Tx, communityId: string): Promise<string | null> {
-  const c = await db
-    .selectFrom('communities')
-    .select('identifier_field')
-    .where('id', '=', communityId)
-    .executeTakeFirstOrThrow()
-  return c.identifier_field
 }
 
 /** The definitions of these fields as they are now (a deleted one is missing). */

@@ -13,7 +13,7 @@ import {
   userNamesOf,
 } from './bulk.chunk.ts'
 import { forgetDryRun } from './bulk.dry-run.ts'
-import { numberedRecords } from './bulk.file-rows.ts'
+import { inRanges, numberedRecords, type RowRange } from './bulk.file-rows.ts'
 import { emailsMayMove, namedColumns, type Plan, planColumns } from './bulk.plan.ts'
 import { PlanOutdated } from './bulk.plan-guard.ts'
 import * as repo from './bulk.repo.ts'
@@ -83,8 +83,6 @@ async function claimAndRun(deps: AppDeps, jobId: string): Promise<void> {
 }
 
 type Batch = { rowNo: number; record: CsvRecord }[]
-/** Rows [first, last] of a chunk an earlier attempt committed. */
-type Range = { first: number; last: number }
 
 /**
  * Chunks applied at once: several only on PostgreSQL, whose claims (claimsOf) cannot overlap. One at
@@ -190,13 +188,12 @@ async function* preparedBatches(
   deps: AppDeps,
   job: repo.JobRow,
   ctx: repo.StoredPlanContext,
-  committed: Range[],
+  committed: RowRange[],
 ): AsyncGenerator<{ plan: Plan; prepared: Prepared | null }, { code: string; message: string } | null> {
   const size = chunkRows(deps)
   const maxChars = deps.config.bulk.chunkChars
   let chars = 0 // the batch's characters so far
-  const done = [...committed].sort((a, b) => a.first - b.first)
-  let nextDone = 0
+  const isCommitted = inRanges(committed)
   let plan: Plan | null = null
   let batch: Batch = []
   for await (const item of numberedRecords(deps.database.db, job.id, job.file_chunks)) {
@@ -212,8 +209,7 @@ async function* preparedBatches(
     }
     if (!plan) continue // unreachable: the header comes first
     const { rowNo, record } = item
-    while (nextDone < done.length && done[nextDone].last < rowNo) nextDone++
-    if (nextDone < done.length && done[nextDone].first <= rowNo) {
+    if (isCommitted(rowNo)) {
       // Committed by an earlier attempt: close the batch so every chunk stays a run of consecutive rows.
       if (batch.length > 0) yield { plan, prepared: prepare(plan, batch) }
       batch = []

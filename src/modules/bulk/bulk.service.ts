@@ -5,7 +5,7 @@ import { transact } from '../../lib/db/transact.ts'
 import type { AppDeps } from '../../lib/deps.ts'
 import { badRequest, conflict, notFound, tooMany } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
-import { numberedRecords } from './bulk.file-rows.ts'
+import { inRanges, numberedRecords } from './bulk.file-rows.ts'
 import { deleteUpload, type StoredUpload, storeUpload } from './bulk.files.ts'
 import { ACTION_NAMES, type DetailRow } from './bulk.presenter.ts'
 import * as repo from './bulk.repo.ts'
@@ -236,18 +236,14 @@ export function createBulkService(deps: AppDeps) {
         for await (const f of failed) yield { row: f.row }
         return
       }
-      const committed = (await repo.committedChunks(db, job.community_id, job.id)).sort(
-        (a, b) => a.first - b.first,
-      )
-      let c = 0
+      const isCommitted = inRanges(await repo.committedChunks(db, job.community_id, job.id))
       let next = await failed.next()
       for await (const item of numberedRecords(db, job.id, job.file_chunks)) {
         if ('header' in item) continue
         const { rowNo, record } = item
         for (; !next.done && next.value.rowNo <= rowNo; next = await failed.next())
           yield { row: next.value.row }
-        while (c < committed.length && committed[c].last < rowNo) c++
-        if (c < committed.length && committed[c].first <= rowNo) continue // applied, or failed above
+        if (isCommitted(rowNo)) continue // applied, or failed above
         yield { row: notApplied(job.status, columns, record) }
       }
       for (; !next.done; next = await failed.next()) yield { row: next.value.row }

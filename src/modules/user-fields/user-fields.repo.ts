@@ -141,5 +141,3 @@ export async function identifierFieldOf(db: Tx, communityId: string) {
     .executeTakeFirst()
   return c?.identifier_field ?? null
 }
-
-/** Postgres unique violation (both drivers expose the SQLSTATE as `code`). */
