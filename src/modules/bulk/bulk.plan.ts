@@ -75,6 +75,16 @@ export const emailsMayMove = (plan: Plan) =>
 
 export type PlanResult = { ok: true; plan: Plan } | { ok: false; code: string; message: string }
 
+/**
+ * How header names compare: trimmed, in any case, and for the names below also without `_`, `-`
+ * or spaces ("First Name", "firstName", "first-name" are `first_name`; "Amount_Op" is `amount_op`).
+ */
+const squash = (s: string) =>
+  s
+    .trim()
+    .toLowerCase()
+    .replace(/[_\s-]/g, '')
+
 /** Header spellings accepted for default fields, besides the database names. */
 const ALIASES: Record<string, string> = {
   firstname: 'first_name',
@@ -83,15 +93,49 @@ const ALIASES: Record<string, string> = {
   joindate: 'join_date',
 }
 
+/** The other columns a file may name, compared as ALIASES are (`externalId`, `userId` keep the API's spelling). */
+const KEY_COLUMNS: Record<string, string> = { externalid: 'externalId' }
+const PREMIUM_COLUMNS: Record<string, string> = {
+  userid: 'userId',
+  amount: 'amount',
+  amountop: 'amount_op',
+  reason: 'reason',
+  idempotencykey: 'idempotency_key',
+}
+
 const WRITABLE = new Map(DEFAULT_FIELDS.filter((f) => f.writable).map((f) => [f.column, f]))
 export const OPS = ['add', 'subtract', 'overwrite'] as const
 export type Op = (typeof OPS)[number]
 
-function canonical(header: string): string {
+/**
+ * The field a header names: a default field's column in any case, then a custom field's key exactly
+ * (so a custom field keyed `join-date` is not taken for the default `join_date`), then an alias.
+ */
+function fieldOf(header: string, custom: ReadonlySet<string>): string | null {
   const h = header.trim()
   const lower = h.toLowerCase()
   if (WRITABLE.has(lower)) return lower
-  return ALIASES[lower.replace(/[_\s-]/g, '')] ?? h
+  if (custom.has(h)) return h
+  return ALIASES[squash(h)] ?? null
+}
+
+/** `<field>_op`, `<Field>_Op`, `<field> op`, `<field>Op`: the operator column of a field. */
+const OP_SUFFIX = /^(.*?\S)[_\s-]?op$/i
+
+/**
+ * A header's canonical name: a field, a field's `_op` column, a key or premium column, each matched
+ * as described above; anything else stays as written (trimmed), an unknown column.
+ */
+function canonical(header: string, type: BulkJobType, custom: ReadonlySet<string>): string {
+  const field = fieldOf(header, custom)
+  if (field !== null) return field
+  const h = header.trim()
+  const named =
+    KEY_COLUMNS[squash(h)] ?? (type === 'premium_currency' ? PREMIUM_COLUMNS[squash(h)] : undefined)
+  if (named) return named
+  const op = OP_SUFFIX.exec(h)
+  const base = op ? fieldOf(op[1], custom) : null
+  return base === null ? h : `${base}_op`
 }
 
 export interface PlanContext {
@@ -140,7 +184,10 @@ export function planColumns(rawHeader: string[], ctx: PlanContext): PlanResult {
       message: `The header separates its columns with ${delimiter}: upload a comma-separated file (in Excel, save as "CSV UTF-8 (Comma delimited)")`,
     }
   }
-  const columns = rawHeader.map(canonical)
+  // A premium file writes no custom field: of their keys only the identifier field names a column.
+  const customKeys = new Set(ctx.type === 'premium_currency' ? [] : ctx.customFields.map((f) => f.field))
+  if (ctx.identifierField) customKeys.add(ctx.identifierField)
+  const columns = rawHeader.map((h) => canonical(h, ctx.type, customKeys))
   // `externalId` (the create-user API's name) means the community's identifier field.
   const alias = columns.indexOf('externalId')
   if (ctx.identifierField && alias >= 0 && !columns.includes(ctx.identifierField))
@@ -237,7 +284,7 @@ function planPremium(
     return { ok: false, code: 'missing_amount_column', message: 'The CSV needs an "amount" column' }
   const opIndex = indexOf('amount_op')
   const reasonIndex = indexOf('reason')
-  const idempotencyIndex = indexOf('idempotency_key') ?? indexOf('idempotencyKey')
+  const idempotencyIndex = indexOf('idempotency_key')
   const used = new Set(
     [keyIndex, amountIndex, opIndex, reasonIndex, idempotencyIndex].filter((i): i is number => i !== null),
   )
