@@ -91,6 +91,64 @@ describe('retried bulk uploads', () => {
     )
     expect(other.statusCode).toBe(200)
   })
+
+  it('refuses a key sent again with another file, or for the real run after its dry run', async () => {
+    const c = await t.factory.community()
+    const u = await t.factory.user(c.id)
+    const file = `email,amount\n${u.email},5\n`
+    const dry = await upload(
+      t,
+      PREMIUM,
+      { ...c.bearer, 'idempotency-key': 'sync-7' },
+      {
+        file,
+        fields: { dryRun: 'true' },
+      },
+    )
+    expect(dry.statusCode, dry.body).toBe(200)
+    await waitForJob(t, c.bearer, dry.json().data.jobId)
+    const real = await upload(t, PREMIUM, { ...c.bearer, 'idempotency-key': 'sync-7' }, { file })
+    expect([real.statusCode, real.json().error.code, real.json().message]).toEqual([
+      409,
+      'idempotency_key_reused',
+      'This Idempotency-Key was used for a dry run: send a new key for a new request',
+    ])
+    const first = await upload(t, PREMIUM, { ...c.bearer, 'idempotency-key': 'sync-8' }, { file })
+    await waitForJob(t, c.bearer, first.json().data.jobId)
+    const otherFile = await upload(
+      t,
+      PREMIUM,
+      { ...c.bearer, 'idempotency-key': 'sync-8' },
+      {
+        file: `email,amount\n${u.email},50\n`,
+      },
+    )
+    expect([otherFile.statusCode, otherFile.json().error.code, otherFile.json().error.field]).toEqual([
+      409,
+      'idempotency_key_reused',
+      'Idempotency-Key',
+    ])
+    expect(otherFile.json().message).toContain('another file')
+    // Only the real run with sync-8 credited; the refused uploads left no job and no piece.
+    expect(await premiumOf(u.id)).toBe(5)
+    const jobs = await t.deps.database.db
+      .selectFrom('bulk_jobs')
+      .select('id')
+      .where('community_id', '=', c.id)
+      .execute()
+    expect(jobs).toHaveLength(2)
+    const pieces = await t.deps.database.db
+      .selectFrom('bulk_files')
+      .select('upload_id')
+      .where('community_id', 'in', [c.id, ''])
+      .where(
+        'upload_id',
+        'not in',
+        jobs.map((j) => j.id),
+      )
+      .execute()
+    expect(pieces).toEqual([])
+  })
 })
 
 describe('premium rows with an idempotency_key column', () => {

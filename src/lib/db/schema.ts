@@ -161,6 +161,8 @@ export interface BulkJobsTable {
   file_name: string
   file_bytes: number
   file_chunks: number
+  /** SHA-256 of the uploaded file, hex; null for jobs queued before it was recorded. */
+  file_sha256: string | null
   total: Generated<number>
   processed: Generated<number>
   created: Generated<number>

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { sql } from 'kysely'
 import type { Database, Tx } from '../../lib/db/database.ts'
 import { tooLarge } from '../../lib/errors.ts'
@@ -15,6 +16,8 @@ export interface StoredUpload {
   pieces: number
   /** Data rows (header excluded), counted while storing. */
   rows: number
+  /** SHA-256 of the file's bytes, hex: a retried upload's Idempotency-Key must come with the same file. */
+  sha256: string
 }
 
 export interface StoreLimits {
@@ -30,6 +33,7 @@ export async function storeUpload(
   limits: StoreLimits,
 ): Promise<StoredUpload> {
   const counter = new CsvRecordCounter()
+  const hash = createHash('sha256')
   let pending: Buffer[] = []
   let pendingBytes = 0
   let bytes = 0
@@ -56,6 +60,7 @@ export async function storeUpload(
       // also too large (that answer comes first), and so that the client hears the refusal.
       if (tooManyRows) continue
       counter.push(buf)
+      hash.update(buf)
       pending.push(buf)
       pendingBytes += buf.length
       if (counter.rowsSoFar() > limits.maxRows) {
@@ -71,7 +76,7 @@ export async function storeUpload(
       throw tooLarge('too_many_rows', `The file has more rows than the limit of ${limits.maxRows}`, 'data')
     }
     await flush()
-    return { uploadId, bytes, pieces, rows: counter.end() }
+    return { uploadId, bytes, pieces, rows: counter.end(), sha256: hash.digest('hex') }
   } catch (err) {
     await deleteUpload(database.db, uploadId)
     throw err

@@ -71,13 +71,7 @@ export function createBulkService(deps: AppDeps) {
             .where('idempotency_key', '=', meta.idempotencyKey)
             .executeTakeFirst()
           if (earlier) {
-            if (earlier.type !== meta.type) {
-              throw conflict(
-                'idempotency_key_reused',
-                'This Idempotency-Key was used for another kind of bulk job',
-                'Idempotency-Key',
-              )
-            }
+            refuseReusedKey(earlier, stored, meta)
             await deleteUpload(tx, stored.uploadId)
             return earlier
           }
@@ -105,6 +99,7 @@ export function createBulkService(deps: AppDeps) {
             file_name: meta.fileName.slice(0, 255),
             file_bytes: stored.bytes,
             file_chunks: stored.pieces,
+            file_sha256: stored.sha256,
             total: stored.rows,
             api_key_id: meta.apiKeyId,
             created_by: meta.createdBy,
@@ -323,4 +318,22 @@ function notApplied(status: string, columns: string[], record: CsvRecord) {
     message: `The job ${status === 'cancelled' ? 'was cancelled' : 'failed'} before reaching this row: it was not applied`,
     cells: record.cells,
   }
+}
+
+/**
+ * An Idempotency-Key names one request: sent again with another kind of job, another run (a dry run
+ * then the real one) or another file, it is a mistake to report, not a replay whose answer would be
+ * a job that did something else.
+ */
+function refuseReusedKey(earlier: repo.JobRow, stored: StoredUpload, meta: UploadMeta) {
+  const reused = (what: string) =>
+    conflict(
+      'idempotency_key_reused',
+      `This Idempotency-Key was used for ${what}: send a new key for a new request`,
+      'Idempotency-Key',
+    )
+  if (earlier.type !== meta.type) throw reused('another kind of bulk job')
+  if (earlier.dry_run !== meta.dryRun)
+    throw reused(earlier.dry_run ? 'a dry run' : 'a real run, not a dry run')
+  if (earlier.file_sha256 !== null && earlier.file_sha256 !== stored.sha256) throw reused('another file')
 }
