@@ -180,6 +180,9 @@ export async function commitChunk(
         failed: sql`failed + ${counts.failed}`,
         total: sql`greatest(total, processed + ${checked.length})`,
         lease_until: sql`now() + make_interval(secs => ${deps.config.bulk.leaseSeconds})`,
+        // This attempt got somewhere: only attempts in a row that commit nothing count towards
+        // too_many_attempts, so a long job that breaks off now and then still finishes.
+        attempts: 0,
         updated_at: sql`now()`,
       })
       .where('id', '=', job.id)

@@ -30,6 +30,7 @@ import { type CsvRecord, isCsvError } from './csv/csv-parser.ts'
 
 class ShuttingDown extends Error {}
 
+/** Attempts in a row that commit no chunk before a job fails too_many_attempts. */
 const MAX_ATTEMPTS = 5
 
 /**
@@ -236,11 +237,14 @@ function charsOf(record: CsvRecord): number {
   return n
 }
 
-/** On a graceful stop the lease is handed back at once, so another worker resumes without waiting for it to expire. */
+/**
+ * On a graceful stop the lease is handed back at once, so another worker resumes without waiting for
+ * it to expire, and so is the attempt: a worker shutting down is not the job failing.
+ */
 async function releaseLease(deps: AppDeps, jobId: string) {
   await deps.database.db
     .updateTable('bulk_jobs')
-    .set({ lease_until: sql`now()` })
+    .set({ lease_until: sql`now()`, attempts: sql`greatest(attempts - 1, 0)` })
     .where('id', '=', jobId)
     .where('lease_owner', '=', deps.instanceId)
     .execute()
