@@ -192,6 +192,14 @@ describe('GET /apis/v1/users/bulk-updates/{jobId}/details', () => {
 
     expect((await get(t, `${JOBS}/${job.jobId}/details?status=updated`, c.bearer)).statusCode).toBe(400)
     expect((await get(t, `${JOBS}/${newId()}/details`, c.bearer)).statusCode).toBe(404)
+    // A page past the last is empty; one whose row numbers would not fit the database's int is refused.
+    const past = await getOk(t, `${JOBS}/${job.jobId}/details?limit=1000&page=1000000`, c.bearer)
+    expect([past.rows, past.pagination.total]).toEqual([[], 5])
+    const huge = await get(t, `${JOBS}/${job.jobId}/details?limit=1000&page=99999999`, c.bearer)
+    expect([huge.statusCode, huge.json().error?.field ?? huge.json().field]).toEqual([400, 'page'])
+    // Ids are hexadecimal: upper case names the same job.
+    const upper = await getOk(t, `${JOBS}/${job.jobId.toUpperCase()}`, c.bearer)
+    expect(upper.jobId).toBe(job.jobId)
   })
 
   it('format=csv gives the failed rows (original columns, line, error) with formula-looking cells neutralised', async () => {

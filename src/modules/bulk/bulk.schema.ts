@@ -5,10 +5,12 @@ import { detailRowSchema, JOB_STATES, jobSchema } from './bulk.presenter.ts'
 import type { TemplateKind } from './bulk.template.ts'
 
 export const jobIdParams = z
-  .object({ jobId: z.string().regex(OBJECT_ID, 'must be a 24-hex job id') })
+  .object({ jobId: z.string().regex(OBJECT_ID, 'must be a 24-hex job id').toLowerCase() })
   .strict()
 
-const page = z.coerce.number().int().min(1).default(1)
+// Row numbers are compared as int4 in the details queries: a page past 1,000,000 (100M rows at the
+// largest limit, far past any file) is refused rather than overflowing into a 500.
+const page = z.coerce.number().int().min(1).max(1_000_000).default(1)
 
 /**
  * A job type as a request may spell it: jobs report `premium_currency`, the upload path says
