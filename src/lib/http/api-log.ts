@@ -24,12 +24,18 @@ function redact(value: unknown, depth: number): unknown {
   if (Array.isArray(value)) return value.slice(0, 20).map((v) => redact(v, depth + 1))
   if (value && typeof value === 'object') {
     return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, SECRET_KEYS.test(k) ? '[redacted]' : redact(v, depth + 1)]),
+      Object.entries(value).map(([k, v]) => [
+        storable(k),
+        SECRET_KEYS.test(k) ? '[redacted]' : redact(v, depth + 1),
+      ]),
     )
   }
-  if (typeof value === 'string' && value.length > 200) return `${value.slice(0, 200)}…`
+  if (typeof value === 'string') return storable(value.length > 200 ? `${value.slice(0, 200)}…` : value)
   return value
 }
+
+/** jsonb refuses U+0000: a refused request that carried one is still logged, with U+FFFD in its place. */
+const storable = (s: string) => (s.includes('\u0000') ? s.replaceAll('\u0000', '\uFFFD') : s)
 
 /** Records every request made with an API key (community, user or system key) once it has been answered. */
 export function installApiLog(app: FastifyInstance, database: Database) {

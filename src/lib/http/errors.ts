@@ -3,6 +3,7 @@ import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } fro
 import { isTransientError } from '../db/sql-errors.ts'
 import { AppError } from '../errors.ts'
 import { errorEnvelope, type Family, familyOfUrl } from './envelope.ts'
+import { refuseNulCharacters } from './nul-guard.ts'
 
 export function familyOf(req: FastifyRequest): Family {
   return (req.routeOptions?.config as { family?: Family } | undefined)?.family ?? familyOfUrl(req.url)
@@ -133,8 +134,12 @@ function toAppError(err: FastifyError, req: FastifyRequest): AppError {
   )
 }
 
-/** Maps every error to the family's envelope. */
+/**
+ * Maps every error to the family's envelope, and refuses before validation what no route can take
+ * (a string holding U+0000, which the database cannot store) with a 400 in that envelope.
+ */
 export function installErrorHandling(app: FastifyInstance) {
+  app.addHook('preValidation', refuseNulCharacters)
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     const e = toAppError(err, req)
     if (e.status >= 500 && err instanceof AppError) req.log.error({ err }, 'server error')

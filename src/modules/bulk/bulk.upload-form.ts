@@ -94,7 +94,8 @@ async function readParts(
         )
       }
       form.sawFile = true
-      form.fileName = part.filename || form.fileName
+      // Only a label, stored with the job: a NUL (which PostgreSQL text cannot hold) becomes U+FFFD.
+      form.fileName = (part.filename || form.fileName).replaceAll('\u0000', '\uFFFD')
       try {
         await store(part.file, form.fields.communityId)
       } catch (err) {

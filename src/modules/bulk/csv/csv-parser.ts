@@ -4,11 +4,14 @@ import { StringDecoder } from 'node:string_decoder'
  * Streaming RFC 4180 CSV parser for bulk imports.
  *
  * It never throws on bad input: a record with broken quoting (or one larger than
- * `maxRecordBytes`) becomes an error record and parsing resumes at the next line.
+ * `maxRecordBytes`, or one holding bytes that are not UTF-8 or a NUL character) becomes an error
+ * record and parsing resumes at the next line. No record it gives holds U+0000, which PostgreSQL
+ * text and jsonb cannot store: a row with one fails, and an error record's raw text has U+FFFD
+ * in its place.
  * Output is identical however the input is split into chunks.
  */
 
-export type CsvErrorCode = 'malformed_quoting' | 'record_too_large' | 'invalid_encoding'
+export type CsvErrorCode = 'malformed_quoting' | 'record_too_large' | 'invalid_encoding' | 'nul_character'
 export type CsvRow = { line: number; cells: string[] }
 export type CsvErrorRecord = { line: number; error: { code: CsvErrorCode; message: string }; raw: string }
 /** `line` is the 1-based physical line on which the record starts (the header is line 1). */
@@ -25,7 +28,8 @@ const LF = 0x0a
 const CR = 0x0d
 const RAW_LIMIT = 1000
 const REPLACEMENT = '\uFFFD'
-const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+const NUL = '\u0000'
+export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 
 // Parser states.
 const REC_START = 0 // between records (line breaks here are empty lines or terminators)
@@ -57,6 +61,9 @@ export class CsvParser {
   private pendingError: { code: CsvErrorCode; message: string } | null = null
   // Whether the decoded text so far held U+FFFD: the decoder's stand-in for bytes that are not UTF-8.
   private replaced = false
+  // Whether the decoded text so far held U+0000, and the header's cells (to name a column).
+  private nul = false
+  private header: string[] | null = null
 
   // The chunk being scanned, where the record's text starts in it, and that position's line.
   private s = ''
@@ -125,6 +132,7 @@ export class CsvParser {
     const n = s.length
     if (n === 0) return
     if (!this.replaced && s.includes(REPLACEMENT)) this.replaced = true
+    if (!this.nul && s.includes(NUL)) this.nul = true
     this.s = s
     this.seg = 0
     this.nComma = this.nLF = this.nCR = this.nQuote = -1
@@ -312,7 +320,7 @@ export class CsvParser {
   /** The record's text ends at `e` (a line break). Returns where scanning continues. */
   private endRecord(e: number): number {
     if (this.tooBig(e)) return this.overflow(e)
-    this.emitRow()
+    this.emitRow(e)
     this.state = REC_START
     return e
   }
@@ -376,7 +384,8 @@ export class CsvParser {
     return this.rawPrefix + this.s.slice(this.seg, Math.min(end, this.seg + room))
   }
 
-  private emitRow(): void {
+  /** `end`: where the record's text ends in the current chunk (none: it ended with the input). */
+  private emitRow(end?: number): void {
     // A file saved in another encoding (Excel's "CSV (Comma delimited)" is Windows-1252) would
     // otherwise store "Jos\uFFFD" for "José" without a word: the row fails, saying why.
     if (this.replaced && this.cells.some((c) => c.includes(REPLACEMENT))) {
@@ -385,11 +394,26 @@ export class CsvParser {
         `Line ${this.recLine} is not UTF-8 text (another encoding, such as Windows-1252?): save the file as "CSV UTF-8" and upload it again`,
         this.cells.join(',').slice(0, RAW_LIMIT),
       )
+    } else if (this.nul && this.cells.some((c) => c.includes(NUL))) {
+      // PostgreSQL cannot store U+0000 in text or jsonb: stored, the row would fail its whole job.
+      this.emitError('nul_character', this.nulMessage(), end === undefined ? this.rawPrefix : this.rawOf(end))
     } else {
+      if (!this.headerEmitted) this.header = this.cells
       this.out.push({ line: this.recLine, cells: this.cells })
       this.headerEmitted = true
     }
     this.cells = []
+  }
+
+  /** Names the first cell of the record holding U+0000: its column, or its position in the header. */
+  private nulMessage(): string {
+    const k = this.cells.findIndex((c) => c.includes(NUL))
+    const what = 'a NUL character (U+0000), which cannot be stored'
+    if (!this.headerEmitted)
+      return `Column ${k + 1} of the header holds ${what}: remove it and upload the file again`
+    const name = this.header?.[k]?.trim()
+    const column = name ? `column "${name}"` : `column ${k + 1}`
+    return `The ${column} on line ${this.recLine} holds ${what}: remove it`
   }
 
   private emitError(code: CsvErrorCode, message: string, raw: string): void {
@@ -397,7 +421,9 @@ export class CsvParser {
     // neither is fixed in the failed-rows CSV.
     const fixedThere = this.headerEmitted && code !== 'invalid_encoding'
     const text = fixedThere ? `${message}. ${whereTheLineIs(this.rawCut)}` : message
-    this.out.push({ line: this.recLine, error: { code, message: text }, raw })
+    // The raw text is stored with the row's outcome: never with a NUL in it.
+    const stored = this.nul ? raw.replaceAll(NUL, REPLACEMENT) : raw
+    this.out.push({ line: this.recLine, error: { code, message: text }, raw: stored })
     this.headerEmitted = true
   }
 }

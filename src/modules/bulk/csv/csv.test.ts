@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
+import { isBlankRow } from '../bulk.plan.ts'
 import {
   type CsvErrorRecord,
   CsvParser,
@@ -76,8 +77,12 @@ function count(input: string | Buffer, chunkSize = Number.POSITIVE_INFINITY): nu
   return counter.end()
 }
 
-/** Data records the parser sees: rows plus error records, minus the header. */
-const parserDataCount = (records: CsvRecord[]) => Math.max(0, records.length - 1)
+/**
+ * Data records a job numbers (bulk.file-rows.ts): rows plus error records after the header, less
+ * the rows whose cells are all blank.
+ */
+const parserDataCount = (records: CsvRecord[]) =>
+  records.slice(1).filter((r) => isCsvError(r) || !isBlankRow(r.cells)).length
 
 describe('CsvParser basics', () => {
   it('parses a header and rows with 1-based line numbers', () => {
@@ -480,7 +485,8 @@ describe('CsvRecordCounter', () => {
     expect(count('email\na\nb\n')).toBe(2)
     expect(count('email\na\nb')).toBe(2)
     expect(count('\n\nemail\n\n\na\r\n\r\nb\r\r')).toBe(2)
-    expect(count('h\n,,\n')).toBe(1)
+    expect(count('h\n,,\n')).toBe(0) // a blank row: the job skips it too
+    expect(count(',,\nx\n')).toBe(1) // a blank first record is still the header
   })
 
   it('rowsSoFar is a lower bound while bytes arrive, never shrinking, and the final count at the end', () => {
@@ -500,7 +506,8 @@ describe('CsvRecordCounter', () => {
 
   it('ignores line breaks inside quotes and handles doubled quotes', () => {
     expect(count('h\n"a\nb\r\nc",1\n"x""\n""y"\n')).toBe(2)
-    expect(count('h\n""\n')).toBe(1)
+    expect(count('h\n""\n')).toBe(0)
+    expect(count('h\n""""\n')).toBe(1) // one quote character
   })
 
   it('handles CRLF, CR and a BOM split across chunks', () => {
@@ -568,6 +575,206 @@ describe('CsvRecordCounter', () => {
         expect(counter.end()).toBe(parserDataCount(records))
         expect(parseChunks(chunks)).toEqual(records)
       }
+    }
+  })
+})
+
+describe('CsvParser: NUL characters (U+0000, which PostgreSQL text and jsonb cannot hold)', () => {
+  const NUL_ROW =
+    /^The column "name" on line 3 holds a NUL character \(U\+0000\), which cannot be stored: remove it\. /
+
+  it('fails the row that holds one, naming its column, for any chunking; the other rows stay', () => {
+    const records = expectChunkInvariant('email,name\nann@x.io,Ann\nbob@x.io,"Bo\u0000b, Jr"\ncat@x.io,Cat\n')
+    expect(view(records)).toEqual([
+      { line: 1, cells: ['email', 'name'] },
+      { line: 2, cells: ['ann@x.io', 'Ann'] },
+      { line: 3, error: 'nul_character' },
+      { line: 4, cells: ['cat@x.io', 'Cat'] },
+    ])
+    const bad = records[2] as CsvErrorRecord
+    expect(bad.error.message).toMatch(NUL_ROW)
+    // The raw line, as stored with the row's outcome and written to the failed-rows CSV: U+FFFD for NUL.
+    expect(bad.raw).toBe('bob@x.io,"Bo\uFFFDb, Jr"')
+  })
+
+  it('names a column past the header by its position, and the last row of a file without a final line break', () => {
+    const records = expectChunkInvariant('email,name\nann@x.io,Ann,\u0000\nbob@x.io,\u0000')
+    expect(view(records).slice(1)).toEqual([
+      { line: 2, error: 'nul_character' },
+      { line: 3, error: 'nul_character' },
+    ])
+    expect((records[1] as CsvErrorRecord).error.message).toMatch(/^The column 3 on line 2 holds a NUL/)
+    expect((records[2] as CsvErrorRecord).raw).toBe('bob@x.io,\uFFFD')
+  })
+
+  it('makes a header holding one an error record (the job fails as malformed_header)', () => {
+    const records = expectChunkInvariant('email,na\u0000me\nann@x.io,Ann\n')
+    expect(view(records)).toEqual([
+      { line: 1, error: 'nul_character' },
+      { line: 2, cells: ['ann@x.io', 'Ann'] },
+    ])
+    expect((records[0] as CsvErrorRecord).error.message).toBe(
+      'Column 2 of the header holds a NUL character (U+0000), which cannot be stored: remove it and upload the file again',
+    )
+  })
+
+  it('never gives a NUL in any record: not in the raw text of a row that cannot be read either', () => {
+    const records = expectChunkInvariant('h1,h2\n"a"\u0000,1\nx\u0000"y,2\n"\u0000')
+    expect(view(records).slice(1)).toEqual([
+      { line: 2, error: 'malformed_quoting' },
+      { line: 3, error: 'malformed_quoting' },
+      { line: 4, error: 'malformed_quoting' },
+    ])
+    for (const r of records) {
+      const texts = isCsvError(r) ? [r.raw, r.error.message] : r.cells
+      for (const text of texts) expect(text).not.toContain('\u0000')
+    }
+    expect((records[1] as CsvErrorRecord).error.message).toMatch(
+      /^Unexpected character "\\u0000" after a closing quote/,
+    )
+  })
+})
+
+describe('CsvRecordCounter: blank rows', () => {
+  /** The counter against the job's numbering, whole, split at every byte and byte by byte. */
+  function expectCountAsJob(input: string | Buffer, opts?: CsvParserOptions) {
+    const buf = typeof input === 'string' ? enc(input) : input
+    const expected = parserDataCount(parse(buf, opts))
+    const counted = (chunks: Buffer[]) => {
+      const counter = new CsvRecordCounter(opts)
+      let last = 0
+      for (const c of chunks) {
+        counter.push(c)
+        const now = counter.rowsSoFar()
+        expect(now).toBeGreaterThanOrEqual(last)
+        expect(now).toBeLessThanOrEqual(expected)
+        last = now
+      }
+      return counter.end()
+    }
+    expect(counted([buf]), JSON.stringify(buf.toString())).toBe(expected)
+    for (let k = 0; k <= buf.length; k++)
+      expect(counted([buf.subarray(0, k), buf.subarray(k)])).toBe(expected)
+    expect(counted(bytewise(buf))).toBe(expected)
+    return expected
+  }
+
+  it("skips a spreadsheet's padding rows, as the job does: the total, the row limit and the API log agree", () => {
+    expect(expectCountAsJob('email,first_name\na@x.io,A\nb@x.io,B\n,,,\n,,,\n,,,\n,,,\n,,,\n,,,\n')).toBe(2)
+    expect(
+      expectCountAsJob('email,first_name\r\n,,,\r\na@x.io,A\r\n,,,\r\n , ,\t,\r\n"",""," "\r\n,,,'),
+    ).toBe(1)
+  })
+
+  it('takes as blank what String.prototype.trim removes, inside quotes line breaks too', () => {
+    for (const cell of [
+      ' ',
+      '\t',
+      '\v',
+      '\f',
+      '\u00a0',
+      '\u1680',
+      '\u2000',
+      '\u200a',
+      '\u2028',
+      '\u2029',
+      '\u202f',
+      '\u205f',
+      '\u3000',
+      '\ufeff',
+    ]) {
+      expect(cell.trim()).toBe('')
+      expect(expectCountAsJob(`h\n${cell},${cell}\n"${cell}"\n`)).toBe(0)
+    }
+    expect(expectCountAsJob('h\n"\n",""\n"\r\n \r"\n')).toBe(0)
+  })
+
+  it('counts a row with any value, or one that cannot be read, however it starts', () => {
+    for (const row of [
+      ',,x',
+      ' a',
+      '""""', // a quote character
+      '"" x', // malformed: text after a closing quote
+      ' ""', // malformed: a quote inside an unquoted cell
+      ',"', // an unterminated quote
+      ',\u0000',
+      ',\u200b', // zero width space: not whitespace to trim
+      ',\u0085',
+      ',\u00a1',
+      ',\u2030',
+      ',\ufffd',
+    ]) {
+      expect(expectCountAsJob(`h\n${row}\n`), JSON.stringify(row)).toBe(1)
+    }
+  })
+
+  it('counts blank rows with bytes that are not UTF-8, or a character cut off at the end', () => {
+    for (const bytes of [
+      [0xc2],
+      [0xc2, 0x20],
+      [0xe2, 0x80],
+      [0xe2, 0x80, 0x2c],
+      [0xa0],
+      [0xff],
+      [0xc0, 0xa0],
+      [0xe0, 0x80, 0xa0],
+    ]) {
+      const buf = Buffer.concat([enc('h\n, '), Buffer.from(bytes)])
+      expect(expectCountAsJob(buf), bytes.join(' ')).toBe(1)
+      expect(expectCountAsJob(Buffer.concat([buf, enc('\nx\n')]))).toBe(2)
+    }
+  })
+
+  it('counts a blank row over the size limit, which the parser makes an error record', () => {
+    const opts = { maxRecordBytes: 8 }
+    expect(expectCountAsJob(`h\n${','.repeat(8)}\n${','.repeat(9)}\n"${' '.repeat(7)}"\n`, opts)).toBe(2)
+  })
+
+  it('agrees with the job on a generated corpus of blank-looking rows, for any chunking', () => {
+    const rand = rng(7)
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T
+    const pieces = [
+      '',
+      ' ',
+      ' ',
+      '\t',
+      '\u00a0',
+      '\u3000',
+      '\ufeff',
+      '\u2009',
+      '\u200b',
+      'x',
+      '\u0000',
+      '\n',
+      '\r\n',
+      '"',
+      'é',
+    ]
+    for (let file = 0; file < 300; file++) {
+      let text = 'h'
+      const nRows = Math.floor(rand() * 6)
+      for (let r = 0; r < nRows; r++) {
+        text += pick(['\n', '\r\n', '\r'])
+        while (rand() < 0.15) text += '\n' // empty lines
+        const cells = Array.from({ length: 1 + Math.floor(rand() * 4) }, () =>
+          Array.from({ length: Math.floor(rand() * 3) }, () => pick(pieces)).join(''),
+        )
+        // Well-formed CSV: a cell with a quote, comma or line break is quoted, others sometimes.
+        text += cells
+          .map((c) => (/[",\r\n]/.test(c) || rand() < 0.3 ? `"${c.replaceAll('"', '""')}"` : c))
+          .join(',')
+      }
+      const buf = enc(text)
+      const expected = parserDataCount(parse(buf))
+      expect(count(buf), JSON.stringify(text)).toBe(expected)
+      for (let t = 0; t < 3; t++) {
+        const counter = new CsvRecordCounter()
+        for (const c of randomSplit(buf, rand)) counter.push(c)
+        expect(counter.end(), JSON.stringify(text)).toBe(expected)
+      }
+      const counter = new CsvRecordCounter()
+      for (const c of bytewise(buf)) counter.push(c)
+      expect(counter.end(), JSON.stringify(text)).toBe(expected)
     }
   })
 })
