@@ -231,6 +231,101 @@ describe('community isolation', () => {
   })
 })
 
+describe('community isolation of queued jobs and of every upload endpoint', () => {
+  it("a key of A cannot cancel, read or get details of B's queued job: 404, and B's job stays queued", async () => {
+    // lim runs no worker: B's job stays queued.
+    const a = await lim.factory.community()
+    const b = await lim.factory.community()
+    const queued = await upload(lim, UPDATE, b.bearer, { file: 'email,first_name\nqueued@x.io,Q\n' })
+    expect(queued.statusCode, queued.body).toBe(200)
+    const jobId = queued.json().data.jobId
+    const pieces = () =>
+      lim.deps.database.db.selectFrom('bulk_files').select('seq').where('upload_id', '=', jobId).execute()
+    const storedBefore = (await pieces()).length
+    expect(storedBefore).toBeGreaterThan(0)
+
+    const cancel = await lim.app.inject({
+      method: 'POST',
+      url: `${JOBS}/${jobId}/cancel`,
+      headers: a.bearer,
+      payload: {},
+    })
+    expect(cancel.statusCode, cancel.body).toBe(404)
+    expect(cancel.json()).toMatchObject({
+      status: 'error',
+      error: { code: 'bulk_job_not_found', field: 'jobId' },
+    })
+    for (const url of [
+      `${JOBS}/${jobId}`,
+      `${JOBS}/${jobId}/details`,
+      `${JOBS}/${jobId}/details?format=csv`,
+    ]) {
+      const res = await lim.app.inject({ method: 'GET', url, headers: a.bearer })
+      expect(res.statusCode, url).toBe(404)
+      expect(res.json(), url).toMatchObject({ status: 'error', error: { code: 'bulk_job_not_found' } })
+    }
+
+    const stillQueued = await lim.app.inject({ method: 'GET', url: `${JOBS}/${jobId}`, headers: b.bearer })
+    expect(stillQueued.json().data).toMatchObject({ jobId, status: 'queued', cancelRequested: false })
+    const row = await lim.deps.database.db
+      .selectFrom('bulk_jobs')
+      .select(['community_id', 'status', 'cancel_requested', 'finished_at'])
+      .where('id', '=', jobId)
+      .executeTakeFirstOrThrow()
+    expect(row).toEqual({ community_id: b.id, status: 'queued', cancel_requested: false, finished_at: null })
+    // Its file is still there for the worker.
+    expect((await pieces()).length).toBe(storedBefore)
+
+    // B itself can cancel it: the 404 was A's, not the job's.
+    const own = await lim.app.inject({
+      method: 'POST',
+      url: `${JOBS}/${jobId}/cancel`,
+      headers: b.bearer,
+      payload: {},
+    })
+    expect(own.statusCode, own.body).toBe(200)
+    expect(own.json().data).toMatchObject({ jobId, status: 'cancelled' })
+  })
+
+  it('a key of A sending communityId of B to bulk update or premium currency is refused like import (403 community_forbidden)', async () => {
+    const a = await t.factory.community()
+    const b = await t.factory.community()
+    const bUser = await t.factory.user(b.id)
+    const bUsersBefore = await usersOf(t, b.id)
+    const files: Record<string, string> = {
+      [UPDATE]: `email,first_name,xp\n${bUser.email},Hijack,99\n`,
+      [PREMIUM]: `email,amount\n${bUser.email},1000\n`,
+    }
+    for (const path of [UPDATE, PREMIUM]) {
+      for (const fileFirst of [false, true]) {
+        const res = await upload(t, path, a.bearer, {
+          file: files[path],
+          fields: { communityId: b.id },
+          fileFirst,
+        })
+        expect(res.statusCode, `${path} ${fileFirst}`).toBe(403)
+        expect(res.json()).toMatchObject({ status: 'error', error: { code: 'community_forbidden' } })
+      }
+    }
+    expect(await jobsOf(t, b.id)).toEqual([])
+    expect(await jobsOf(t, a.id)).toEqual([])
+    // No piece of the refused files is kept, under either community.
+    const stored = await t.deps.database.db
+      .selectFrom('bulk_files')
+      .select('upload_id')
+      .where('community_id', 'in', [a.id, b.id])
+      .execute()
+    expect(stored).toEqual([])
+    expect(await usersOf(t, b.id)).toEqual(bUsersBefore)
+    const bLedger = await t.deps.database.db
+      .selectFrom('currency_ledger')
+      .select('id')
+      .where('user_id', '=', bUser.id)
+      .execute()
+    expect(bLedger).toEqual([])
+  })
+})
+
 async function getJob(auth: Record<string, string>, jobId: string) {
   const res = await t.app.inject({ method: 'GET', url: `${JOBS}/${jobId}`, headers: auth })
   expect(res.statusCode).toBe(200)
