@@ -92,7 +92,7 @@ export const commands: Record<string, (deps: AppDeps, args: CommandArgs) => Prom
       communityId,
       type,
       dryRun: Boolean(args['dry-run']),
-      fileName: basename(file),
+      fileName: jobFileName(file),
       source: createReadStream(file),
       apiKeyId: null,
       createdBy: 'cli',
@@ -121,9 +121,18 @@ export function importType(args: CommandArgs): BulkJobType {
 }
 
 /** Refuses, in one line, a path that names no file this process can read. */
+/** The name a job shows for its file: a pipe's descriptor number says nothing, so it is named for what it is. */
+function jobFileName(file: string): string {
+  if (file === '/dev/stdin' || /^\/(proc\/\d+|dev)\/fd\/0$/.test(file)) return 'stdin.csv'
+  if (/^\/(proc\/\d+|dev)\/fd\/\d+$/.test(file)) return 'pipe.csv'
+  return basename(file)
+}
+
 export async function requireReadableFile(path: string) {
   try {
-    if (!(await stat(path)).isFile()) throw badRequest('not_a_file', `${path} is not a file`, 'file')
+    // A named pipe streams like a file: `hearth import <(gunzip -c users.csv.gz) --community ID`.
+    const kind = await stat(path)
+    if (!kind.isFile() && !kind.isFIFO()) throw badRequest('not_a_file', `${path} is not a file`, 'file')
     await access(path, constants.R_OK)
   } catch (err) {
     if (err instanceof AppError) throw err

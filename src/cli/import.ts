@@ -3,7 +3,6 @@ import type { Config } from '../lib/config.ts'
 import { acquireDataLock } from '../lib/data-lock.ts'
 import { type JobView, TERMINAL } from '../modules/bulk/bulk.presenter.ts'
 import { closeRuntime, createRuntime } from '../runtime.ts'
-import { startWorker } from '../worker.ts'
 import {
   type CommandArgs,
   commands,
@@ -13,6 +12,7 @@ import {
   str,
 } from './commands.ts'
 import { sendControl } from './control.ts'
+import { runOwnJob } from './own-job.ts'
 
 /**
  * Exit codes of `hearth import` for a job that did not run to its end. Otherwise 0 once the job
@@ -21,11 +21,11 @@ import { sendControl } from './control.ts'
  */
 export const IMPORT_EXIT = { failed: 2, cancelled: 3 } as const
 
-const USAGE = 'Usage: hearth import FILE --community ID [--update|--premium-currency] [--dry-run]'
+const USAGE = 'Usage: hearth import FILE|- --community ID [--update|--premium-currency] [--dry-run]'
 
 /**
  * `hearth import FILE --community ID`: the same job path as the HTTP upload. It asks a running
- * server (PGlite) or uses the database itself, runs a worker when no server will, draws a progress
+ * server (PGlite) or uses the database itself, applies its job itself when no server will, draws a progress
  * bar on stderr, prints the final job as JSON on stdout and a one-line summary on stderr.
  */
 export async function runImport(config: Config, file: string | undefined, args: CommandArgs) {
@@ -33,14 +33,16 @@ export async function runImport(config: Config, file: string | undefined, args: 
   // What can be refused without the database is refused before opening it.
   str(args, 'community')
   importType(args)
-  const startArgs = { ...args, file: resolve(file) }
+  const startArgs = { ...args, file: pathAnyProcessCanOpen(file) }
   await requireReadableFile(startArgs.file)
 
+  const interrupts = listenForInterrupts()
   let call: (name: string, a: CommandArgs) => Promise<unknown>
   let cleanup = async () => {}
+  let poke = () => {} // a running server's worker applies the job
   let job: JobView
-  const remote = config.databaseUrl ? null : await sendControl(config.dataDir, 'import start', startArgs)
   try {
+    const remote = config.databaseUrl ? null : await sendControl(config.dataDir, 'import start', startArgs)
     if (remote) {
       job = remote as JobView
       call = async (name, a) => sendControl(config.dataDir, name, a)
@@ -52,65 +54,122 @@ export async function runImport(config: Config, file: string | undefined, args: 
         await closeRuntime(deps).catch(() => {})
         release()
       }
-      const stopWorker = await startWorker(deps, { log: () => {} })
+      call = (name, a) => commands[name](deps, a)
+      job = (await call('import start', startArgs)) as JobView
+      const own = runOwnJob(deps, job.jobId, (line) => process.stderr.write(`\n${line}\n`))
       cleanup = async () => {
-        await stopWorker()
+        await own.stop()
         await closeRuntime(deps).catch(() => {})
         release()
       }
-      call = (name, a) => commands[name](deps, a)
-      job = (await call('import start', startArgs)) as JobView
+      poke = own.poke
     }
     const ids = { community: args.community, job: job.jobId }
-    const stopListening = cancelOnInterrupt(job.jobId, () => call('import cancel', ids))
-    try {
-      const progress = process.stderr.isTTY ? drawProgress : logProgress()
-      while (!TERMINAL.has(job.status)) {
-        progress(job)
-        await new Promise((r) => setTimeout(r, 300))
-        job = (await call('import status', ids)) as JobView
-      }
+    interrupts.jobQueued(job.jobId, () => call('import cancel', ids))
+    const progress = process.stderr.isTTY ? drawProgress : logProgress()
+    while (!TERMINAL.has(job.status) && !interrupts.stopWaiting.aborted) {
+      poke()
       progress(job)
-      if (process.stderr.isTTY) process.stderr.write('\n')
-    } finally {
-      stopListening()
+      await sleep(300, interrupts.stopWaiting)
+      job = (await call('import status', ids)) as JobView
     }
+    progress(job)
+    if (process.stderr.isTTY) process.stderr.write('\n')
   } finally {
     await cleanup()
+    interrupts.dispose()
   }
   process.stdout.write(`${JSON.stringify(job)}\n`)
+  if (!TERMINAL.has(job.status)) {
+    process.stderr.write(
+      `import ${job.jobId}: stopped waiting while it was ${job.status}; the job, asked to stop, ends cancelled when a worker takes it up\n`,
+    )
+    process.exitCode = 130
+    return
+  }
   process.stderr.write(`${summary(job)}\n`)
   if (job.status === 'failed') process.exitCode = IMPORT_EXIT.failed
   else if (job.status === 'cancelled') process.exitCode = IMPORT_EXIT.cancelled
 }
 
 /**
- * Ctrl-C (or SIGTERM) while the job runs asks it to stop, as the API's cancel does: the import then
- * ends cancelled, the rows of chunks already committed stay applied. A second one stops waiting at
- * once; the job, asked to stop, ends cancelled when a worker next takes it up.
+ * The file as an absolute path (`-` is standard input). A shell's process substitution (`<(gunzip -c users.csv.gz)`) names a
+ * descriptor of this process, /dev/fd/N, which a running server would read as its own: on Linux
+ * /proc/PID/fd/N names the same pipe from any process of the same user.
  */
-function cancelOnInterrupt(jobId: string, cancel: () => Promise<unknown>): () => void {
-  let asked = false
-  const interrupt = () => {
-    if (asked) {
-      process.stderr.write(
-        `\nimport ${jobId}: stopped waiting; the job ends cancelled when a worker takes it up\n`,
-      )
-      process.exit(130)
+function pathAnyProcessCanOpen(file: string): string {
+  const path = file === '-' || file === '/dev/stdin' ? '/dev/fd/0' : resolve(file)
+  const fd = /^\/dev\/fd\/(\d+)$/.exec(path)
+  return fd && process.platform === 'linux' ? `/proc/${process.pid}/fd/${fd[1]}` : path
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(done, ms)
+    function done() {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
     }
-    asked = true
-    process.stderr.write(
-      `\nimport ${jobId}: cancelling (the rows applied so far stay); press Ctrl-C again to stop waiting\n`,
-    )
-    cancel().catch((err) =>
+    signal.addEventListener('abort', done)
+  })
+
+/**
+ * Ctrl-C (or SIGTERM) asks the job to stop, as the API's cancel does: the import then ends
+ * cancelled, the rows of chunks already committed stay applied. Pressed while the file is still being
+ * uploaded, the job is cancelled as soon as it is queued, before any row applies. A second one stops
+ * waiting: the CLI stops its own worker, closes the database and exits 130 (the job, asked to stop,
+ * ends cancelled when a worker next takes it up). A third ends the process at once.
+ */
+function listenForInterrupts() {
+  const stopWaiting = new AbortController()
+  let count = 0
+  let jobId: string | null = null
+  let cancel: (() => Promise<unknown>) | null = null
+  const requestCancel = () =>
+    cancel?.().catch((err) =>
       process.stderr.write(`import ${jobId}: could not cancel: ${describeError(err)}\n`),
     )
+  const interrupt = (signal: NodeJS.Signals) => {
+    count++
+    const head = jobId ? `import ${jobId}` : 'import'
+    if (count === 1) {
+      process.stderr.write(
+        jobId
+          ? `\n${head}: cancelling (the rows applied so far stay); press Ctrl-C again to stop waiting\n`
+          : `\n${head}: cancelling: the job is cancelled as soon as the upload is queued, before any row applies\n`,
+      )
+      requestCancel()
+    } else if (count === 2 && jobId) {
+      process.stderr.write(`\n${head}: stopping; press Ctrl-C again to quit at once\n`)
+      stopWaiting.abort()
+    } else if (count === 2) {
+      // Quitting now would leave the upload to queue a job nobody cancels.
+      process.stderr.write(
+        `\n${head}: still uploading, to cancel the job once queued; press Ctrl-C again to quit at once (the job would then run)\n`,
+      )
+    } else {
+      // Dies of the signal, as without a handler: process.exit would wait for a thread blocked
+      // reading a pipe no one writes to.
+      stopListening()
+      process.kill(process.pid, signal)
+    }
+  }
+  const stopListening = () => {
+    process.off('SIGINT', interrupt)
+    process.off('SIGTERM', interrupt)
   }
   process.on('SIGINT', interrupt)
   process.on('SIGTERM', interrupt)
-  return () => {
-    process.off('SIGINT', interrupt)
-    process.off('SIGTERM', interrupt)
+  return {
+    stopWaiting: stopWaiting.signal,
+    /** From here on a Ctrl-C cancels this job; one pressed during the upload cancels it now. */
+    jobQueued(id: string, cancelJob: () => Promise<unknown>) {
+      jobId = id
+      cancel = cancelJob
+      if (count > 0) requestCancel()
+    },
+    dispose: stopListening,
   }
 }
 

@@ -17,7 +17,7 @@ const USAGE = `hearth <command>
   community create --name NAME       prints {id, systemKey}
   keys create --community ID [--permissions a,b|all] [--name N]   prints {id, key}
   admin create --email E --password P --community ID              creates an owner
-  import FILE --community ID [--update|--premium-currency] [--dry-run]
+  import FILE|- --community ID [--update|--premium-currency] [--dry-run]   (- reads standard input)
 
 Configuration comes from the environment (see README): DATABASE_URL, DATA_DIR, PORT, ...`
 

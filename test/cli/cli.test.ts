@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, openAsBlob, rmSync, writeFileSync } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type Kysely, sql } from 'kysely'
@@ -22,7 +23,7 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true })
 })
 
-type Run = { code: number; json: any; stderr: string }
+type Run = { code: number; signal: NodeJS.Signals | null; json: any; stderr: string }
 
 /** Starts the CLI: `done` resolves when it exits; `stderr()` is what it wrote so far. */
 function startHearth(env: Record<string, string>, args: string[]) {
@@ -35,12 +36,12 @@ function startHearth(env: Record<string, string>, args: string[]) {
   child.stdout.on('data', (d) => (stdout += d))
   child.stderr.on('data', (d) => (stderr += d))
   const done = new Promise<Run>((resolve) =>
-    child.once('exit', (code) => {
+    child.once('exit', (code, signal) => {
       let json: unknown = null
       try {
         json = JSON.parse(stdout.trim().split('\n').pop() ?? '')
       } catch {}
-      resolve({ code: code ?? -1, json, stderr })
+      resolve({ code: code ?? -1, signal, json, stderr })
     }),
   )
   return { child, done, stderr: () => stderr }
@@ -267,6 +268,43 @@ describe('hearth CLI', () => {
     expect(job).toMatchObject({ status: 'completed_with_errors', created: 2000, failed: 1 })
     await stopChild(worker)
   }, 180_000)
+  it('without a server, `hearth import` applies its own job and leaves other queued jobs to the workers', async () => {
+    const e = await env()
+    const own = await hearth(e, ['community', 'create', '--name', 'Own'])
+    const other = await hearth(e, ['community', 'create', '--name', 'Other'])
+    const key = await hearth(e, ['keys', 'create', '--community', other.json.id])
+    expect(key.code, key.stderr).toBe(0)
+    const api = await startChildServer(e, { args: ['serve', '--no-worker'] })
+    servers.push(api)
+    const form = new FormData()
+    form.append('data', new Blob(['email,first_name\nzed@other.test,Zed\n']), 'other.csv')
+    const queued = await fetch(`${api.base}/apis/v1/users/bulk-import`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key.json.key}` },
+      body: form,
+    })
+    expect(queued.status).toBe(200)
+    const otherJob: string = ((await queued.json()) as any).data.jobId
+    await stopChild(api)
+
+    const run = await hearth(e, [
+      'import',
+      csv('own.csv', 'email,first_name\nann@own.test,Ann\n'),
+      '--community',
+      own.json.id,
+    ])
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.json).toMatchObject({ status: 'completed', created: 1 })
+    const left = await inspect(e, (db) =>
+      db
+        .selectFrom('bulk_jobs')
+        .select(['status', 'processed'])
+        .where('id', '=', otherJob)
+        .executeTakeFirstOrThrow(),
+    )
+    expect(left).toEqual({ status: 'queued', processed: 0 })
+  }, 180_000)
+
   it('import --update, --premium-currency and --dry-run print their summary and leave the database as it says; bad invocations are refused in one line', async () => {
     const e = await env()
     const community = await hearth(e, ['community', 'create', '--name', 'Ops'])
@@ -385,7 +423,10 @@ describe('hearth CLI', () => {
       await hearth(e, ['import', join(work, 'ops-seed.csv'), '--community', 'ffffffffffffffffffffffff']),
       'community_not_found: No community has the id ffffffffffffffffffffffff',
     )
-    expectRefused(await hearth(e, ['import', '--community', id]), /^Usage: hearth import FILE --community ID/)
+    expectRefused(
+      await hearth(e, ['import', '--community', id]),
+      /^Usage: hearth import FILE\|- --community ID/,
+    )
     expectRefused(await hearth(e, ['import', work, '--community', id]), `not_a_file: ${work} is not a file`)
     expectRefused(
       await hearth(e, ['import', join(work, 'ops-seed.csv'), join(work, 'ops-dry.csv'), '--community', id]),
@@ -514,6 +555,54 @@ describe('hearth CLI', () => {
       `import ${run.json?.jobId}: cancelling (the rows applied so far stay); press Ctrl-C again to stop waiting`,
     )
     await expectCancelledUnapplied(e, id, run)
+  }, 180_000)
+
+  it('Ctrl-C during the upload (from a named pipe) cancels the job as soon as it is queued: exit 3, nothing applied', async () => {
+    const e = await env()
+    const community = await hearth(e, ['community', 'create', '--name', 'Pipe'])
+    const id: string = community.json.id
+    const pipe = join(work, `upload-${id}.fifo`)
+    execFileSync('mkfifo', [pipe])
+    const run = await heldImport(e, id, pipe, async (held) => {
+      // Opening the pipe returns once the upload has opened it to read: the CLI listens by then.
+      const writer = await open(pipe, 'w')
+      await writer.write('email,first_name\nann@pipe.test,Ann\n')
+      held.cli.child.kill('SIGINT')
+      for (let i = 0; i < 300 && !held.cli.stderr().includes('cancelling'); i++) await sleep(100)
+      await writer.write('bob@pipe.test,Bob\n')
+      await writer.close()
+    })
+    expect(run.stderr).toContain(
+      'import: cancelling: the job is cancelled as soon as the upload is queued, before any row applies',
+    )
+    expect(run.json, run.stderr).toMatchObject({ fileName: `upload-${id}.fifo`, total: 2 })
+    await expectCancelledUnapplied(e, id, run)
+  }, 180_000)
+
+  it('during the upload a second Ctrl-C keeps waiting to cancel, a third ends the CLI at once, by the signal', async () => {
+    const e = await env()
+    const community = await hearth(e, ['community', 'create', '--name', 'Quit'])
+    const id: string = community.json.id
+    const pipe = join(work, `quit-${id}.fifo`)
+    execFileSync('mkfifo', [pipe])
+    const run = await heldImport(e, id, pipe, async (held) => {
+      const writer = await open(pipe, 'w')
+      await writer.write('email,first_name\nann@quit.test,Ann\n')
+      for (const [i, said] of ['cancelling', 'still uploading'].entries()) {
+        held.cli.child.kill('SIGINT')
+        for (let n = 0; n < 300 && !held.cli.stderr().includes(said); n++) await sleep(100)
+        expect(held.cli.stderr(), `interrupt ${i + 1}`).toContain(said)
+      }
+      held.cli.child.kill('SIGINT')
+      const quit = await held.cli.done
+      await writer.close()
+      // Ended by the signal itself, as a shell reports with status 130.
+      expect([quit.code, quit.signal]).toEqual([-1, 'SIGINT'])
+    })
+    expect(run.json).toBeNull()
+    expect(run.stderr).toContain(
+      'import: still uploading, to cancel the job once queued; press Ctrl-C again to quit at once (the job would then run)',
+    )
   }, 180_000)
 })
 
