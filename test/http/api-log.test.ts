@@ -420,12 +420,20 @@ describe('API log', () => {
         method: 'POST',
         path: '/apis/v1/users/bulk-update',
         apiKeyId: await keyId(c.apiKey),
-        bulkJob: { _id: jobId, type: 'update', total: 3, processed: 3, updated: 2, percentage: 100 },
+        // Ann and Bob are updated; nobody@example.com is no user, and an update creates none.
+        bulkJob: {
+          _id: jobId,
+          type: 'update',
+          status: 'completed_with_errors',
+          total: 3,
+          processed: 3,
+          created: 0,
+          updated: 2,
+          skipped: 0,
+          failed: 1,
+          percentage: 100,
+        },
       })
-      expect(['completed', 'completed_with_errors']).toContain(entry.bulkJob.status)
-      expect(
-        entry.bulkJob.updated + entry.bulkJob.skipped + entry.bulkJob.failed + entry.bulkJob.created,
-      ).toBe(3)
       // The upload is one row, the job's, with the status its answer had: not a request row beside it.
       const uploads = (await list(c, session))
         .json()
