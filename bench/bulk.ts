@@ -143,10 +143,13 @@ for (const m of modes) {
   if (!(m in JOBS)) throw new Error(`--modes: ${m} is not one of ${Object.keys(JOBS).join(', ')}`)
 }
 
+/** The server runs as `npm start` runs it (package.json): a small young generation, see README "Memory". */
+const SERVER_NODE_FLAGS = ['--max-semi-space-size=2']
+
 function startServer(env: NodeJS.ProcessEnv) {
   // BENCH_SERVER_NODE_ARGS passes Node flags to the server only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)
-  const child = spawn(process.execPath, [...nodeArgs, 'bin/hearth.mjs', 'serve'], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...nodeArgs, 'bin/hearth.mjs', 'serve'], {
     env,
     stdio: ['ignore', 'ignore', 'pipe'],
   })
