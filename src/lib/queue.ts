@@ -14,6 +14,8 @@ export interface EnqueueOptions {
   tx?: Kysely<any>
   startAfterSeconds?: number
   retryLimit?: number
+  /** At most one message with this key per window of `seconds` (pg-boss's singleton slots). */
+  oncePer?: { key: string; seconds: number }
 }
 
 export interface Queue {
@@ -66,6 +68,7 @@ export function createQueue(database: Database, opts: { onError?: (err: unknown)
         retryLimit: o.retryLimit ?? 5,
         retryBackoff: true,
         ...(o.startAfterSeconds ? { startAfter: o.startAfterSeconds } : {}),
+        ...(o.oncePer ? { singletonKey: o.oncePer.key, singletonSeconds: o.oncePer.seconds } : {}),
         ...(o.tx ? { db: bossDb(o.tx) } : {}),
       })
     },
