@@ -351,6 +351,28 @@ describe('limits', () => {
     ).toEqual([])
   })
 
+  it('an anonymous file over BULK_MAX_FILE_BYTES sent before communityId is refused with 413 too', async () => {
+    const c = await lim.factory.community()
+    await lim.deps.database.db
+      .updateTable('communities')
+      .set({ allow_public_bulk_import: true })
+      .where('id', '=', c.id)
+      .execute()
+    const big = `email,first_name\nlong1@x.io,${'A'.repeat(140)}\nlong2@x.io,${'B'.repeat(140)}\n`
+    const res = await upload(lim, IMPORT, {}, { file: big, fields: { communityId: c.id }, fileFirst: true })
+    expect(res.statusCode, res.body).toBe(413)
+    expect(res.json()).toMatchObject({ status: 'error', error: { code: 'file_too_large', field: 'data' } })
+    expect(await jobsOf(lim, c.id)).toEqual([])
+    // Under the limit, the same order is taken.
+    const ok = await upload(
+      lim,
+      IMPORT,
+      {},
+      { file: 'email\na@x.io\n', fields: { communityId: c.id }, fileFirst: true },
+    )
+    expect(ok.statusCode, ok.body).toBe(200)
+  })
+
   it('a file over BULK_MAX_FILE_BYTES is reported as file_too_large even when its first 200 bytes already hold more than BULK_MAX_ROWS rows', async () => {
     const c = await lim.factory.community()
     // 40 rows, about 600 bytes: too large. Rows counted in a truncated file say nothing about the file.

@@ -83,7 +83,7 @@ export async function storeUpload(
   }
 }
 
-const fileTooLarge = (limits: StoreLimits) =>
+export const fileTooLarge = (limits: Pick<StoreLimits, 'maxBytes'>) =>
   tooLarge('file_too_large', `The file is larger than ${limits.maxBytes} bytes`, 'data')
 
 /**

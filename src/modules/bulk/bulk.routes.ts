@@ -90,7 +90,10 @@ export async function registerBulk(app: App, deps: AppDeps) {
       handler: async (req, reply) => {
         // Checked before the file is read, so a bad header stores nothing.
         const idempotencyKey = idempotencyKeyOf(req.headers['idempotency-key'])
-        const form = await readUploadForm(req, service, deps.database, { allowPublic: u.public })
+        const form = await readUploadForm(req, service, deps.database, {
+          allowPublic: u.public,
+          maxFileBytes: deps.config.bulk.maxFileBytes,
+        })
         const job = await service.enqueue(form.stored, {
           communityId: form.communityId,
           type: u.type,

@@ -8,6 +8,7 @@ import type { AuthContext } from '../../lib/http/auth.ts'
 import { isObjectId } from '../../lib/ids.ts'
 import type { StoredUpload } from './bulk.files.ts'
 import type { BulkService } from './bulk.service.ts'
+import { type SpooledFile, spoolFile } from './bulk.spool.ts'
 
 /**
  * Multipart upload routes stream the `data` part straight to storage, so the body is not parsed
@@ -33,15 +34,16 @@ interface FormState {
 }
 
 /**
- * Reads the form and stores the file as it arrives, but only once the fields before it settled the
- * community: an anonymous upload must first name a community that takes it. A file that may not
- * be stored is read to its end unstored, so that the client hears the refusal.
+ * Reads the form and stores the file as it arrives, once the fields before it settled the
+ * community. An anonymous file sent before `communityId` waits on local disk (bulk.spool.ts) until
+ * the form names a community that takes anonymous imports; nothing reaches the database otherwise.
+ * A file that may not be stored is read to its end unstored, so that the client hears the refusal.
  */
 export async function readUploadForm(
   req: FastifyRequest,
   service: BulkService,
   database: Database,
-  opts: { allowPublic: boolean },
+  opts: { allowPublic: boolean; maxFileBytes: number },
 ): Promise<UploadForm> {
   if (!req.isMultipart())
     throw badRequest(
@@ -50,17 +52,24 @@ export async function readUploadForm(
       'data',
     )
   const form: FormState = { fields: {}, fileName: 'upload.csv', sawFile: false, stored: null, refusal: null }
+  const store = { refuseEarlyWhenFull: !req.headers['idempotency-key'] }
+  // Set inside the parts callback, hence an object (a plain `let` reads as never-assigned to TS).
+  const spool: { file: SpooledFile | null } = { file: null }
   try {
     await readParts(req, form, async (file, given) => {
-      const communityId = await communityForFile(req.auth, given, database, opts.allowPublic)
-      form.stored = await service.upload(file, communityId, {
-        refuseEarlyWhenFull: !req.headers['idempotency-key'],
-      })
+      if (!req.auth && opts.allowPublic && given === undefined) {
+        // Anonymous, and the community is not known yet (the documented order puts it after the file).
+        spool.file = await spoolFile(file, opts.maxFileBytes)
+        return
+      }
+      const communityId = await settleCommunity(req.auth, given, database, opts.allowPublic)
+      form.stored = await service.upload(file, communityId, store)
     })
     if (!form.sawFile)
       throw badRequest('missing_file', 'The CSV file is missing: send it in the "data" field', 'data')
     // The whole form's answer comes first: a community that refuses does so whatever the order of the parts.
     const communityId = await settleCommunity(req.auth, form.fields.communityId, database, opts.allowPublic)
+    if (spool.file && !form.refusal) form.stored = await service.upload(spool.file.read(), communityId, store)
     const stored = form.stored
     if (!stored) throw form.refusal
     const dry = form.fields.dryRun ?? 'false'
@@ -70,6 +79,8 @@ export async function readUploadForm(
   } catch (err) {
     if (form.stored) await service.discard(form.stored)
     throw err
+  } finally {
+    await spool.file?.remove()
   }
 }
 
@@ -108,23 +119,6 @@ async function readParts(
     // Whatever broke while a refused file was read (its size, say), the refusal is the answer.
     throw form.refusal ?? err
   }
-}
-
-/** The community to store the file for, as far as the fields before it tell; throws if none may be. */
-async function communityForFile(
-  auth: AuthContext | null,
-  given: string | undefined,
-  database: Database,
-  allowPublic: boolean,
-): Promise<string> {
-  if (!auth && allowPublic && given === undefined) {
-    throw badRequest(
-      'community_id_after_file',
-      'Without an API key, send the communityId field before the "data" file',
-      'communityId',
-    )
-  }
-  return settleCommunity(auth, given, database, allowPublic)
 }
 
 async function settleCommunity(
