@@ -363,14 +363,20 @@ describe('limits', () => {
     expect(res.statusCode, res.body).toBe(413)
     expect(res.json()).toMatchObject({ status: 'error', error: { code: 'file_too_large', field: 'data' } })
     expect(await jobsOf(lim, c.id)).toEqual([])
-    // Under the limit, the same order is taken.
+    // Under the limit, the same order is taken, and the id in any case (with a key too).
     const ok = await upload(
       lim,
       IMPORT,
       {},
-      { file: 'email\na@x.io\n', fields: { communityId: c.id }, fileFirst: true },
+      { file: 'email\na@x.io\n', fields: { communityId: c.id.toUpperCase() }, fileFirst: true },
     )
     expect(ok.statusCode, ok.body).toBe(200)
+    const d = await lim.factory.community() // this app takes one job at a time per community
+    const keyed = await upload(lim, IMPORT, d.bearer, {
+      file: 'email\nb@x.io\n',
+      fields: { communityId: d.id.toUpperCase() },
+    })
+    expect(keyed.statusCode, keyed.body).toBe(200)
   })
 
   it('a file over BULK_MAX_FILE_BYTES is reported as file_too_large even when its first 200 bytes already hold more than BULK_MAX_ROWS rows', async () => {

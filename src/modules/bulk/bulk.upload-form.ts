@@ -123,10 +123,11 @@ async function readParts(
 
 async function settleCommunity(
   auth: AuthContext | null,
-  given: string | undefined,
+  spelled: string | undefined,
   database: Database,
   allowPublic: boolean,
 ): Promise<string> {
+  const given = spelled?.toLowerCase() // ids are hexadecimal: any case names the same community
   if (given !== undefined && !isObjectId(given))
     throw badRequest('invalid_field', 'communityId must be a 24-hex id', 'communityId')
   if (auth) {
