@@ -22,8 +22,9 @@ export async function startBulkWorker(deps: AppDeps, log: (m: string) => void): 
 
 /**
  * Re-enqueues jobs whose worker died (lease expired) at once, and jobs still queued after ten
- * minutes (their message may have been lost) at most once per ten minutes each: a job that merely
- * waits behind busy workers would otherwise gain a duplicate message at every sweep.
+ * minutes (their message may have been lost) once per ten-minute slot of the clock each (pg-boss
+ * singleton slots: two may come seconds apart across a slot's edge, which the lease makes a no-op):
+ * a job that merely waits behind busy workers would otherwise gain a duplicate message every sweep.
  */
 export async function sweepStalledJobs(deps: AppDeps, log: (m: string) => void) {
   try {

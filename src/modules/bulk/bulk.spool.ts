@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { tooMany } from '../../lib/errors.ts'
 import { fileTooLarge } from './bulk.files.ts'
+
+/** Anonymous files waiting on this process's disk at once (each up to the upload size limit). */
+export const MAX_SPOOLS_AT_ONCE = 2
+let spooling = 0
 
 export interface SpooledFile {
   read(): Readable
@@ -15,12 +20,34 @@ export interface SpooledFile {
  * Keeps an anonymous upload on this machine's disk, readable only by this process's user, until the
  * rest of the form tells whether its community takes anonymous imports: the documented form sends
  * the file before `communityId`, and nothing may reach the database for a community that refuses.
- * Bounded by the upload size limit; removed by the caller once stored or refused.
+ * Bounded by the upload size limit, and to MAX_SPOOLS_AT_ONCE files per process (429 past it);
+ * removed by the caller once stored or refused.
  */
 export async function spoolFile(source: Readable, maxBytes: number): Promise<SpooledFile> {
-  const dir = await mkdtemp(join(tmpdir(), 'hearth-upload-'))
+  // Anyone may send such a file: the disk it may hold at once is bounded, not only each file.
+  if (spooling >= MAX_SPOOLS_AT_ONCE)
+    throw tooMany(
+      'anonymous_uploads_busy',
+      'Too many uploads without an API key are arriving at once: send communityId before the file, or try again shortly',
+    )
+  spooling++
+  let released = false
+  const release = () => {
+    if (!released) spooling--
+    released = true
+  }
+  let dir: string
+  try {
+    dir = await mkdtemp(join(tmpdir(), 'hearth-upload-'))
+  } catch (err) {
+    release()
+    throw err
+  }
   const path = join(dir, 'data.csv')
-  const remove = () => rm(dir, { recursive: true, force: true })
+  const remove = async () => {
+    await rm(dir, { recursive: true, force: true })
+    release()
+  }
   let bytes = 0
   const bounded = new Transform({
     transform(chunk: Buffer, _encoding, done) {
