@@ -120,7 +120,6 @@ export function importType(args: CommandArgs): BulkJobType {
   return args['premium-currency'] ? 'premium_currency' : args.update ? 'update' : 'import'
 }
 
-/** Refuses, in one line, a path that names no file this process can read. */
 /** The name a job shows for its file: a pipe's descriptor number says nothing, so it is named for what it is. */
 function jobFileName(file: string): string {
   if (file === '/dev/stdin' || /^\/(proc\/\d+|dev)\/fd\/0$/.test(file)) return 'stdin.csv'
@@ -128,6 +127,7 @@ function jobFileName(file: string): string {
   return basename(file)
 }
 
+/** Refuses, in one line, a path that names no file this process can read. */
 export async function requireReadableFile(path: string) {
   try {
     // A named pipe streams like a file: `hearth import <(gunzip -c users.csv.gz) --community ID`.

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
 import type { Config } from '../lib/config.ts'
 import { acquireDataLock } from '../lib/data-lock.ts'
 import { type JobView, TERMINAL } from '../modules/bulk/bulk.presenter.ts'
@@ -70,7 +71,8 @@ export async function runImport(config: Config, file: string | undefined, args: 
     while (!TERMINAL.has(job.status) && !interrupts.stopWaiting.aborted) {
       poke()
       progress(job)
-      await sleep(300, interrupts.stopWaiting)
+      // A second Ctrl-C ends the wait at once (the timer rejects with an AbortError).
+      await delay(300, undefined, { signal: interrupts.stopWaiting }).catch(() => {})
       job = (await call('import status', ids)) as JobView
     }
     progress(job)
@@ -102,17 +104,6 @@ function pathAnyProcessCanOpen(file: string): string {
   const fd = /^\/dev\/fd\/(\d+)$/.exec(path)
   return fd && process.platform === 'linux' ? `/proc/${process.pid}/fd/${fd[1]}` : path
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(done, ms)
-    function done() {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    signal.addEventListener('abort', done)
-  })
 
 /**
  * Ctrl-C (or SIGTERM) asks the job to stop, as the API's cancel does: the import then ends

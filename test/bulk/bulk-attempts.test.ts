@@ -1,7 +1,7 @@
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runBulkJob } from '../../src/modules/bulk/bulk.runner.ts'
-import { upload, waitForJob } from '../support/bulk.ts'
+import { IMPORT, upload, waitForJob } from '../support/bulk.ts'
 import { databaseFaults } from '../support/faults.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
@@ -18,7 +18,6 @@ beforeAll(async () => {
 })
 afterAll(() => t.close())
 
-const IMPORT = '/apis/v1/users/bulk-import'
 const db = () => t.deps.database.db
 
 async function queue(auth: Record<string, string>, rows: number): Promise<string> {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CsvParser, isCsvError } from '../../src/modules/bulk/csv/csv-parser.ts'
 import { csvLine } from '../../src/modules/bulk/csv/csv-writer.ts'
-import { failedRows, runJob, upload } from '../support/bulk.ts'
+import { failedRows, IMPORT, runJob, UPDATE, upload } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /** CSV edge cases of bulk uploads: encoding, line ends, quoting, headers and bad rows. */
@@ -12,8 +12,6 @@ beforeAll(async () => {
 })
 afterAll(() => t.close())
 
-const UPDATE = '/apis/v1/users/bulk-update'
-const IMPORT = '/apis/v1/users/bulk-import'
 const db = () => t.deps.database.db
 
 function user(id: string) {

@@ -2,7 +2,7 @@ import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newId } from '../../src/lib/ids.ts'
 import { applyAsDryRun } from '../../src/modules/bulk/bulk.dry-run.ts'
-import { detailRows, runJob } from '../support/bulk.ts'
+import { detailRows, IMPORT, PREMIUM, runJob, UPDATE } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
@@ -17,9 +17,6 @@ beforeAll(async () => {
 })
 afterAll(() => t.close())
 
-const IMPORT = '/apis/v1/users/bulk-import'
-const UPDATE = '/apis/v1/users/bulk-update'
-const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
 const db = () => t.deps.database.db
 
 async function actionsOf(auth: Record<string, string>, jobId: string) {

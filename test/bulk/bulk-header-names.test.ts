@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runJob } from '../support/bulk.ts'
+import { IMPORT, PREMIUM, runJob, UPDATE } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
@@ -14,9 +14,6 @@ beforeAll(async () => {
 })
 afterAll(() => t.close())
 
-const IMPORT = '/apis/v1/users/bulk-import'
-const UPDATE = '/apis/v1/users/bulk-update'
-const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
 const db = () => t.deps.database.db
 
 const userRow = (id: string) =>

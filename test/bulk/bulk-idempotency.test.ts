@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { upload, waitForJob } from '../support/bulk.ts'
+import { PREMIUM, upload, waitForJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 let t: TestApp
@@ -7,8 +7,6 @@ beforeAll(async () => {
   t = await startTestApp({ worker: true })
 })
 afterAll(() => t.close())
-
-const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
 
 async function premiumOf(userId: string) {
   const row = await t.deps.database.db

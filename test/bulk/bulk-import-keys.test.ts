@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { failedRows, runJob } from '../support/bulk.ts'
+import { failedRows, IMPORT, runJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /** Bulk import: created/updated/skipped counts, email keys (any case) and the community's external id key. */
@@ -10,7 +10,6 @@ beforeAll(async () => {
 })
 afterAll(() => t.close())
 
-const IMPORT = '/apis/v1/users/bulk-import'
 const db = () => t.deps.database.db
 
 function usersOf(communityId: string) {

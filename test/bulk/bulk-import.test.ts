@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runJob, upload } from '../support/bulk.ts'
+import { IMPORT, runJob, upload } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 let t: TestApp
@@ -7,8 +7,6 @@ beforeAll(async () => {
   t = await startTestApp({ worker: true })
 })
 afterAll(() => t.close())
-
-const IMPORT = '/apis/v1/users/bulk-import'
 
 async function usersOf(communityId: string) {
   return t.deps.database.db

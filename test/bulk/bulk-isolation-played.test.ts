@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { detailRows, runJob, upload, waitForJob } from '../support/bulk.ts'
+import { detailRows, IMPORT, JOBS, PREMIUM, runJob, UPDATE, upload, waitForJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
@@ -14,11 +14,6 @@ beforeAll(async () => {
   t = await startTestApp({ worker: true, env: { BULK_CHUNK_ROWS: '3' } })
 })
 afterAll(() => t?.close())
-
-const IMPORT = '/apis/v1/users/bulk-import'
-const UPDATE = '/apis/v1/users/bulk-update'
-const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
-const JOBS = '/apis/v1/users/bulk-updates'
 
 type Community = Awaited<ReturnType<TestApp['factory']['community']>>
 

@@ -4,7 +4,7 @@ import { claimJob } from '../../src/modules/bulk/bulk.repo.ts'
 import { runBulkJob } from '../../src/modules/bulk/bulk.runner.ts'
 import { CsvParser, type CsvRecord, isCsvError } from '../../src/modules/bulk/csv/csv-parser.ts'
 import { csvLine } from '../../src/modules/bulk/csv/csv-writer.ts'
-import { runJob, upload, waitForJob } from '../support/bulk.ts'
+import { IMPORT, JOBS, PREMIUM, runJob, UPDATE, upload, waitForJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /** Bulk jobs: list, status, details, failed-rows CSV (fix and upload again), dry run, cancel, API log. */
@@ -20,10 +20,6 @@ afterAll(async () => {
   await q?.close()
 })
 
-const IMPORT = '/apis/v1/users/bulk-import'
-const UPDATE = '/apis/v1/users/bulk-update'
-const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
-const JOBS = '/apis/v1/users/bulk-updates'
 type Auth = Record<string, string>
 
 const get = (app: TestApp, url: string, auth: Auth) => app.app.inject({ method: 'GET', url, headers: auth })

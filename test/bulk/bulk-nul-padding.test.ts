@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CsvParser, type CsvRecord, isCsvError } from '../../src/modules/bulk/csv/csv-parser.ts'
-import { failedRows, runJob, upload } from '../support/bulk.ts'
+import { failedRows, IMPORT, JOBS, PREMIUM, runJob, UPDATE, upload } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
@@ -19,10 +19,6 @@ afterAll(async () => {
   await q?.close()
 })
 
-const IMPORT = '/apis/v1/users/bulk-import'
-const UPDATE = '/apis/v1/users/bulk-update'
-const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
-const JOBS = '/apis/v1/users/bulk-updates'
 type Auth = Record<string, string>
 
 async function emails(app: TestApp, communityId: string) {

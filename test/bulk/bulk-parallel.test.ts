@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runBulkJob } from '../../src/modules/bulk/bulk.runner.ts'
-import { detailRows, upload, waitForJob } from '../support/bulk.ts'
+import { detailRows, IMPORT, upload, waitForJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
@@ -17,7 +17,6 @@ beforeAll(async () => {
 })
 afterAll(() => t.close())
 
-const IMPORT = '/apis/v1/users/bulk-import'
 const db = () => t.deps.database.db
 
 async function queue(auth: Record<string, string>, csv: string): Promise<string> {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { detailRows, runJob, startPlayedAndOneByOne } from '../support/bulk.ts'
+import { detailRows, PREMIUM, runJob, startPlayedAndOneByOne } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
@@ -17,7 +17,6 @@ beforeAll(async () => {
 })
 afterAll(() => Promise.all([played?.close(), oneByOne?.close(), parallel?.close()]))
 
-const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
 const EMAILS = ['ann@x.io', 'bob@x.io', 'cat@x.io', 'dan@x.io']
 
 /** 120 rows over four users (one deleted) and one unknown address, every outcome among them. */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newId } from '../../src/lib/ids.ts'
-import { failedRows, runJob } from '../support/bulk.ts'
+import { failedRows, PREMIUM, runJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /** Premium currency bulk update: one ledger row per applied row, keyed `bulk:<jobId>:<row>`. */
@@ -11,7 +11,6 @@ beforeAll(async () => {
 })
 afterAll(() => t.close())
 
-const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
 const db = () => t.deps.database.db
 
 const premiumOf = async (id: string) =>

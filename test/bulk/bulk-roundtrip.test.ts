@@ -3,7 +3,7 @@ import { type Plan, planColumns } from '../../src/modules/bulk/bulk.plan.ts'
 import { checkImportRow, checkPremiumRow } from '../../src/modules/bulk/bulk.rows.ts'
 import { CsvParser, isCsvError } from '../../src/modules/bulk/csv/csv-parser.ts'
 import { csvLine } from '../../src/modules/bulk/csv/csv-writer.ts'
-import { runJob } from '../support/bulk.ts'
+import { IMPORT, PREMIUM, runJob, UPDATE } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /**
@@ -17,9 +17,6 @@ beforeAll(async () => {
 })
 afterAll(() => t.close())
 
-const IMPORT = '/apis/v1/users/bulk-import'
-const UPDATE = '/apis/v1/users/bulk-update'
-const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
 const db = () => t.deps.database.db
 
 type Auth = Record<string, string>

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { COMMUNITY_KEY_PERMISSIONS } from '../../src/lib/auth/permissions.ts'
 import { newId } from '../../src/lib/ids.ts'
 import { PIECE_BYTES } from '../../src/modules/bulk/bulk.files.ts'
-import { runJob, upload, waitForJob } from '../support/bulk.ts'
+import { IMPORT, JOBS, PREMIUM, runJob, UPDATE, upload, waitForJob } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 import { multipart } from '../support/multipart.ts'
 
@@ -23,10 +23,6 @@ afterAll(async () => {
   await lim?.close()
 })
 
-const IMPORT = '/apis/v1/users/bulk-import'
-const UPDATE = '/apis/v1/users/bulk-update'
-const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
-const JOBS = '/apis/v1/users/bulk-updates'
 const NO_AUTH: Record<string, string> = {}
 
 const jobsOf = (app: TestApp, communityId: string) =>

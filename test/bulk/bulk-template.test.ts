@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newId } from '../../src/lib/ids.ts'
-import { runJob } from '../support/bulk.ts'
+import { IMPORT, PREMIUM, runJob, UPDATE } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /** GET /apis/v1/users/bulk-import/template: the columns of each kind of bulk file, per community. */
@@ -12,9 +12,6 @@ beforeAll(async () => {
 afterAll(() => t.close())
 
 const TEMPLATE = '/apis/v1/users/bulk-import/template'
-const IMPORT = '/apis/v1/users/bulk-import'
-const UPDATE = '/apis/v1/users/bulk-update'
-const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
 type Auth = Record<string, string>
 
 /** The writable default fields, in the order of DEFAULT_FIELDS. */

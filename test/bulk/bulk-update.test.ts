@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { failedRows, runJob } from '../support/bulk.ts'
+import { failedRows, runJob, UPDATE } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 /** Bulk update (POST /apis/v1/users/bulk-update): columns, `<field>_op`, file order, histories and ledger. */
@@ -10,8 +10,6 @@ beforeAll(async () => {
   t = await startTestApp({ worker: true, env: { BULK_CHUNK_ROWS: '4' } })
 })
 afterAll(() => t.close())
-
-const UPDATE = '/apis/v1/users/bulk-update'
 
 const db = () => t.deps.database.db
 

@@ -6,7 +6,7 @@ import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newId } from '../../src/lib/ids.ts'
 import { PIECE_BYTES } from '../../src/modules/bulk/bulk.files.ts'
-import { upload } from '../support/bulk.ts'
+import { IMPORT, JOBS, PREMIUM, UPDATE, upload } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 import { multipart } from '../support/multipart.ts'
 
@@ -37,10 +37,6 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true })
 })
 
-const IMPORT = '/apis/v1/users/bulk-import'
-const UPDATE = '/apis/v1/users/bulk-update'
-const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
-const JOBS = '/apis/v1/users/bulk-updates'
 const NO_AUTH: Record<string, string> = {}
 
 const db = () => t.deps.database.db

@@ -2,6 +2,12 @@ import { expect } from 'vitest'
 import { startTestApp, type TestApp } from './harness.ts'
 import { multipart } from './multipart.ts'
 
+/** The bulk endpoints, as the tests call them. */
+export const IMPORT = '/apis/v1/users/bulk-import'
+export const UPDATE = '/apis/v1/users/bulk-update'
+export const PREMIUM = '/apis/v1/users/bulk-update/premium-currency'
+export const JOBS = '/apis/v1/users/bulk-updates'
+
 export type Upload = { file: string | Buffer; fields?: Record<string, string>; fileFirst?: boolean }
 
 /** Uploads a CSV to one of the bulk endpoints and returns the raw response. */
