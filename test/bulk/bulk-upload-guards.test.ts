@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { sql } from 'kysely'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { newId } from '../../src/lib/ids.ts'
 import { PIECE_BYTES } from '../../src/modules/bulk/bulk.files.ts'
 import { IMPORT, JOBS, PREMIUM, UPDATE, upload } from '../support/bulk.ts'
@@ -17,6 +17,17 @@ import { multipart } from '../support/multipart.ts'
  */
 
 const MAX_ROWS = 50_000
+// A failing disk, for real: while `disk.full`, the spool's file is /dev/full (ENOSPC at the first write).
+const disk = vi.hoisted(() => ({ full: false }))
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs')>()
+  const createWriteStream = ((path: string, options: object) =>
+    fs.createWriteStream(
+      disk.full && path.includes('hearth-upload-') ? '/dev/full' : path,
+      options,
+    )) as typeof fs.createWriteStream
+  return { ...fs, createWriteStream, default: { ...fs, createWriteStream } }
+})
 // Anonymous files wait in the temporary folder (bulk.spool.ts): this file's own, to see them all go.
 const scratch = mkdtempSync(join(tmpdir(), 'hearth-guards-'))
 process.env.TMPDIR = scratch
@@ -158,6 +169,73 @@ describe('an anonymous bulk import', () => {
     const res = await upload(t, IMPORT, a.bearer, { file: BIG, fields: { communityId: b.id } })
     expect(res.statusCode, res.body).toBe(403)
     expect(res.json().error.code).toBe('community_forbidden')
+    expect(await counts()).toEqual({ ...before, files: 0 })
+  })
+})
+
+describe('a disk error while an anonymous file waits on disk', () => {
+  async function fullDisk<T>(run: () => Promise<T>): Promise<T> {
+    disk.full = true
+    try {
+      return await run()
+    } finally {
+      disk.full = false
+    }
+  }
+
+  it('answers 507 storage_full once the form is read, leaves nothing behind, and the server goes on serving', async () => {
+    const c = await publicCommunity(true)
+    const body = multipart({ file: BIG, fields: { communityId: c.id }, fileFirst: true })
+    const post = async () =>
+      fetch(`${await address()}${IMPORT}`, { method: 'POST', headers: body.headers, body: body.payload })
+    const before = await counts()
+    const res = await fullDisk(post)
+    expect(res.status).toBe(507)
+    expect(await res.json()).toMatchObject({
+      status: 'error',
+      error: { code: 'storage_full', field: 'data' },
+    })
+    // The rest of the file was read unwritten: the connection stays open, no reset mid-upload.
+    expect(res.headers.get('connection')).toBe('keep-alive')
+    expect(await counts()).toEqual({ ...before, files: 0 })
+    expect(spools()).toEqual([])
+    // The disk has room again: the same upload goes through.
+    const again = await post()
+    expect(again.status, await again.clone().text()).toBe(200)
+    expect((await counts()).jobs).toBe(before.jobs + 1)
+    expect(spools()).toEqual([])
+  })
+
+  it('a community that refuses anonymous imports still answers 401, whatever the disk did', async () => {
+    const c = await publicCommunity(false)
+    const before = await counts()
+    const res = await fullDisk(() =>
+      upload(t, IMPORT, NO_AUTH, { file: BIG, fields: { communityId: c.id }, fileFirst: true }),
+    )
+    expect(res.statusCode, res.body).toBe(401)
+    expect(res.json().error.code).toBe('bulk_import_requires_key')
+    expect(await counts()).toEqual({ ...before, files: 0 })
+    expect(spools()).toEqual([])
+  })
+
+  it('a temporary folder that cannot be written answers 503 storage_unavailable', async () => {
+    const c = await publicCommunity(true)
+    const before = await counts()
+    process.env.TMPDIR = '/dev/full' // not a folder: no file can be made in it (ENOTDIR)
+    try {
+      const res = await upload(t, IMPORT, NO_AUTH, {
+        file: BIG,
+        fields: { communityId: c.id },
+        fileFirst: true,
+      })
+      expect(res.statusCode, res.body).toBe(503)
+      expect(res.json()).toMatchObject({
+        status: 'error',
+        error: { code: 'storage_unavailable', field: 'data' },
+      })
+    } finally {
+      process.env.TMPDIR = scratch
+    }
     expect(await counts()).toEqual({ ...before, files: 0 })
   })
 })

@@ -2,7 +2,7 @@ import { PassThrough } from 'node:stream'
 import { text } from 'node:stream/consumers'
 import { describe, expect, it } from 'vitest'
 import { AppError } from '../../lib/errors.ts'
-import { MAX_SPOOLS_AT_ONCE, spoolFile } from './bulk.spool.ts'
+import { diskError, MAX_SPOOLS_AT_ONCE, spoolFile } from './bulk.spool.ts'
 
 describe('spoolFile', () => {
   it('holds at most MAX_SPOOLS_AT_ONCE files at once: one more is refused 429, a slot frees when one is removed', async () => {
@@ -43,5 +43,16 @@ describe('spoolFile', () => {
       expect(await text(s.read())).toBe('email\n')
       await s.remove()
     }
+  })
+
+  it.each([
+    ['ENOSPC', 507, 'storage_full'],
+    ['EDQUOT', 507, 'storage_full'],
+    ['EFBIG', 507, 'storage_full'],
+    ['EIO', 503, 'storage_unavailable'],
+    ['EROFS', 503, 'storage_unavailable'],
+  ])('a disk error %s answers %i %s on the file, keeping its cause for the log', (code, status, answer) => {
+    const cause = Object.assign(new Error(`${code}: write`), { code })
+    expect(diskError(cause)).toMatchObject({ status, code: answer, field: 'data', cause })
   })
 })
