@@ -102,6 +102,26 @@ describe('a dry run sees what its earlier chunks would have done', () => {
     expect(users.users.find((u) => u.id === old.id)).toMatchObject({ first_name: 'Old', xp: 5 })
   })
 
+  it('import: a username one chunk gives is taken in later ones, and one it frees is free', async () => {
+    const c = await t.factory.community()
+    await t.factory.user(c.id, { email: 'a@x.io', username: 'alpha' })
+    const file = [
+      'email,username',
+      'n1@x.io,zed', // chunk 1: created
+      'a@x.io,alpha2', // chunk 1: updated, alpha is free
+      'n2@x.io,ZED', // chunk 2: failed, n1 holds zed (in any case)
+      'n3@x.io,Alpha', // chunk 2: created with the name a@ left
+      '',
+    ].join('\n')
+    const { real } = await expectDryRunPredicts(IMPORT, c, file)
+    expect(await actionsOf(c.bearer, real.jobId)).toEqual([
+      [1, 'created', null],
+      [2, 'updated', null],
+      [3, 'failed', 'username_taken'],
+      [4, 'created', null],
+    ])
+  })
+
   it('update keyed by external id: an email one chunk frees is free for a later chunk', async () => {
     const c = await t.factory.externalIdCommunity()
     await t.factory.user(c.id, { email: 'a@x.io', externalId: 'A' })

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { IMPORT, runJob, upload } from '../support/bulk.ts'
+import { detailRows, IMPORT, runJob, upload } from '../support/bulk.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
 
 let t: TestApp
@@ -62,6 +62,34 @@ describe('POST /apis/v1/users/bulk-import', () => {
     expect(ledger).toEqual([
       { currency: 'coins', amount: 5, balance_after: 5 },
       { currency: 'xp', amount: 10, balance_after: 10 },
+    ])
+  })
+})
+
+describe('usernames', () => {
+  it('name one user of the community, in any case: a row giving a taken one fails username_taken', async () => {
+    const c = await t.factory.community()
+    const other = await t.factory.community()
+    await t.factory.user(c.id, { email: 'held@x.io', username: 'Taken' })
+    // Another community's user may hold the same name.
+    await t.factory.user(other.id, { email: 'else@x.io', username: 'fresh' })
+    const file = 'email,username\na@x.io,taken\nb@x.io,fresh\nc@x.io,FRESH\nheld@x.io,TAKEN\n'
+    const job = await runJob(t, IMPORT, c.bearer, { file })
+    expect(job).toMatchObject({ status: 'completed_with_errors', created: 1, updated: 1, failed: 2 })
+    const rows = await detailRows(t, c.bearer, job.jobId, 'limit=100')
+    const failure = {
+      action: 'failed',
+      error: { code: 'username_taken', field: 'username', message: 'Another user already has this username' },
+    }
+    expect(rows.map((r) => ({ line: r.line, action: r.action, error: r.error ?? undefined }))).toEqual([
+      { line: 2, ...failure },
+      { line: 3, action: 'created', error: undefined },
+      { line: 4, ...failure },
+      { line: 5, action: 'updated', error: undefined },
+    ])
+    expect((await usersOf(c.id)).map((u) => [u.email, u.username])).toEqual([
+      ['b@x.io', 'fresh'],
+      ['held@x.io', 'TAKEN'],
     ])
   })
 })

@@ -144,6 +144,48 @@ describe('chunks in flight at once', () => {
   })
 })
 
+describe('usernames in chunks in flight at once', () => {
+  it('a name one chunk frees is free for the next, and a name one chunk takes first stays taken', async () => {
+    const c = await t.factory.community()
+    for (let k = 0; k < 4; k++) {
+      await t.factory.user(c.id, { email: `x${k}@x.io`, username: `x${k}` })
+      await t.factory.user(c.id, { email: `y${k}@x.io`, username: `y${k}` })
+    }
+    const fillers = (tag: string) => Array.from({ length: 4 }, (_, i) => `${tag}-${i}@x.io,`)
+    // Chunks of 5. The first runs alone; then, in pairs of neighbouring chunks: x_k leaves its name
+    // in the last row of one chunk and n_k takes it (another case) in the first row of the next;
+    // m_k asks for y_k's name in the last row of one chunk and y_k leaves it only in the next.
+    const lines = ['email,username', ...fillers('first'), 'first-4@x.io,']
+    for (let k = 0; k < 4; k++) {
+      lines.push(...fillers(`a${k}`), `x${k}@x.io,x${k}-moved`)
+      lines.push(`n${k}@x.io,X${k}`, ...fillers(`b${k}`))
+      lines.push(...fillers(`c${k}`), `m${k}@x.io,y${k}`)
+      lines.push(`y${k}@x.io,y${k}-moved`, ...fillers(`d${k}`))
+    }
+    const jobId = await queue(c.bearer, `${lines.join('\n')}\n`)
+    await runBulkJob(t.deps, jobId)
+    expect(await waitForJob(t, c.bearer, jobId)).toMatchObject({ status: 'completed_with_errors', failed: 4 })
+    const rows = await detailRows(t, c.bearer, jobId, 'limit=100')
+    expect(rows.filter((r) => r.action === 'failed').map((r) => [r.key, r.error?.code])).toEqual(
+      [0, 1, 2, 3].map((k) => [`m${k}@x.io`, 'username_taken']),
+    )
+    const names = await db()
+      .selectFrom('users')
+      .select(['email', 'username'])
+      .where('community_id', '=', c.id)
+      .where('email', '~', '^[xyn][0-9]@')
+      .orderBy('email')
+      .execute()
+    expect(names).toEqual(
+      [0, 1, 2, 3].flatMap((k) => [
+        { email: `n${k}@x.io`, username: `X${k}` },
+        { email: `x${k}@x.io`, username: `x${k}-moved` },
+        { email: `y${k}@x.io`, username: `y${k}-moved` },
+      ]).sort((a, b) => a.email.localeCompare(b.email)),
+    )
+  })
+})
+
 describe('resuming a job', () => {
   it('skips exactly the rows of chunks already committed, even past a gap, and applies the rest once', async () => {
     const c = await t.factory.community()

@@ -152,6 +152,52 @@ describe('user rows naming users many times', () => {
       'updated',
       'user_deleted',
       'user_not_found',
+      'username_taken',
+    ])
+  })
+
+  it('an import passing usernames between new and existing users, in any case, ends as one by one', async () => {
+    // Seeded: ann, bob and (deleted) cat hold the usernames ann, bob and cat.
+    const emails = ['ann@x.io', 'new1@x.io', 'bob@x.io', 'new2@x.io', 'cat@x.io', 'new3@x.io']
+    const names = ['bob', 'ANN', 'robert', 'Cat', 'ann', 'zed', '', 'Robert', 'bob', 'ZED', 'new']
+    const lines = ['email,username,xp_op,xp']
+    for (let i = 0; i < 120; i++) {
+      lines.push([emails[i % 6], names[(i * 5) % 11], 'add', i % 3].join(','))
+    }
+    const ref = await expectSame({
+      path: '/apis/v1/users/bulk-import',
+      externalId: false,
+      file: `${lines.join('\n')}\n`,
+    })
+    expect(kinds(ref.rows)).toEqual(['created', 'skipped', 'updated', 'user_deleted', 'username_taken'])
+  })
+
+  it('a username freed or taken by a later row of the same wave is judged in file order', async () => {
+    // Distinct users, so one wave, whose updates run before its inserts: as one by one, new1 cannot
+    // take bob before bob@x.io leaves it; new2, after, can; ann cannot take robert (any case) once
+    // bob has it; the deleted cat keeps its name.
+    const file = [
+      'email,username',
+      'new1@x.io,bob',
+      'bob@x.io,robert',
+      'new2@x.io,Bob',
+      'ann@x.io,ROBERT',
+      'new3@x.io,cat',
+      '',
+    ].join('\n')
+    const ref = await expectSame({ path: '/apis/v1/users/bulk-import', externalId: false, file })
+    expect(ref.rows).toEqual([
+      [1, 'failed', 'username_taken'],
+      [2, 'updated', null],
+      [3, 'created', null],
+      [4, 'failed', 'username_taken'],
+      [5, 'failed', 'username_taken'],
+    ])
+    expect(ref.users.map((u) => [u.email, u.username])).toEqual([
+      ['ann@x.io', 'ann'],
+      ['bob@x.io', 'robert'],
+      ['cat@x.io', 'cat'],
+      ['new2@x.io', 'Bob'],
     ])
   })
 
@@ -213,6 +259,16 @@ describe('user rows naming users many times', () => {
         [2, 'updated', null],
       ])
     }
+  })
+
+  it('an import keyed by external id: a new user cannot take an email a later row of its wave frees', async () => {
+    const file = 'crm_id,email\nN1,bob@x.io\nB2,bob2@x.io\nN2,bob@x.io\n'
+    const ref = await expectSame({ path: '/apis/v1/users/bulk-import', externalId: true, file })
+    expect(ref.rows).toEqual([
+      [1, 'failed', 'duplicate_user'],
+      [2, 'updated', null],
+      [3, 'created', null],
+    ])
   })
 
   it('an import keyed by email that names new and existing users many times ends as one by one', async () => {

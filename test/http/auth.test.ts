@@ -109,6 +109,24 @@ describe('Auth', () => {
       await registered(b.id, 'dup@example.com')
     })
 
+    it('refuses a username taken in the community (any case) with 409, but allows it in another', async () => {
+      const a = await t.factory.community()
+      const b = await t.factory.community()
+      await t.factory.user(a.id, { username: 'Neo' })
+      const form = (communityId: string, email: string) => ({
+        communityId,
+        email,
+        password: PASSWORD,
+        confirmPassword: PASSWORD,
+        username: 'neo',
+      })
+      const again = await register(form(a.id, 'neo@example.com'))
+      expect(again.statusCode).toBe(409)
+      expect(again.json()).toMatchObject({ status: 'error', error: { code: 'username_taken', field: 'username' } })
+      expect(await db().selectFrom('users').where('email', '=', 'neo@example.com').execute()).toEqual([])
+      expect((await register(form(b.id, 'neo@example.com'))).statusCode).toBe(201)
+    })
+
     it('enforces the password policy and confirmPassword', async () => {
       const c = await t.factory.community()
       const short = await register({
@@ -521,7 +539,8 @@ describe('Secure Auth', () => {
         .set({ external_id: 'bamboostick' })
         .where('id', '=', b.user.id)
         .execute()
-      for (const userId of ['bamboostick', b.user.username!, b.user.email.toUpperCase(), b.user.id]) {
+      const username = b.user.username!.toUpperCase() // usernames compare in any case
+      for (const userId of ['bamboostick', username, b.user.email.toUpperCase(), b.user.id]) {
         const res = await secureAuth(`userId=${encodeURIComponent(userId)}&accessLevel=2`, b.headers)
         expect(res.statusCode, userId).toBe(200)
         const token = new URL(res.json().loginUrl).searchParams.get('token')!

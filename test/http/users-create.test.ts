@@ -237,6 +237,18 @@ describe('Users: Create New User (POST /apis/v1/users)', () => {
     expect(await usersOf(c.id)).toHaveLength(1)
   })
 
+  it('gives a username to one of several creates racing for it; the others answer 409 username_taken', async () => {
+    const { c } = await brokerCommunity()
+    const results = await Promise.all(
+      ['a', 'b', 'c', 'd'].map((x, i) => create(c, { email: `${x}@example.com`, username: i % 2 ? 'Race' : 'race' })),
+    )
+    expect(results.map((r) => r.statusCode).sort()).toEqual([201, 409, 409, 409])
+    for (const r of results.filter((x) => x.statusCode === 409)) {
+      expect(r.json().error).toEqual({ code: 'username_taken', field: 'username' })
+    }
+    expect(await usersOf(c.id)).toHaveLength(1)
+  })
+
   it('checks passwords and custom field entries', async () => {
     const { c } = await brokerCommunity()
     await defineField(c.id, 'score', 'number')

@@ -66,6 +66,7 @@ export function createFactories(deps: AppDeps) {
         role?: 'member' | 'admin' | 'owner'
         password?: string
         externalId?: string
+        username?: string
       } = {},
     ) {
       const id = newId()
@@ -76,7 +77,7 @@ export function createFactories(deps: AppDeps) {
           id,
           community_id: communityId,
           email: email.toLowerCase(),
-          username: `user_${uniq()}`,
+          username: over.username ?? `user_${uniq()}`,
           first_name: 'Test',
           last_name: 'User',
           role: over.role ?? 'member',

@@ -1,3 +1,4 @@
+import { sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
 import { isObjectId } from '../../lib/ids.ts'
 
@@ -109,7 +110,7 @@ export function touchLastLogin(db: Tx, communityId: string, userId: string) {
 
 /**
  * Secure Auth's `userId`: the 24-hex id, then the community's external id, then the email, then the
- * username, first match wins. A username shared by several accounts matches none (ambiguous).
+ * username (in any case: unique in the community), first match wins.
  */
 export async function findUserByIdentifier(db: Tx, communityId: string, identifier: string) {
   const live = () =>
@@ -128,6 +129,5 @@ export async function findUserByIdentifier(db: Tx, communityId: string, identifi
     const byEmail = await live().where('email', '=', identifier.toLowerCase()).executeTakeFirst()
     if (byEmail) return byEmail
   }
-  const byUsername = await live().where('username', '=', identifier).limit(2).execute()
-  return byUsername.length === 1 ? byUsername[0] : undefined
+  return live().where(sql`lower(username)`, '=', identifier.toLowerCase()).executeTakeFirst()
 }

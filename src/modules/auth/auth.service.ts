@@ -3,6 +3,7 @@ import { isUniqueViolation } from '../../lib/db/sql-errors.ts'
 import type { AppDeps } from '../../lib/deps.ts'
 import { badRequest, conflict, forbidden, notFound, unauthorized } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
+import { usernameTaken as usernameHeld } from '../users/users.repo.ts'
 import * as repo from './auth.repo.ts'
 import { consumeToken, issueToken, lastIssuedAt, retireTokens } from './one-time-tokens.ts'
 
@@ -79,6 +80,9 @@ export function createAuthService(deps: Deps) {
       const taken = () =>
         conflict('email_taken', 'An account with this email already exists in this community', 'email')
       if (await repo.emailTaken(db, community.id, email)) throw taken()
+      const usernameTaken = () =>
+        conflict('username_taken', 'This username is already used in this community', 'username')
+      if (input.username && (await usernameHeld(db, community.id, input.username))) throw usernameTaken()
       const passwordHash = await hashPassword(input.password)
       const user = await repo
         .insertUser(db, {
@@ -92,8 +96,9 @@ export function createAuthService(deps: Deps) {
           displayName: input.displayname ?? null,
         })
         .catch((err) => {
-          // Two registrations racing past the check above meet the unique index.
-          throw isUniqueViolation(err) ? taken() : err
+          // Two registrations racing past the checks above meet a unique index.
+          if (!isUniqueViolation(err)) throw err
+          throw `${(err as { constraint?: string }).constraint}`.includes('username') ? usernameTaken() : taken()
         })
       await mailVerification(user, community.name)
       return user

@@ -3,12 +3,26 @@ import type { Tx } from '../../lib/db/database.ts'
 import { isDataError } from '../../lib/db/sql-errors.ts'
 import { timed } from '../../lib/phase-timer.ts'
 import { sqlObjectId } from '../field-histories/set-based.ts'
-import { negativeBalance, rowFailure, userDeleted, userNotFound } from './bulk.failures.ts'
-import { emailsMayMove, type ImportPlan, isNumericTarget, type Target, targetName } from './bulk.plan.ts'
+import { negativeBalance, rowFailure, userDeleted, userNotFound, usernameTaken } from './bulk.failures.ts'
+import {
+  emailsMayMove,
+  type ImportPlan,
+  isNumericTarget,
+  type Target,
+  targetName,
+  usernameTarget,
+} from './bulk.plan.ts'
 import type { ImportRow } from './bulk.rows.ts'
 import { assignWaves, createStage, fillStage, indexWaves, type StageColumn } from './bulk.stage.ts'
 import { playUsersChunk } from './bulk.users-play.ts'
-import { currenciesOf, keyColumn, type RowOutcome, type UsersCtx, WRITTEN } from './bulk.users-shape.ts'
+import {
+  currenciesOf,
+  keyColumn,
+  type RowOutcome,
+  type UsersCtx,
+  usernameName,
+  WRITTEN,
+} from './bulk.users-shape.ts'
 
 /**
  * Set-based SQL for bulk import and bulk update: a chunk is COPYed into the stage, then per wave
@@ -141,7 +155,7 @@ const rowFilter = (rows: Rows) =>
  * locked, re-read and written. A row found unchanged is skipped without a lock: it is ordered
  * before any concurrent change, which it would not have altered anyway.
  */
-async function updateMatched(tx: Tx, ctx: UsersCtx, rows: Rows): Promise<RowOutcome[]> {
+async function updateMatched(tx: Tx, ctx: UsersCtx, rows: Rows): Promise<Updated> {
   const key = keyColumn(ctx.plan)
   const setList = sql.join(WRITTEN.map((c) => sql`${sql.ref(c)} = ok.${sql.ref(`n_${c}`)}`))
   const differs = (
@@ -163,6 +177,16 @@ async function updateMatched(tx: Tx, ctx: UsersCtx, rows: Rows): Promise<RowOutc
           AND NOT EXISTS (SELECT 1 FROM p WHERE p.uid = o.id AND p.row_no < s.row_no
             AND p.email IS NOT NULL AND p.email <> o.email)))`
     : sql`false`
+  // The same for a username, compared in any case (unique in the community by lower(username)).
+  const u = usernameTarget(ctx.plan)
+  const name = (alias: string) => sql`lower(${sql.ref(`${alias}.${col(u)}`)})`
+  const nameTaken =
+    u >= 0
+      ? sql`(${name('s')} IS NOT NULL AND ${name('s')} IS DISTINCT FROM lower(b.username) AND EXISTS (SELECT 1 FROM users o
+          WHERE o.community_id = ${ctx.communityId} AND lower(o.username) = ${name('s')} AND o.id <> b.id
+          AND NOT EXISTS (SELECT 1 FROM p WHERE p.uid = o.id AND p.row_no < s.row_no
+            AND ${name('p')} IS NOT NULL AND ${name('p')} <> lower(o.username))))`
+      : sql`false`
   const ctes: RawBuilder<unknown>[] = [
     // A LATERAL subquery fenced with OFFSET 0 keeps each lookup an index probe: as a plain join
     // the planner may scan the community's whole key index once per chunk. (Not LIMIT 1: a limit
@@ -176,11 +200,11 @@ async function updateMatched(tx: Tx, ctx: UsersCtx, rows: Rows): Promise<RowOutc
     sql`p AS MATERIALIZED (SELECT ${sql.join(stage)}, p0.uid, (p0.b_deleted_at IS NOT NULL OR p0.n_xp < 0
       OR p0.n_coins < 0 OR p0.b_row IS DISTINCT FROM ROW(${sql.join(next)})) AS dirty FROM p0)`,
     sql`m AS (SELECT s.row_no, b.id AS uid, b.deleted_at, b.xp AS o_xp, b.coins AS o_coins, b.custom_fields AS o_custom,
-      ${taken} AS taken, ${newValues(ctx.plan)}
+      b.username AS o_username, b.email AS o_email, ${taken} AS taken, ${nameTaken} AS name_taken, ${newValues(ctx.plan)}
       FROM p s JOIN LATERAL (SELECT * FROM users b WHERE b.id = s.uid
         AND ${sql.ref(`b.${key}`)} = s.key FOR UPDATE) b ON true
       WHERE s.dirty)`,
-    sql`ok AS (SELECT * FROM m WHERE deleted_at IS NULL AND n_xp >= 0 AND n_coins >= 0 AND NOT taken)`,
+    sql`ok AS (SELECT * FROM m WHERE deleted_at IS NULL AND n_xp >= 0 AND n_coins >= 0 AND NOT taken AND NOT name_taken)`,
     sql`upd AS (UPDATE users u SET ${setList}, custom_fields = ok.n_custom, updated_at = now()
       FROM ok WHERE u.id = ok.uid AND ${differs('u', 'ok')} RETURNING u.id)`,
   ]
@@ -193,29 +217,55 @@ async function updateMatched(tx: Tx, ctx: UsersCtx, rows: Rows): Promise<RowOutc
     deleted: boolean
     negative: 'xp' | 'coins' | null
     taken: boolean
+    name_taken: boolean
     changed: string | null
+    moved: string[] | null
   }>`
     WITH ${sql.join(ctes)}
     SELECT p.row_no, coalesce(m.deleted_at IS NOT NULL, false) AS deleted,
-      ${belowZero(sql`m`)} AS negative, coalesce(m.taken, false) AS taken, upd.id AS changed
+      ${belowZero(sql`m`)} AS negative, coalesce(m.taken, false) AS taken,
+      coalesce(m.name_taken, false) AS name_taken, upd.id AS changed, ${movedNames(ctx)} AS moved
     FROM p LEFT JOIN m ON m.row_no = p.row_no LEFT JOIN upd ON upd.id = m.uid`.execute(tx)
-  return res.rows.map((r) =>
-    r.deleted
-      ? userDeleted(ctx.plan, r.row_no)
-      : r.negative
-        ? negativeBalance(r.row_no, r.negative)
-        : r.taken
-          ? { rowNo: r.row_no, action: 'f', field: 'email', ...EMAIL_TAKEN }
-          : r.changed
-            ? { rowNo: r.row_no, action: 'u', userId: r.changed }
-            : { rowNo: r.row_no, action: 's' },
-  )
+  const moves: Move[] = []
+  const outcomes = res.rows.map((r): RowOutcome => {
+    if (r.deleted) return userDeleted(ctx.plan, r.row_no)
+    if (r.negative) return negativeBalance(r.row_no, r.negative)
+    if (r.taken) return { rowNo: r.row_no, action: 'f', field: 'email', ...EMAIL_TAKEN }
+    if (r.name_taken) return usernameTaken(r.row_no)
+    if (!r.changed) return { rowNo: r.row_no, action: 's' }
+    if (r.moved) moves.push({ rowNo: r.row_no, names: r.moved })
+    return { rowNo: r.row_no, action: 'u', userId: r.changed }
+  })
+  return { outcomes, moves }
+}
+
+/** The usernames and emails a changed row's user held before it and holds after (see crossesNewRows). */
+interface Move {
+  rowNo: number
+  names: string[]
+}
+type Updated = { outcomes: RowOutcome[]; moves: Move[] }
+
+/** The names a row gives that may pass between users in an import: usernames, and emails that move. */
+const passedNames = (plan: ImportPlan) => ({ usernames: usernameTarget(plan) >= 0, emails: emailsMayMove(plan) })
+
+/** SQL listing, for a changed row of an import, the usernames and emails its user had and took. */
+function movedNames(ctx: UsersCtx): RawBuilder<unknown> {
+  const passed = passedNames(ctx.plan)
+  if (ctx.plan.type !== 'import' || (!passed.usernames && !passed.emails)) return sql`NULL::text[]`
+  const parts: RawBuilder<unknown>[] = []
+  if (passed.usernames) {
+    parts.push(sql`${usernameName('')} || lower(m.o_username)`, sql`${usernameName('')} || lower(m.n_username)`)
+  }
+  if (passed.emails) parts.push(sql`${EMAIL_NAME} || m.o_email`, sql`${EMAIL_NAME} || m.n_email`)
+  return sql`CASE WHEN upd.id IS NOT NULL THEN array_remove(ARRAY[${sql.join(parts)}], NULL) END`
 }
 
 /**
- * Creates a user for each row (rows whose key no user holds). Returns the outcomes it decides
- * (created, or failed for a missing email or a negative balance) and the rows that met a unique
- * key taken meanwhile or by another row's email: those go on to a second update pass.
+ * Creates a user for each row (rows whose key no user holds), in file order: of two rows giving one
+ * username (or, keyed by external id, one email), the earlier is created. Returns the outcomes it
+ * decides (created, or failed for a missing email or a negative balance) and the rows that met a
+ * unique key taken meanwhile or by another row's email or username: those go on to a second update pass.
  */
 async function insertNew(tx: Tx, ctx: UsersCtx, rows: Rows) {
   const external = ctx.plan.keyKind === 'external_id' ? sql`r.key` : sql`NULL::text`
@@ -235,7 +285,7 @@ async function insertNew(tx: Tx, ctx: UsersCtx, rows: Rows) {
         ${sql.join(columns.map((c) => sql.ref(c)))})
       SELECT r.new_id, ${ctx.communityId}, ${external}, r.n_join_date, r.n_language, r.n_custom,
         ${sql.join(columns.map((c) => sql.ref(`r.n_${c}`)))}
-      FROM r ON CONFLICT DO NOTHING RETURNING id)`,
+      FROM r ORDER BY r.row_no ON CONFLICT DO NOTHING RETURNING id)`,
     sql`ok AS (SELECT r.* FROM r JOIN ins ON ins.id = r.new_id)`,
   ]
   const hist = historyInsert(ctx, sql`ok`, sql`r.new_id`)
@@ -271,25 +321,72 @@ const duplicateUser = (rowNo: number): RowOutcome => ({
   message: 'Another user already has this email or external id',
 })
 
+/** A chunk's context, with its rows by number. */
+interface ChunkCtx extends UsersCtx {
+  byNo: Map<number, ImportRow>
+}
+
+/**
+ * A wave applies its updates before its inserts. That is file order unless a new user's row comes
+ * before a row that moves the same username (or email) to or from an existing user: then the wave is
+ * applied again one row at a time (rare; see applyOrSplit).
+ */
+class WaveOutOfOrder extends Error {}
+
+const EMAIL_NAME = 'email:'
+
+function crossesNewRows(ctx: ChunkCtx, fresh: number[], moves: Move[]): boolean {
+  if (moves.length === 0 || fresh.length === 0) return false
+  const passed = passedNames(ctx.plan)
+  const firstNew = new Map<string, number>()
+  const note = (name: string, rowNo: number) => {
+    if (!((firstNew.get(name) ?? Number.POSITIVE_INFINITY) < rowNo)) firstNew.set(name, rowNo)
+  }
+  for (const rowNo of fresh) {
+    const r = ctx.byNo.get(rowNo)
+    if (passed.usernames && r?.username) note(usernameName(r.username), rowNo)
+    if (passed.emails && r?.email) note(EMAIL_NAME + r.email, rowNo)
+  }
+  return moves.some((m) => m.names.some((n) => (firstNew.get(n) ?? Number.POSITIVE_INFINITY) < m.rowNo))
+}
+
+/** Of the rows no insert or update could place, those whose username someone holds fail for it. */
+async function sortConflicts(tx: Tx, ctx: ChunkCtx, rowNos: number[]): Promise<RowOutcome[]> {
+  const names = rowNos.flatMap((r) => ctx.byNo.get(r)?.username ?? [])
+  const held = new Set<string>()
+  if (names.length > 0) {
+    const res = await sql<{ name: string }>`SELECT lower(username) AS name FROM users
+      WHERE community_id = ${ctx.communityId} AND lower(username) = ANY(${names}::text[])`.execute(tx)
+    for (const r of res.rows) held.add(r.name)
+  }
+  return rowNos.map((r) => {
+    const name = ctx.byNo.get(r)?.username
+    return name && held.has(name) ? usernameTaken(r) : duplicateUser(r)
+  })
+}
+
 /**
  * Applies rows of one wave (the whole wave, or a part of it in file order): updates the rows whose
  * user exists, then (imports) creates users for the others; a row that meets a key taken meanwhile
  * goes through the update again. Keys are distinct within a wave, so the order of the statements
- * cannot change an outcome.
+ * cannot change an outcome, except where names pass between users (WaveOutOfOrder).
  */
-async function applyWave(tx: Tx, ctx: UsersCtx, rowNos: number[], all: Rows) {
-  const out = await timed('update', () => updateMatched(tx, ctx, all))
+async function applyWave(tx: Tx, ctx: ChunkCtx, rowNos: number[], all: Rows) {
+  const first = await timed('update', () => updateMatched(tx, ctx, all))
+  const out = first.outcomes
   if (ctx.plan.type !== 'import') return out
   if (out.length === rowNos.length) return out
   const matched = new Set(out.map((o) => o.rowNo))
-  const fresh: Rows = out.length === 0 ? all : { rowNos: rowNos.filter((r) => !matched.has(r)) }
+  const freshRows = rowNos.filter((r) => !matched.has(r))
+  if (crossesNewRows(ctx, freshRows, first.moves)) throw new WaveOutOfOrder()
+  const fresh: Rows = out.length === 0 ? all : { rowNos: freshRows }
   const created = await timed('insert', () => insertNew(tx, ctx, fresh))
   out.push(...created.decided)
   if (created.conflicted.length > 0) {
     const again = await timed('update', () => updateMatched(tx, ctx, { rowNos: created.conflicted }))
-    out.push(...again)
-    const found = new Set(again.map((o) => o.rowNo))
-    for (const r of created.conflicted) if (!found.has(r)) out.push(duplicateUser(r))
+    out.push(...again.outcomes)
+    const found = new Set(again.outcomes.map((o) => o.rowNo))
+    out.push(...(await sortConflicts(tx, ctx, created.conflicted.filter((r) => !found.has(r)))))
   }
   return out
 }
@@ -301,7 +398,7 @@ async function applyWave(tx: Tx, ctx: UsersCtx, rowNos: number[], all: Rows) {
  * not n (measured: one bad row in a thousand made a 50k-row update keyed by external id run for
  * minutes instead of 3.5 s when every row of a refused wave was retried alone).
  */
-async function applyOrSplit(tx: Tx, ctx: UsersCtx, rowNos: number[], all: Rows): Promise<RowOutcome[]> {
+async function applyOrSplit(tx: Tx, ctx: ChunkCtx, rowNos: number[], all: Rows): Promise<RowOutcome[]> {
   await sql`SAVEPOINT bulk_rows`.execute(tx)
   try {
     const out = await applyWave(tx, ctx, rowNos, all)
@@ -310,9 +407,15 @@ async function applyOrSplit(tx: Tx, ctx: UsersCtx, rowNos: number[], all: Rows):
   } catch (err) {
     // Only the rows' data can be split down to the rows at fault; a deadlock or a lost connection
     // fails the chunk, which is then tried again whole (commitChunkRetrying).
-    if (!isDataError(err)) throw err
+    const outOfOrder = err instanceof WaveOutOfOrder
+    if (!outOfOrder && !isDataError(err)) throw err
     await sql`ROLLBACK TO SAVEPOINT bulk_rows`.execute(tx)
     await sql`RELEASE SAVEPOINT bulk_rows`.execute(tx)
+    if (outOfOrder) {
+      const out: RowOutcome[] = []
+      for (const r of rowNos) out.push(...(await applyOrSplit(tx, ctx, [r], { rowNos: [r] })))
+      return out
+    }
     if (rowNos.length === 1) return [{ rowNo: rowNos[0], action: 'f', ...describeRowRejection(err) }]
     const half = Math.ceil(rowNos.length / 2)
     const first = rowNos.slice(0, half)
@@ -327,10 +430,11 @@ async function applyOrSplit(tx: Tx, ctx: UsersCtx, rowNos: number[], all: Rows):
 const EMAIL_TAKEN = { code: 'email_taken', message: 'Another user already has this email' }
 
 /** Explains a database refusal of one row in words a CSV author can act on. */
-export function describeRowRejection(err: unknown): { code: string; message: string } {
+export function describeRowRejection(err: unknown): { code: string; field?: string; message: string } {
   const e = err as { code?: string; constraint?: string; message?: string }
   const text = `${e.constraint ?? ''} ${e.message ?? ''}`
   if (text.includes('users_community_email')) return EMAIL_TAKEN
+  if (text.includes('users_community_username')) return rowFailure.usernameTaken
   if (text.includes('users_community_external_id')) {
     return { code: 'external_id_taken', message: 'Another user already has this external id' }
   }
@@ -345,6 +449,7 @@ export function describeRowRejection(err: unknown): { code: string; message: str
  */
 export async function applyUsersChunk(tx: Tx, ctxIn: UsersCtx, rows: ImportRow[]): Promise<RowOutcome[]> {
   if (rows.length === 0) return []
+  const ctx: ChunkCtx = { ...ctxIn, byNo: new Map(rows.map((r) => [r.rowNo, r])) }
   const { waves, count } = assignWaves(rows.map((r) => r.key))
   // A chunk where some user comes back three times or more is played in JS when it can be: each
   // wave costs a statement. Up to two waves the set-based statements below are as fast and hold
@@ -368,7 +473,7 @@ export async function applyUsersChunk(tx: Tx, ctxIn: UsersCtx, rows: ImportRow[]
   const byWave: number[][] = Array.from({ length: count }, () => [])
   for (const [i, r] of rows.entries()) byWave[waves[i]].push(r.rowNo)
   const outcomes: RowOutcome[] = []
-  for (let w = 0; w < count; w++) outcomes.push(...(await applyOrSplit(tx, ctxIn, byWave[w], { wave: w })))
+  for (let w = 0; w < count; w++) outcomes.push(...(await applyOrSplit(tx, ctx, byWave[w], { wave: w })))
   const seen = new Set(outcomes.map((o) => o.rowNo))
   for (const r of rows) if (!seen.has(r.rowNo)) outcomes.push(userNotFound(ctxIn.plan, r))
   return outcomes

@@ -6,12 +6,12 @@ import { timed } from '../../lib/phase-timer.ts'
 import { applyPremiumChunk } from './bulk.apply-premium.ts'
 import { applyUsersChunk } from './bulk.apply-users.ts'
 import { applyAsDryRun, nameKindsFor } from './bulk.dry-run.ts'
-import type { Plan } from './bulk.plan.ts'
+import type { ImportPlan, Plan } from './bulk.plan.ts'
 import { checkPlanHolds } from './bulk.plan-guard.ts'
 import { ledgerKey } from './bulk.premium-play.ts'
 import * as repo from './bulk.repo.ts'
 import type { ImportRow, PremiumRow, RowError } from './bulk.rows.ts'
-import type { RowOutcome } from './bulk.users-shape.ts'
+import { keyColumn, type RowOutcome, usernameName } from './bulk.users-shape.ts'
 
 /**
  * One chunk of a bulk job, committed in one transaction: its rows applied (or, for a dry run,
@@ -34,16 +34,31 @@ export type Checked = {
 export type Prepared = { checked: Checked[]; valid: (ImportRow | PremiumRow)[] }
 
 /**
- * The keys and emails rows name their users by: the claims of a chunk (chunks in flight at once
- * must not share any) and, lower-cased keys added, the names a dry-run chunk replays by.
+ * The keys, emails and usernames rows name their users by: the claims of a chunk (chunks in flight
+ * at once must not share any) and, lower-cased keys added, the names a dry-run chunk replays by.
  */
 export function userNamesOf(rows: (ImportRow | PremiumRow)[]): Set<string> {
   const names = new Set<string>()
   for (const r of rows) {
     names.add(r.key)
     if ('email' in r && r.email) names.add(r.email)
+    if ('username' in r && r.username !== null) names.add(usernameName(r.username))
   }
   return names
+}
+
+/**
+ * The usernames the users of a chunk's username-giving rows hold now: a row may take one away from
+ * its user, so a chunk in flight claims them too. Read once no chunk in flight names these users,
+ * so only this chunk can change them until it commits.
+ */
+export async function usernamesHeld(db: Tx, communityId: string, plan: ImportPlan, rows: ImportRow[]) {
+  const keys = rows.flatMap((r) => (r.username === null ? [] : [r.key]))
+  if (keys.length === 0) return []
+  const res = await sql<{ name: string }>`SELECT DISTINCT lower(username) AS name FROM users
+    WHERE community_id = ${communityId} AND ${sql.ref(keyColumn(plan))} = ANY(${keys}::text[])
+      AND username IS NOT NULL`.execute(db)
+  return res.rows.map((r) => r.name)
 }
 
 async function applyRows(

@@ -2,8 +2,8 @@ import { type RawBuilder, sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
 import { isDataError } from '../../lib/db/sql-errors.ts'
 import { timed } from '../../lib/phase-timer.ts'
-import { emailsMayMove, type Plan } from './bulk.plan.ts'
-import { type RowOutcome, WRITTEN } from './bulk.users-shape.ts'
+import { emailsMayMove, givesUsernames, type Plan } from './bulk.plan.ts'
+import { type RowOutcome, usernameName, WRITTEN } from './bulk.users-shape.ts'
 
 /**
  * A dry run applies each chunk under a savepoint, reads the outcomes, and rolls it back. So that
@@ -44,7 +44,7 @@ export interface DryRunChunk {
 }
 
 /** A user's names: its id, numeric id, email (as the dry run left it), external id, real email. */
-export type NameKind = 'id' | 'seq' | 'email' | 'external_id' | 'real_email'
+export type NameKind = 'id' | 'seq' | 'email' | 'external_id' | 'real_email' | 'username' | 'real_username'
 
 /**
  * The names rows keyed this way can designate a user by. A kept name costs an index entry per user
@@ -54,8 +54,12 @@ export type NameKind = 'id' | 'seq' | 'email' | 'external_id' | 'real_email'
  */
 export function nameKindsFor(plan: Plan): readonly NameKind[] {
   if (plan.keyKind === 'user_id') return ['id', 'seq'] as const
-  if (plan.keyKind === 'email') return ['email'] as const
-  return emailsMayMove(plan) ? (['external_id', 'email', 'real_email'] as const) : (['external_id'] as const)
+  const kinds: NameKind[] = plan.keyKind === 'email' ? ['email'] : ['external_id']
+  if (emailsMayMove(plan)) kinds.push('email', 'real_email')
+  // A row giving a username meets the user holding it in the dry run's world, and not the one
+  // that really holds it but that the dry run moved off it.
+  if (givesUsernames(plan)) kinds.push('username', 'real_username')
+  return kinds
 }
 
 export async function applyAsDryRun(
@@ -161,6 +165,8 @@ const NAME_OF: Record<NameKind, RawBuilder<unknown>> = {
   external_id: sql`x.s ->> 'external_id'`,
   // The dry run may have moved the user's email: the one it really holds names it too.
   real_email: sql`(SELECT u.email FROM users u WHERE u.id = x.s ->> 'id')`,
+  username: sql`${usernameName('')} || lower(x.s ->> 'username')`,
+  real_username: sql`(SELECT ${usernameName('')} || lower(u.username) FROM users u WHERE u.id = x.s ->> 'id')`,
 }
 
 /** Runs after the rollback: keeps each state, and the names (of the chunk's kinds) that find it. */

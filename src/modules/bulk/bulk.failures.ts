@@ -19,10 +19,19 @@ export const userNotFound = (plan: Keyed, r: { rowNo: number; key: string }): Ro
   }
 }
 
-/** A new user without an email. */
 export const rowFailure = {
+  /** A new user without an email. */
   missingEmail: { action: 'f', code: 'missing_email', field: 'email', message: 'A new user needs an email' },
+  /** A username another user of the community holds (compared in any case). */
+  usernameTaken: {
+    action: 'f',
+    code: 'username_taken',
+    field: 'username',
+    message: 'Another user already has this username',
+  },
 } as const
+
+export const usernameTaken = (rowNo: number): RowOutcome => ({ rowNo, ...rowFailure.usernameTaken })
 
 /** A user row whose xp or coins would end below zero (xp named first when both would). */
 export const negativeBalance = (rowNo: number, field: 'xp' | 'coins'): RowOutcome => ({

@@ -1,6 +1,7 @@
 import type { BulkJobType } from '../../lib/db/schema.ts'
 import { kindOf } from '../user-fields/field-types.ts'
 import { DEFAULT_FIELDS, type DefaultField } from '../users/default-fields.ts'
+import { ownColumnCount } from './bulk.failed-rows-csv.ts'
 
 /**
  * A job's column plan, decided once from the CSV header: which column is the user key, which
@@ -72,6 +73,14 @@ export const isNumericTarget = (t: Target) =>
  */
 export const emailsMayMove = (plan: Plan) =>
   plan.type !== 'premium_currency' && plan.keyKind === 'external_id' && plan.emailIndex !== null
+
+/** Index of the user plan's username target, or -1. */
+export const usernameTarget = (plan: ImportPlan) =>
+  plan.targets.findIndex((t) => t.kind === 'default' && t.def.column === 'username')
+
+/** A user plan with a username column: its rows may take usernames from, and give them to, users. */
+export const givesUsernames = (plan: Plan): plan is ImportPlan =>
+  plan.type !== 'premium_currency' && usernameTarget(plan) >= 0
 
 export type PlanResult = { ok: true; plan: Plan } | { ok: false; code: string; message: string }
 
@@ -222,8 +231,11 @@ export function planColumns(rawHeader: string[], ctx: PlanContext): PlanResult {
   const targets: Target[] = []
   const unknown: string[] = []
   const used = new Set<number>([keyIndex])
+  // A failed-rows CSV uploaded again: Hearth's line and error columns at its end write no field.
+  const own = ownColumnCount(columns)
   columns.forEach((name, index) => {
     if (index === keyIndex && keyKind === 'email') return // the key itself is never rewritten
+    if (index >= own) return
     const d = WRITABLE.get(name)
     const cf = custom.get(name)
     if (d) targets.push({ kind: 'default', index, def: d, opIndex: null })

@@ -20,6 +20,8 @@ export interface ImportRow {
   /** Id the user gets if this row creates one. */
   newId: string
   email: string | null
+  /** The username the row gives, lower-cased as usernames compare (unique in any case), or null. */
+  username: string | null
   values: (FieldValue | undefined)[]
   ops: (Op | null)[]
 }
@@ -151,6 +153,7 @@ export function checkImportRow(
       email = e
     }
   }
+  let username: string | null = null
   const values: (FieldValue | undefined)[] = []
   const ops: (Op | null)[] = []
   for (const t of plan.targets) {
@@ -208,9 +211,10 @@ export function checkImportRow(
         if (isFail(e)) return bad(e, key)
         values.push(e)
       } else values.push(v)
+      if (name === 'username') username = v.toLowerCase()
     }
   }
-  return { rowNo, line, key, newId: newId(), email, values, ops }
+  return { rowNo, line, key, newId: newId(), email, username, values, ops }
 }
 
 /** An optional text column's cell, trimmed; null when the column is absent or the cell empty. */

@@ -11,10 +11,11 @@ import {
   type Prepared,
   sentLedgerKeys,
   userNamesOf,
+  usernamesHeld,
 } from './bulk.chunk.ts'
 import { forgetDryRun } from './bulk.dry-run.ts'
 import { inRanges, numberedRecords, type RowRange } from './bulk.file-rows.ts'
-import { emailsMayMove, namedColumns, type Plan, planColumns } from './bulk.plan.ts'
+import { emailsMayMove, givesUsernames, namedColumns, type Plan, planColumns } from './bulk.plan.ts'
 import { PlanOutdated } from './bulk.plan-guard.ts'
 import * as repo from './bulk.repo.ts'
 import {
@@ -26,6 +27,7 @@ import {
   type RowError,
 } from './bulk.rows.ts'
 import { UsersStatistics } from './bulk.stats.ts'
+import { usernameName } from './bulk.users-shape.ts'
 import { type CsvRecord, isCsvError } from './csv/csv-parser.ts'
 
 class ShuttingDown extends Error {}
@@ -89,12 +91,15 @@ type Batch = { rowNo: number; record: CsvRecord }[]
  * Chunks applied at once: several only on PostgreSQL, whose claims (claimsOf) cannot overlap. One at
  * a time where a claim cannot name every user a row touches: premium rows keyed by userId (one user
  * has two ids, the 24-hex one and the numeric one), and files keyed by external id that carry
- * emails (a row may give a user the email another row takes away, held only in the table).
+ * emails (a row may give a user the email another row takes away, held only in the table). Rows
+ * that give usernames claim them, and the names their users hold (read at dispatch).
  */
-function parallelChunks(deps: AppDeps, plan: Plan): number {
+function parallelChunks(deps: AppDeps, job: repo.JobRow, plan: Plan): number {
   if (deps.database.kind !== 'postgres') return 1
   if (plan.type === 'premium_currency' && plan.keyKind === 'user_id') return 1
   if (emailsMayMove(plan)) return 1
+  // A dry run's users hold, in its world, names the table does not show (usernamesHeld).
+  if (job.dry_run && givesUsernames(plan)) return 1
   return deps.config.bulk.parallelChunks
 }
 
@@ -128,7 +133,7 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
     return
   }
   const { plan } = first.value
-  const lanes = parallelChunks(deps, plan)
+  const lanes = parallelChunks(deps, job, plan)
   const stats = new UsersStatistics(deps)
   await stats.refresh()
   let chunkNo = committed.reduce((n, c) => Math.max(n, c.chunkNo + 1), 0)
@@ -150,7 +155,18 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
     const claims = lanes > 1 ? claimsOf(job, prepared.valid) : new Set<string>()
     const blocked = () =>
       flights.size >= (warm ? lanes : 1) || [...flights].some((f) => overlaps(f.claims, claims))
-    while (failure === null && blocked()) await Promise.race([...flights].map((f) => f.done))
+    const waitTurn = async () => {
+      while (failure === null && blocked()) await Promise.race([...flights].map((f) => f.done))
+    }
+    await waitTurn()
+    if (failure === null && lanes > 1 && givesUsernames(plan)) {
+      // A row may take a name from its user for another chunk's row to give: both must claim it.
+      const held = await timed('claims.usernames', () =>
+        usernamesHeld(deps.database.db, job.community_id, plan, prepared.valid as ImportRow[]),
+      )
+      for (const name of held) claims.add(usernameName(name))
+      await waitTurn()
+    }
     if (failure !== null) break
     if (deps.shutdown.signal.aborted) {
       failure = new ShuttingDown()

@@ -4,7 +4,7 @@ import type { Tx } from '../../lib/db/database.ts'
 import { isDataError } from '../../lib/db/sql-errors.ts'
 import { newId } from '../../lib/ids.ts'
 import { addDecimal, type Decimal, formatDecimal, parseDecimal, sameDecimal } from './bulk.decimal.ts'
-import { negativeBalance, rowFailure, userDeleted, userNotFound } from './bulk.failures.ts'
+import { negativeBalance, rowFailure, userDeleted, userNotFound, usernameTaken } from './bulk.failures.ts'
 import { copyLedger, writeLedger } from './bulk.ledger-copy.ts'
 import { isNumericTarget, targetName } from './bulk.plan.ts'
 import type { ImportRow } from './bulk.rows.ts'
@@ -177,7 +177,26 @@ interface Played {
 /** The balance a state has below zero ('xp' first, then 'coins'), as the SQL path's belowZero. */
 const belowZero = (u: UserState): 'xp' | 'coins' | null => (u.xp < 0n ? 'xp' : u.coins < 0n ? 'coins' : null)
 
-function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>): Played {
+/**
+ * Who holds each username the chunk's rows give (lower-cased), kept up to date as rows apply: a row
+ * giving a name someone else holds fails, as it would alone.
+ */
+type Holders = Map<string, string>
+
+const lower = (name: string | null) => (name === null ? null : name.toLowerCase())
+
+/** Whether user `id` may take `name`; if so, the name is now its, and its former one free. */
+function takeName(holders: Holders, id: string, before: string | null, after: string | null): boolean {
+  const [was, now] = [lower(before), lower(after)]
+  if (now === null || now === was) return true
+  const holder = holders.get(now)
+  if (holder !== undefined && holder !== id) return false
+  if (was !== null && holders.get(was) === id) holders.delete(was)
+  holders.set(now, id)
+  return true
+}
+
+function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>, holders: Holders): Played {
   const outcomes: RowOutcome[] = []
   const currencies = currenciesOf(ctx.plan)
   const histories = new CopyWriter()
@@ -194,6 +213,7 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
       const negative = belowZero(created)
       if (created.text.email === null) outcomes.push({ rowNo: r.rowNo, ...rowFailure.missingEmail })
       else if (negative) outcomes.push(negativeBalance(r.rowNo, negative))
+      else if (!takeName(holders, created.id, null, created.text.username)) outcomes.push(usernameTaken(r.rowNo))
       else {
         states.set(r.key, created)
         outcomes.push({ rowNo: r.rowNo, action: 'c', userId: created.id })
@@ -219,6 +239,10 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>):
     }
     // Whether an email can move depends on who else moves in the chunk: the SQL path decides.
     if (next.text.email !== s.text.email) throw new CannotPlay()
+    if (!takeName(holders, s.id, s.text.username, next.text.username)) {
+      outcomes.push(usernameTaken(r.rowNo))
+      continue
+    }
     writeHistories(ctx, histories, s, next)
     writeLedgers(ctx, ledger, currencies, r, s, next)
     next.changed = true
@@ -316,9 +340,10 @@ async function write(tx: Tx, ctx: UsersCtx, p: Played) {
 
 export async function playUsersChunk(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): Promise<RowOutcome[] | null> {
   const states = await lockUsers(tx, ctx, [...new Set(rows.map((r) => r.key))])
+  const holders = await usernameHolders(tx, ctx, rows)
   let played: Played
   try {
-    played = play(ctx, rows, states)
+    played = play(ctx, rows, states, holders)
   } catch (err) {
     if (err instanceof CannotPlay) return null
     throw err
@@ -335,6 +360,18 @@ export async function playUsersChunk(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): 
     await sql`RELEASE SAVEPOINT bulk_play`.execute(tx)
     return null
   }
+}
+
+/**
+ * The users holding the usernames rows give. Holders outside the chunk are not locked: if one moves
+ * meanwhile, the unique index refuses the write and the per-wave SQL decides.
+ */
+async function usernameHolders(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): Promise<Holders> {
+  const names = [...new Set(rows.flatMap((r) => (r.username === null ? [] : [r.username])))]
+  if (names.length === 0) return new Map()
+  const res = await sql<{ id: string; name: string }>`SELECT id, lower(username) AS name FROM users
+    WHERE community_id = ${ctx.communityId} AND lower(username) = ANY(${names}::text[])`.execute(tx)
+  return new Map(res.rows.map((r) => [r.name, r.id]))
 }
 
 /** New users keyed by external id take the file's email: one nobody else holds, or the SQL path decides. */

@@ -41,3 +41,6 @@ export const currenciesOf = (plan: ImportPlan) =>
   )
 
 export const keyColumn = (plan: ImportPlan) => (plan.keyKind === 'external_id' ? 'external_id' : 'email')
+
+/** How a username a row gives appears among a chunk's claims and a dry run's names. */
+export const usernameName = (lowerCased: string) => `username:${lowerCased}`

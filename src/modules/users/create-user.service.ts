@@ -72,6 +72,9 @@ export function createUserCreator(deps: CreateUserDeps) {
     return value === null || value === undefined ? null : String(value)
   }
 
+  const usernameConflict = () =>
+    conflict('username_taken', 'This username is already used in this community', 'username')
+
   return async function createUser(auth: AuthContext, body: CreateUserBody) {
     const communityId = requireCommunity(auth, body.communityId)
     if (body.password === undefined && body.confirmPassword !== undefined) {
@@ -104,7 +107,7 @@ export function createUserCreator(deps: CreateUserDeps) {
       referredBy = referrer.id
     }
     if (body.username !== undefined && (await repo.usernameTaken(db, communityId, body.username))) {
-      throw conflict('username_taken', 'This username is already used in this community', 'username')
+      throw usernameConflict()
     }
 
     const setFields = fields.filter((f) => f.value !== null)
@@ -155,6 +158,9 @@ export function createUserCreator(deps: CreateUserDeps) {
           ? await repo.findUserHolding(db, communityId, 'external_id', externalId)
           : undefined
       if (byExternal) throw taken('external_id', byExternal)
+      if (body.username !== undefined && (await repo.usernameTaken(db, communityId, body.username))) {
+        throw usernameConflict()
+      }
       throw err
     }
     if (body.sendEmail) await sendWelcome(user, community.name)

@@ -54,8 +54,9 @@ function matches(c: Candidate, row: ReferencedRow): boolean {
 }
 
 /**
- * Picks the row matched by the highest-priority kind. Only usernames can match several rows;
- * then the reference is ambiguous and the caller must use a unique one (409, never a guess).
+ * Picks the row matched by the highest-priority kind. Every kind is unique in a community (usernames
+ * in any case since migration 000160); should several rows still match, the reference is ambiguous
+ * and the caller must use another one (409, never a guess).
  */
 export function pickReferenced<R extends ReferencedRow>(
   candidates: Candidate[],

@@ -51,7 +51,7 @@ export function findUserById(db: Tx, communityId: string, id: string) {
 
 /**
  * The user of the community that `ref` names, trying `kinds` in priority order (see
- * user-reference.ts). Several usernames alike answer 409 ambiguous_user.
+ * user-reference.ts). Usernames are unique per community in any case (migration 000160).
  */
 export async function findUserByReference(
   db: Tx,
