@@ -295,6 +295,74 @@ describe('GET /apis/v1/users/bulk-updates/{jobId}/details', () => {
     const third = await runJob(t, UPDATE, c.bearer, { file: round2.map((r) => csvLine(r)).join('') })
     expect(third).toMatchObject({ status: 'completed', updated: 1, failed: 0 })
   })
+
+  it("a file's own line and error columns (any case) keep their place and cells; Hearth's are then hearth_line and hearth_error, and the loop goes round as before", async () => {
+    const c = await t.factory.community()
+    await t.factory.userField(c.id, 'error')
+    const a = await t.factory.user(c.id)
+    const b = await t.factory.user(c.id)
+    const first = await runJob(t, UPDATE, c.bearer, {
+      file: `email,Line,error,xp\n${a.email},7,oops,abc\nghost1@x.io,8,bad,1\nghost2@x.io,9,worse,2\n`,
+    })
+    expect(first).toMatchObject({ failed: 3, unknownColumns: ['Line'] })
+    const csv1 = parseCsv((await get(t, `${JOBS}/${first.jobId}/details?format=csv`, c.bearer)).body)
+    const header = ['email', 'Line', 'error', 'xp', 'hearth_line', 'hearth_error']
+    expect(csv1[0]).toEqual(header)
+    expect(csv1.slice(1).map((r) => [...r.slice(0, 5), r[5].split(':')[0]])).toEqual([
+      [a.email, '7', 'oops', 'abc', '2', 'invalid_number'],
+      ['ghost1@x.io', '8', 'bad', '1', '3', 'user_not_found'],
+      ['ghost2@x.io', '9', 'worse', '2', '4', 'user_not_found'],
+    ])
+    // Fix two rows, leave the third; Hearth's columns stay in.
+    const round1 = csv1.map((r) =>
+      r[0] === a.email
+        ? [...r.slice(0, 3), '4', ...r.slice(4)]
+        : r[0] === 'ghost1@x.io'
+          ? [b.email, ...r.slice(1)]
+          : r,
+    )
+    const second = await runJob(t, UPDATE, c.bearer, { file: round1.map((r) => csvLine(r)).join('') })
+    expect(second).toMatchObject({
+      updated: 2,
+      failed: 1,
+      unknownColumns: ['Line', 'hearth_line', 'hearth_error'],
+    })
+    // The file's own error column was written; Hearth's error messages were not.
+    const fields = await t.deps.database.db
+      .selectFrom('users')
+      .select(['id', 'xp', 'custom_fields'])
+      .where('id', 'in', [a.id, b.id])
+      .execute()
+    const byId = new Map(fields.map((u) => [u.id, u]))
+    expect(byId.get(a.id)).toMatchObject({ xp: 4, custom_fields: { error: 'oops' } })
+    expect(byId.get(b.id)).toMatchObject({ xp: 1, custom_fields: { error: 'bad' } })
+    // Its failed-rows CSV has the same columns again, none twice.
+    const csv2 = parseCsv((await get(t, `${JOBS}/${second.jobId}/details?format=csv`, c.bearer)).body)
+    expect(csv2[0]).toEqual(header)
+    expect(csv2.slice(1).map((r) => r.slice(0, 5))).toEqual([['ghost2@x.io', '9', 'worse', '2', '4']])
+  })
+
+  it("Hearth's line and error columns, uploaded again, write nothing even where the community has fields called so", async () => {
+    const c = await t.factory.community()
+    await t.factory.userField(c.id, 'line')
+    await t.factory.userField(c.id, 'error')
+    const a = await t.factory.user(c.id)
+    const first = await runJob(t, UPDATE, c.bearer, { file: `email,xp\n${a.email},abc\n` })
+    expect(first).toMatchObject({ failed: 1 })
+    const csv = parseCsv((await get(t, `${JOBS}/${first.jobId}/details?format=csv`, c.bearer)).body)
+    expect(csv[0]).toEqual(['email', 'xp', 'line', 'error'])
+    const fixed = csv.map((r, i) => (i === 0 ? r : [r[0], '6', r[2], r[3]]))
+    const second = await runJob(t, UPDATE, c.bearer, { file: fixed.map((r) => csvLine(r)).join('') })
+    expect(second).toMatchObject({ status: 'completed', updated: 1, unknownColumns: ['line', 'error'] })
+    const user = await t.deps.database.db
+      .selectFrom('users')
+      .select(['xp', 'custom_fields'])
+      .where('id', '=', a.id)
+      .executeTakeFirstOrThrow()
+    expect(user.xp).toBe(6)
+    expect(user.custom_fields).not.toHaveProperty('line')
+    expect(user.custom_fields).not.toHaveProperty('error')
+  })
 })
 
 describe('dry run (multipart field dryRun=true)', () => {

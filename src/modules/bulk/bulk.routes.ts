@@ -8,6 +8,7 @@ import { badRequest } from '../../lib/errors.ts'
 import type { AuthSpec } from '../../lib/http/auth.ts'
 import { requireCommunity } from '../../lib/http/auth.ts'
 import { integration } from '../../lib/http/envelope.ts'
+import { failedRowsCsv } from './bulk.failed-rows-csv.ts'
 import { presentJob } from './bulk.presenter.ts'
 import {
   detailsQuery,
@@ -23,7 +24,6 @@ import {
 import { createBulkService } from './bulk.service.ts'
 import { templateCsv } from './bulk.template.ts'
 import { readUploadForm, streamBodyValidator } from './bulk.upload-form.ts'
-import { csvLine } from './csv/csv-writer.ts'
 
 const family = 'integration' as const
 const bulkAuth: AuthSpec = { any: ['communityKey', 'session'], permission: 'bulkUpdateUser', adminOnly: true }
@@ -196,8 +196,10 @@ export async function registerBulk(app: App, deps: AppDeps) {
       tags,
       summary: 'Check Bulk Update Details',
       description:
-        'Per-row outcomes in file order. format=csv returns the failed rows (original columns plus line and error) as text/csv; ' +
-        'for a job that stopped midway (unreachedRowsInCsv), also the rows it never reached (error not_applied), in file order.',
+        'Per-row outcomes in file order. format=csv returns the failed rows as text/csv: the original columns, then line and error ' +
+        '(a name the file already uses, in any case, gets hearth_ before it: hearth_line, hearth_error); ' +
+        'for a job that stopped midway (unreachedRowsInCsv), also the rows it never reached (error not_applied), in file order. ' +
+        "Uploaded again, such a CSV's last two columns are recognised as Hearth's and ignored.",
       params: jobIdParams,
       querystring: detailsQuery,
       response: { 200: detailsResponse.or(z.string().describe('text/csv')) },
@@ -275,32 +277,3 @@ function idempotencyKeyOf(header: string | string[] | undefined): string | null 
   }
   return key
 }
-
-/** The failed rows as CSV: the job's columns, then `line` and `error`; every cell neutralised. */
-async function* failedRowsCsv(
-  source: AsyncGenerator<
-    { columns: string[] } | { row: { line: number; code: string; message: string; cells: string[] } }
-  >,
-) {
-  let keep: number[] = []
-  let width = 0 // the header's cells
-  for await (const item of source) {
-    if ('columns' in item) {
-      width = item.columns.length
-      // A file that is itself a fixed failed-rows CSV brings old line/error columns: replace them.
-      keep = item.columns.flatMap((c, i) => (c === 'line' || c === 'error' ? [] : [i]))
-      yield csvLine([...keep.map((i) => item.columns[i]), 'line', 'error'])
-      continue
-    }
-    const { cells, line, code, message } = item.row
-    if (cells.length > width) {
-      // Cut to the header's width it would read as a sound row: whole, in the first column, it cannot.
-      const whole = csvLine(cells).replace(/\r\n$/, '')
-      const rest = keep.slice(1).map(() => '')
-      yield csvLine([whole, ...rest, line, `${code}: ${message}. ${ROW_IN_FIRST_COLUMN}`])
-    } else yield csvLine([...keep.map((i) => cells[i] ?? ''), line, `${code}: ${message}`])
-  }
-}
-
-const ROW_IN_FIRST_COLUMN =
-  "All the row's cells are in the first column, joined by commas: split them into the header's columns"
