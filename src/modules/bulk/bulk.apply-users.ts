@@ -247,17 +247,24 @@ interface Move {
 type Updated = { outcomes: RowOutcome[]; moves: Move[] }
 
 /** The names a row gives that may pass between users in an import: usernames, and emails that move. */
-const passedNames = (plan: ImportPlan) => ({ usernames: usernameTarget(plan) >= 0, emails: emailsMayMove(plan) })
+const passedNames = (plan: ImportPlan) => ({
+  usernames: usernameTarget(plan) >= 0,
+  emails: emailsMayMove(plan),
+})
 
 /** SQL listing, for a changed row of an import, the usernames and emails its user had and took. */
 function movedNames(ctx: UsersCtx): RawBuilder<unknown> {
   const passed = passedNames(ctx.plan)
   if (ctx.plan.type !== 'import' || (!passed.usernames && !passed.emails)) return sql`NULL::text[]`
   const parts: RawBuilder<unknown>[] = []
-  if (passed.usernames) {
-    parts.push(sql`${usernameName('')} || lower(m.o_username)`, sql`${usernameName('')} || lower(m.n_username)`)
-  }
-  if (passed.emails) parts.push(sql`${EMAIL_NAME} || m.o_email`, sql`${EMAIL_NAME} || m.n_email`)
+  // A name the row leaves as it was cannot pass between users: only changed ones are listed.
+  const pair = (prefix: string, before: RawBuilder<unknown>, after: RawBuilder<unknown>) =>
+    parts.push(
+      sql`CASE WHEN ${before} IS DISTINCT FROM ${after} THEN ${prefix} || ${before} END`,
+      sql`CASE WHEN ${before} IS DISTINCT FROM ${after} THEN ${prefix} || ${after} END`,
+    )
+  if (passed.usernames) pair(usernameName(''), sql`lower(m.o_username)`, sql`lower(m.n_username)`)
+  if (passed.emails) pair(EMAIL_NAME, sql`m.o_email`, sql`m.n_email`)
   return sql`CASE WHEN upd.id IS NOT NULL THEN array_remove(ARRAY[${sql.join(parts)}], NULL) END`
 }
 
@@ -386,7 +393,13 @@ async function applyWave(tx: Tx, ctx: ChunkCtx, rowNos: number[], all: Rows) {
     const again = await timed('update', () => updateMatched(tx, ctx, { rowNos: created.conflicted }))
     out.push(...again.outcomes)
     const found = new Set(again.outcomes.map((o) => o.rowNo))
-    out.push(...(await sortConflicts(tx, ctx, created.conflicted.filter((r) => !found.has(r)))))
+    out.push(
+      ...(await sortConflicts(
+        tx,
+        ctx,
+        created.conflicted.filter((r) => !found.has(r)),
+      )),
+    )
   }
   return out
 }
