@@ -223,7 +223,14 @@ describe('a dry run sees what its earlier chunks would have done', () => {
       .execute((tx) =>
         applyAsDryRun(
           tx,
-          { jobId, communityId: c.id, names: [u.email], nameKinds: ['id', 'seq', 'email'], ledgerKeys: [] },
+          {
+            jobId,
+            communityId: c.id,
+            names: [u.email],
+            usernames: [],
+            nameKinds: ['id', 'seq', 'email'],
+            ledgerKeys: [],
+          },
           async () => {
             await sql`UPDATE users SET first_name = 'Dry' WHERE id = ${u.id}`.execute(tx)
             return [{ rowNo: 1, action: 'u', userId: u.id }]

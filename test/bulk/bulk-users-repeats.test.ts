@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { detailRows, runJob, startPlayedAndOneByOne } from '../support/bulk.ts'
+import { detailRows, IMPORT, runJob, startPlayedAndOneByOne, UPDATE } from '../support/bulk.ts'
 import type { TestApp } from '../support/harness.ts'
 
 /**
@@ -258,6 +258,94 @@ describe('user rows naming users many times', () => {
         [1, 'failed', 'email_taken'],
         [2, 'updated', null],
       ])
+    }
+  })
+
+  it('rows of different users keep file order across waves when names pass between them', async () => {
+    // Seeded: ann, bob, (deleted) cat. A user named twice puts its second row in a later wave than
+    // the rows after its first: rows of other users that give or free names must still come after.
+    const cases: [string, boolean, string, unknown[][]][] = [
+      // ann asks for bob before bob leaves it; then the same in an import, for a new user.
+      [
+        UPDATE,
+        false,
+        'email,first_name,username\nann@x.io,Ann,\nann@x.io,,bob\nbob@x.io,,robert\n',
+        [
+          [1, 'updated', null],
+          [2, 'failed', 'username_taken'],
+          [3, 'updated', null],
+        ],
+      ],
+      [
+        IMPORT,
+        false,
+        'email,first_name,username\nn@x.io,N,\nn@x.io,,bob\nbob@x.io,,robert\n',
+        [
+          [1, 'created', null],
+          [2, 'failed', 'username_taken'],
+          [3, 'updated', null],
+        ],
+      ],
+      // ann takes zed before bob asks for it.
+      [
+        UPDATE,
+        false,
+        'email,first_name,username\nann@x.io,Ann,\nann@x.io,,zed\nbob@x.io,,zed\n',
+        [
+          [1, 'updated', null],
+          [2, 'updated', null],
+          [3, 'failed', 'username_taken'],
+        ],
+      ],
+      // Played (ann three times), with a swap through a spare name: ann→tmp, bob→ann, ann→bob.
+      [
+        UPDATE,
+        false,
+        'email,first_name,username\nann@x.io,A,\nann@x.io,B,\nann@x.io,,tmp\nbob@x.io,,ann\nann@x.io,,bob\n',
+        [
+          [1, 'updated', null],
+          [2, 'updated', null],
+          [3, 'updated', null],
+          [4, 'updated', null],
+          [5, 'updated', null],
+        ],
+      ],
+      // Emails, keyed by external id: A1 asks for bob@ before B2 leaves it.
+      [
+        UPDATE,
+        true,
+        'crm_id,first_name,email\nA1,Ann,\nA1,,bob@x.io\nB2,,bob2@x.io\n',
+        [
+          [1, 'updated', null],
+          [2, 'failed', 'email_taken'],
+          [3, 'updated', null],
+        ],
+      ],
+    ]
+    // A new user's email is taken: its name is not, though a later new user of the wave takes it.
+    cases.push([
+      IMPORT,
+      true,
+      'crm_id,email,username\nN1,ann@x.io,dup\nN3,n3@x.io,DUP\n',
+      [
+        [1, 'failed', 'duplicate_user'],
+        [2, 'created', null],
+      ],
+    ])
+    for (const [path, externalId, file, expected] of cases) {
+      const ref = await expectSame({ path, externalId, file })
+      expect(ref.rows, file).toEqual(expected)
+    }
+  })
+
+  it("compares usernames as the database's lower() does, which JS's toLowerCase() does not match", async () => {
+    // lower('İVAN') is 'ivan' in the database; in JS it keeps a combining dot. Set-based, then played.
+    for (const file of [
+      'email,username\nn1@x.io,ivan\nn2@x.io,İVAN\n',
+      'email,username,xp\nn1@x.io,ivan,1\nn1@x.io,,2\nn1@x.io,,3\nn2@x.io,İVAN,1\n',
+    ]) {
+      const ref = await expectSame({ path: IMPORT, externalId: false, file })
+      expect(ref.rows.at(-1), file).toEqual([ref.rows.length, 'failed', 'username_taken'])
     }
   })
 

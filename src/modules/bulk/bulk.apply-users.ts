@@ -13,7 +13,14 @@ import {
   usernameTarget,
 } from './bulk.plan.ts'
 import type { ImportRow } from './bulk.rows.ts'
-import { assignWaves, createStage, fillStage, indexWaves, type StageColumn } from './bulk.stage.ts'
+import {
+  assignWaves,
+  consecutiveWaves,
+  createStage,
+  fillStage,
+  indexWaves,
+  type StageColumn,
+} from './bulk.stage.ts'
 import { playUsersChunk } from './bulk.users-play.ts'
 import {
   currenciesOf,
@@ -246,11 +253,16 @@ interface Move {
 }
 type Updated = { outcomes: RowOutcome[]; moves: Move[] }
 
-/** The names a row gives that may pass between users in an import: usernames, and emails that move. */
+/** The names a row gives that may pass between users: usernames, and emails that move. */
 const passedNames = (plan: ImportPlan) => ({
   usernames: usernameTarget(plan) >= 0,
   emails: emailsMayMove(plan),
 })
+
+const namesMayPass = (plan: ImportPlan) => {
+  const passed = passedNames(plan)
+  return passed.usernames || passed.emails
+}
 
 /** SQL listing, for a changed row of an import, the usernames and emails its user had and took. */
 function movedNames(ctx: UsersCtx): RawBuilder<unknown> {
@@ -328,11 +340,6 @@ const duplicateUser = (rowNo: number): RowOutcome => ({
   message: 'Another user already has this email or external id',
 })
 
-/** A chunk's context, with its rows by number. */
-interface ChunkCtx extends UsersCtx {
-  byNo: Map<number, ImportRow>
-}
-
 /**
  * A wave applies its updates before its inserts. That is file order unless a new user's row comes
  * before a row that moves the same username (or email) to or from an existing user: then the wave is
@@ -342,34 +349,46 @@ class WaveOutOfOrder extends Error {}
 
 const EMAIL_NAME = 'email:'
 
-function crossesNewRows(ctx: ChunkCtx, fresh: number[], moves: Move[]): boolean {
-  if (moves.length === 0 || fresh.length === 0) return false
+/** SQL for a stage row's names that may pass between users, as movedNames() spells them. */
+function givenNames(ctx: UsersCtx): RawBuilder<unknown> {
   const passed = passedNames(ctx.plan)
+  const parts: RawBuilder<unknown>[] = []
+  const u = usernameTarget(ctx.plan)
+  if (passed.usernames) parts.push(sql`${usernameName('')} || lower(${sql.ref(`s.${col(u)}`)})`)
+  if (passed.emails) parts.push(sql`${EMAIL_NAME} || s.email`)
+  return parts.length > 0 ? sql`array_remove(ARRAY[${sql.join(parts)}], NULL)` : sql`ARRAY[]::text[]`
+}
+
+async function crossesNewRows(tx: Tx, ctx: UsersCtx, fresh: number[], moves: Move[]): Promise<boolean> {
+  if (moves.length === 0 || fresh.length === 0) return false
+  const res = await sql<{ row_no: number; names: string[] }>`SELECT s.row_no, ${givenNames(ctx)} AS names
+    FROM bulk_stage s WHERE s.row_no = ANY(${fresh}::int[])`.execute(tx)
   const firstNew = new Map<string, number>()
-  const note = (name: string, rowNo: number) => {
-    if (!((firstNew.get(name) ?? Number.POSITIVE_INFINITY) < rowNo)) firstNew.set(name, rowNo)
-  }
-  for (const rowNo of fresh) {
-    const r = ctx.byNo.get(rowNo)
-    if (passed.usernames && r?.username) note(usernameName(r.username), rowNo)
-    if (passed.emails && r?.email) note(EMAIL_NAME + r.email, rowNo)
+  for (const r of res.rows) {
+    for (const n of r.names) if (!((firstNew.get(n) ?? Number.POSITIVE_INFINITY) < r.row_no)) firstNew.set(n, r.row_no)
   }
   return moves.some((m) => m.names.some((n) => (firstNew.get(n) ?? Number.POSITIVE_INFINITY) < m.rowNo))
 }
 
-/** Of the rows no insert or update could place, those whose username someone holds fail for it. */
-async function sortConflicts(tx: Tx, ctx: ChunkCtx, rowNos: number[]): Promise<RowOutcome[]> {
-  const names = rowNos.flatMap((r) => ctx.byNo.get(r)?.username ?? [])
-  const held = new Set<string>()
-  if (names.length > 0) {
-    const res = await sql<{ name: string }>`SELECT lower(username) AS name FROM users
-      WHERE community_id = ${ctx.communityId} AND lower(username) = ANY(${names}::text[])`.execute(tx)
-    for (const r of res.rows) held.add(r.name)
+/**
+ * Of the new rows no insert or update could place, those whose username someone held when the row
+ * came (not a user a later row of the same insert created) fail for it; the others met an email or
+ * external id another user holds.
+ */
+async function sortConflicts(tx: Tx, ctx: UsersCtx, rowNos: number[], created: RowOutcome[]) {
+  const u = usernameTarget(ctx.plan)
+  const named = new Set<number>()
+  if (u >= 0 && rowNos.length > 0) {
+    const made = created.filter((o) => o.userId !== undefined)
+    const name = sql`lower(${sql.ref(`s.${col(u)}`)})`
+    const res = await sql<{ row_no: number }>`SELECT s.row_no FROM bulk_stage s
+      WHERE s.row_no = ANY(${rowNos}::int[]) AND ${name} IS NOT NULL AND EXISTS (SELECT 1 FROM users o
+        WHERE o.community_id = ${ctx.communityId} AND lower(o.username) = ${name}
+        AND NOT EXISTS (SELECT 1 FROM unnest(${made.map((o) => o.userId)}::text[], ${made.map((o) => o.rowNo)}::int[])
+          AS c(id, row_no) WHERE c.id = o.id AND c.row_no > s.row_no))`.execute(tx)
+    for (const r of res.rows) named.add(r.row_no)
   }
-  return rowNos.map((r) => {
-    const name = ctx.byNo.get(r)?.username
-    return name && held.has(name) ? usernameTaken(r) : duplicateUser(r)
-  })
+  return rowNos.map((r) => (named.has(r) ? usernameTaken(r) : duplicateUser(r)))
 }
 
 /**
@@ -378,14 +397,14 @@ async function sortConflicts(tx: Tx, ctx: ChunkCtx, rowNos: number[]): Promise<R
  * goes through the update again. Keys are distinct within a wave, so the order of the statements
  * cannot change an outcome, except where names pass between users (WaveOutOfOrder).
  */
-async function applyWave(tx: Tx, ctx: ChunkCtx, rowNos: number[], all: Rows) {
+async function applyWave(tx: Tx, ctx: UsersCtx, rowNos: number[], all: Rows) {
   const first = await timed('update', () => updateMatched(tx, ctx, all))
   const out = first.outcomes
   if (ctx.plan.type !== 'import') return out
   if (out.length === rowNos.length) return out
   const matched = new Set(out.map((o) => o.rowNo))
   const freshRows = rowNos.filter((r) => !matched.has(r))
-  if (crossesNewRows(ctx, freshRows, first.moves)) throw new WaveOutOfOrder()
+  if (await crossesNewRows(tx, ctx, freshRows, first.moves)) throw new WaveOutOfOrder()
   const fresh: Rows = out.length === 0 ? all : { rowNos: freshRows }
   const created = await timed('insert', () => insertNew(tx, ctx, fresh))
   out.push(...created.decided)
@@ -393,13 +412,8 @@ async function applyWave(tx: Tx, ctx: ChunkCtx, rowNos: number[], all: Rows) {
     const again = await timed('update', () => updateMatched(tx, ctx, { rowNos: created.conflicted }))
     out.push(...again.outcomes)
     const found = new Set(again.outcomes.map((o) => o.rowNo))
-    out.push(
-      ...(await sortConflicts(
-        tx,
-        ctx,
-        created.conflicted.filter((r) => !found.has(r)),
-      )),
-    )
+    const unplaced = created.conflicted.filter((r) => !found.has(r))
+    out.push(...(await sortConflicts(tx, ctx, unplaced, created.decided)))
   }
   return out
 }
@@ -411,7 +425,7 @@ async function applyWave(tx: Tx, ctx: ChunkCtx, rowNos: number[], all: Rows) {
  * not n (measured: one bad row in a thousand made a 50k-row update keyed by external id run for
  * minutes instead of 3.5 s when every row of a refused wave was retried alone).
  */
-async function applyOrSplit(tx: Tx, ctx: ChunkCtx, rowNos: number[], all: Rows): Promise<RowOutcome[]> {
+async function applyOrSplit(tx: Tx, ctx: UsersCtx, rowNos: number[], all: Rows): Promise<RowOutcome[]> {
   await sql`SAVEPOINT bulk_rows`.execute(tx)
   try {
     const out = await applyWave(tx, ctx, rowNos, all)
@@ -460,25 +474,29 @@ export function describeRowRejection(err: unknown): { code: string; field?: stri
  * Applies one chunk of checked rows, wave by wave. A wave the database refuses is split until only
  * the offending rows fail (applyOrSplit).
  */
-export async function applyUsersChunk(tx: Tx, ctxIn: UsersCtx, rows: ImportRow[]): Promise<RowOutcome[]> {
+export async function applyUsersChunk(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): Promise<RowOutcome[]> {
   if (rows.length === 0) return []
-  const ctx: ChunkCtx = { ...ctxIn, byNo: new Map(rows.map((r) => [r.rowNo, r])) }
-  const { waves, count } = assignWaves(rows.map((r) => r.key))
-  // A chunk where some user comes back three times or more is played in JS when it can be: each
-  // wave costs a statement. Up to two waves the set-based statements below are as fast and hold
-  // less: an import with one repeated row per 1,000 peaked at 297-316 MB played against 243-271 MB
-  // in waves (200k rows, PostgreSQL), at the same speed.
-  if (count > 2) {
-    const played = await timed('play', () => playUsersChunk(tx, ctxIn, rows))
+  const keys = rows.map((r) => r.key)
+  const byOccurrence = assignWaves(keys)
+  // Where usernames or emails may pass between users, rows of different users do not commute: a
+  // chunk naming some user twice is played in JS (in file order) when it can be, else cut into
+  // waves of consecutive rows. Otherwise a chunk where some user comes back three times or more is
+  // played when it can be: each wave costs a statement. Up to two waves the set-based statements
+  // below are as fast and hold less: an import with one repeated row per 1,000 peaked at 297-316 MB
+  // played against 243-271 MB in waves (200k rows, PostgreSQL), at the same speed.
+  const passing = namesMayPass(ctx.plan)
+  if (byOccurrence.count > (passing ? 1 : 2)) {
+    const played = await timed('play', () => playUsersChunk(tx, ctx, rows))
     if (played) return played
   }
-  const cols = stageColumns(ctxIn.plan)
+  const { waves, count } = passing ? consecutiveWaves(keys) : byOccurrence
+  const cols = stageColumns(ctx.plan)
   await timed('stage.create', () => createStage(tx, cols))
   await timed('stage.fill', () =>
     fillStage(
       tx,
       cols,
-      rows.map((r, i) => stageRow(ctxIn.plan, r, waves[i])),
+      rows.map((r, i) => stageRow(ctx.plan, r, waves[i])),
     ),
   )
   // Many waves (a played chunk sent back here) find their rows through an index; two scan the stage.
@@ -488,6 +506,6 @@ export async function applyUsersChunk(tx: Tx, ctxIn: UsersCtx, rows: ImportRow[]
   const outcomes: RowOutcome[] = []
   for (let w = 0; w < count; w++) outcomes.push(...(await applyOrSplit(tx, ctx, byWave[w], { wave: w })))
   const seen = new Set(outcomes.map((o) => o.rowNo))
-  for (const r of rows) if (!seen.has(r.rowNo)) outcomes.push(userNotFound(ctxIn.plan, r))
+  for (const r of rows) if (!seen.has(r.rowNo)) outcomes.push(userNotFound(ctx.plan, r))
   return outcomes
 }

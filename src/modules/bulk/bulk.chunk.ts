@@ -34,31 +34,40 @@ export type Checked = {
 export type Prepared = { checked: Checked[]; valid: (ImportRow | PremiumRow)[] }
 
 /**
- * The keys, emails and usernames rows name their users by: the claims of a chunk (chunks in flight
- * at once must not share any) and, lower-cased keys added, the names a dry-run chunk replays by.
+ * The keys and emails rows name their users by: the claims of a chunk (chunks in flight at once
+ * must not share any) and, lower-cased keys added, the names a dry-run chunk replays by. Usernames
+ * compare as the database's lower() does, which JS cannot reproduce exactly: the database turns
+ * them into claims (usernameClaims) and dry-run names.
  */
 export function userNamesOf(rows: (ImportRow | PremiumRow)[]): Set<string> {
   const names = new Set<string>()
   for (const r of rows) {
     names.add(r.key)
     if ('email' in r && r.email) names.add(r.email)
-    if ('username' in r && r.username !== null) names.add(usernameName(r.username))
   }
   return names
 }
 
+/** The usernames rows give, as written. */
+export const givenUsernames = (rows: (ImportRow | PremiumRow)[]) => [
+  ...new Set(rows.flatMap((r) => ('username' in r && r.username !== null ? [r.username] : []))),
+]
+
 /**
- * The usernames the users of a chunk's username-giving rows hold now: a row may take one away from
- * its user, so a chunk in flight claims them too. Read once no chunk in flight names these users,
- * so only this chunk can change them until it commits.
+ * A chunk's username claims, as lower(username) compares names: those its rows give, and those
+ * its users hold now (a row may take one away from its user for another chunk's row to give). Read
+ * once no chunk in flight names these users, so only this chunk can change them until it commits.
  */
-export async function usernamesHeld(db: Tx, communityId: string, plan: ImportPlan, rows: ImportRow[]) {
-  const keys = rows.flatMap((r) => (r.username === null ? [] : [r.key]))
-  if (keys.length === 0) return []
-  const res = await sql<{ name: string }>`SELECT DISTINCT lower(username) AS name FROM users
-    WHERE community_id = ${communityId} AND ${sql.ref(keyColumn(plan))} = ANY(${keys}::text[])
+export async function usernameClaims(db: Tx, communityId: string, plan: ImportPlan, rows: ImportRow[]) {
+  const given = rows.filter((r) => r.username !== null)
+  if (given.length === 0) return []
+  const res = await sql<{
+    name: string
+  }>`SELECT lower(x) AS name FROM unnest(${givenUsernames(given)}::text[]) x
+    UNION SELECT lower(username) FROM users
+    WHERE community_id = ${communityId} AND ${sql.ref(keyColumn(plan))} = ANY(${given.map((r) => r.key)}::text[])
       AND username IS NOT NULL`.execute(db)
-  return res.rows.map((r) => r.name)
+  return res.rows.map((r) => usernameName(r.name))
 }
 
 async function applyRows(
@@ -137,6 +146,7 @@ export async function commitChunk(
             jobId: job.id,
             communityId: job.community_id,
             names: dryRunNames(valid),
+            usernames: givenUsernames(valid),
             nameKinds: nameKindsFor(plan),
             ledgerKeys: sentLedgerKeys(job, valid),
           },

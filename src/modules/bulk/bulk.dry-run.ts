@@ -38,6 +38,8 @@ export interface DryRunChunk {
   jobId: string
   communityId: string
   names: string[]
+  /** The usernames the chunk's rows give, as written: they name users as lower(username) does. */
+  usernames: string[]
   /** Which names of a kept user this job's rows can use: only those are kept (see nameKindsFor). */
   nameKinds: readonly NameKind[]
   ledgerKeys: string[]
@@ -68,7 +70,8 @@ export async function applyAsDryRun(
   apply: () => Promise<RowOutcome[]>,
 ): Promise<RowOutcome[]> {
   await sql`SAVEPOINT dry_run`.execute(tx)
-  await timed('dry.replay', () => replay(tx, chunk.jobId, chunk.names))
+  const usernames = chunk.usernames.map((u) => usernameName(u.toLowerCase()))
+  await timed('dry.replay', () => replay(tx, chunk.jobId, [...chunk.names, ...usernames]))
   await replayLedgerKeys(tx, chunk)
   const outcomes = await apply()
   const changed = [...new Set(outcomes.flatMap((o) => (o.userId ? [o.userId] : [])))]

@@ -20,7 +20,7 @@ export interface ImportRow {
   /** Id the user gets if this row creates one. */
   newId: string
   email: string | null
-  /** The username the row gives, lower-cased as usernames compare (unique in any case), or null. */
+  /** The username the row gives, as written, or null. (Names compare by the database's lower().) */
   username: string | null
   values: (FieldValue | undefined)[]
   ops: (Op | null)[]
@@ -211,7 +211,7 @@ export function checkImportRow(
         if (isFail(e)) return bad(e, key)
         values.push(e)
       } else values.push(v)
-      if (name === 'username') username = v.toLowerCase()
+      if (name === 'username') username = v
     }
   }
   return { rowNo, line, key, newId: newId(), email, username, values, ops }

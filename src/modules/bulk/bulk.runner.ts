@@ -11,7 +11,7 @@ import {
   type Prepared,
   sentLedgerKeys,
   userNamesOf,
-  usernamesHeld,
+  usernameClaims,
 } from './bulk.chunk.ts'
 import { forgetDryRun } from './bulk.dry-run.ts'
 import { inRanges, numberedRecords, type RowRange } from './bulk.file-rows.ts'
@@ -27,7 +27,6 @@ import {
   type RowError,
 } from './bulk.rows.ts'
 import { UsersStatistics } from './bulk.stats.ts'
-import { usernameName } from './bulk.users-shape.ts'
 import { type CsvRecord, isCsvError } from './csv/csv-parser.ts'
 
 class ShuttingDown extends Error {}
@@ -160,11 +159,11 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
     }
     await waitTurn()
     if (failure === null && lanes > 1 && givesUsernames(plan)) {
-      // A row may take a name from its user for another chunk's row to give: both must claim it.
-      const held = await timed('claims.usernames', () =>
-        usernamesHeld(deps.database.db, job.community_id, plan, prepared.valid as ImportRow[]),
+      // Names pass between users: a chunk claims those its rows give and those its users hold.
+      const names = await timed('claims.usernames', () =>
+        usernameClaims(deps.database.db, job.community_id, plan, prepared.valid as ImportRow[]),
       )
-      for (const name of held) claims.add(usernameName(name))
+      for (const name of names) claims.add(name)
       await waitTurn()
     }
     if (failure !== null) break

@@ -67,3 +67,21 @@ export function assignWaves(keys: readonly string[]): { waves: number[]; count: 
   })
   return { waves, count }
 }
+
+/**
+ * Waves of consecutive rows, each as long as no user comes back in it: applied one after the other,
+ * every row of a wave comes after every row of the wave before, in the file too.
+ */
+export function consecutiveWaves(keys: readonly string[]): { waves: number[]; count: number } {
+  let wave = 0
+  let seen = new Set<string>()
+  const waves = keys.map((k) => {
+    if (seen.has(k)) {
+      wave++
+      seen = new Set()
+    }
+    seen.add(k)
+    return wave
+  })
+  return { waves, count: keys.length === 0 ? 0 : wave + 1 }
+}

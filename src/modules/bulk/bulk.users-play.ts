@@ -41,6 +41,9 @@ interface UserState {
   /** Custom targets this chunk changed. */
   customChanged: Set<number>
   changed: boolean
+  /** lower(username) as the database computes it: the name the table has it hold, and now. */
+  heldName: string | null
+  name: string | null
 }
 
 const TEXT_COLUMNS = WRITTEN.filter((c): c is Text => c !== 'xp' && c !== 'coins' && c !== 'join_date')
@@ -71,7 +74,8 @@ async function lockUsers(tx: Tx, ctx: UsersCtx, keys: string[]) {
   const res = await sql<Record<string, string | null> & { id: string; key: string; deleted: boolean }>`
     SELECT id, ${sql.ref(key)} AS key, deleted_at IS NOT NULL AS deleted,
       ${sql.join(TEXT_COLUMNS.map((c) => sql.ref(c)))}, xp::text AS xp, coins::text AS coins,
-      join_date::text AS join_date, (extract(epoch FROM join_date) * 1000000)::bigint::text AS join_micros
+      join_date::text AS join_date, (extract(epoch FROM join_date) * 1000000)::bigint::text AS join_micros,
+      lower(username) AS username_key
       ${customs.length > 0 ? sql`, ${sql.join(customs)}` : sql``}
     FROM users WHERE community_id = ${ctx.communityId} AND ${sql.ref(key)} = ANY(${keys}::text[])
     ORDER BY id FOR UPDATE`.execute(tx)
@@ -89,6 +93,8 @@ async function lockUsers(tx: Tx, ctx: UsersCtx, keys: string[]) {
       custom: ctx.plan.targets.map((t, i) => (t.kind === 'custom' ? (r[`c${i}`] ?? null) : null)),
       customChanged: new Set(),
       changed: false,
+      heldName: r.username_key,
+      name: r.username_key,
     })
   }
   return states
@@ -111,6 +117,8 @@ function newUser(ctx: UsersCtx, r: ImportRow): UserState {
     custom: ctx.plan.targets.map(() => null),
     customChanged: new Set(),
     changed: true,
+    heldName: null,
+    name: null,
   }
 }
 
@@ -178,25 +186,31 @@ interface Played {
 const belowZero = (u: UserState): 'xp' | 'coins' | null => (u.xp < 0n ? 'xp' : u.coins < 0n ? 'coins' : null)
 
 /**
- * Who holds each username the chunk's rows give (lower-cased), kept up to date as rows apply: a row
- * giving a name someone else holds fails, as it would alone.
+ * Usernames as lower(username) compares them (JS's toLowerCase differs on some letters): the
+ * database's form of each name the rows give, and who holds each of those, kept up to date as rows
+ * apply. A row giving a name someone else holds fails, as it would alone.
  */
-type Holders = Map<string, string>
+interface Names {
+  lowered: Map<string, string>
+  holders: Map<string, string>
+}
 
-const lower = (name: string | null) => (name === null ? null : name.toLowerCase())
-
-/** Whether user `id` may take `name`; if so, the name is now its, and its former one free. */
-function takeName(holders: Holders, id: string, before: string | null, after: string | null): boolean {
-  const [was, now] = [lower(before), lower(after)]
-  if (now === null || now === was) return true
-  const holder = holders.get(now)
-  if (holder !== undefined && holder !== id) return false
-  if (was !== null && holders.get(was) === id) holders.delete(was)
-  holders.set(now, id)
+/** Whether `after` (from `before`) may take its name; if so, the name is now its, its former one free. */
+function takeName(names: Names, before: UserState, after: UserState): boolean {
+  if (after.text.username !== before.text.username && after.text.username !== null) {
+    const name = names.lowered.get(after.text.username)
+    if (name === undefined) throw new CannotPlay()
+    after.name = name
+  }
+  if (after.name === null || after.name === before.name) return true
+  const holder = names.holders.get(after.name)
+  if (holder !== undefined && holder !== after.id) return false
+  if (before.name !== null && names.holders.get(before.name) === after.id) names.holders.delete(before.name)
+  names.holders.set(after.name, after.id)
   return true
 }
 
-function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>, holders: Holders): Played {
+function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>, names: Names): Played {
   const outcomes: RowOutcome[] = []
   const currencies = currenciesOf(ctx.plan)
   const histories = new CopyWriter()
@@ -213,7 +227,7 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>, 
       const negative = belowZero(created)
       if (created.text.email === null) outcomes.push({ rowNo: r.rowNo, ...rowFailure.missingEmail })
       else if (negative) outcomes.push(negativeBalance(r.rowNo, negative))
-      else if (!takeName(holders, created.id, null, created.text.username)) outcomes.push(usernameTaken(r.rowNo))
+      else if (!takeName(names, fresh, created)) outcomes.push(usernameTaken(r.rowNo))
       else {
         states.set(r.key, created)
         outcomes.push({ rowNo: r.rowNo, action: 'c', userId: created.id })
@@ -239,7 +253,7 @@ function play(ctx: UsersCtx, rows: ImportRow[], states: Map<string, UserState>, 
     }
     // Whether an email can move depends on who else moves in the chunk: the SQL path decides.
     if (next.text.email !== s.text.email) throw new CannotPlay()
-    if (!takeName(holders, s.id, s.text.username, next.text.username)) {
+    if (!takeName(names, s, next)) {
       outcomes.push(usernameTaken(r.rowNo))
       continue
     }
@@ -310,6 +324,12 @@ async function write(tx: Tx, ctx: UsersCtx, p: Played) {
   const created = p.users.filter((u) => u.isNew)
   const updated = p.users.filter((u) => !u.isNew)
   const external = ctx.plan.keyKind === 'external_id'
+  // Names passed between users in the chunk: the old holders let go first, so no statement meets
+  // the unique index halfway (the chunk's final names were checked distinct as it played).
+  const renamed = updated.filter((u) => u.name !== u.heldName && u.heldName !== null).map((u) => u.id)
+  if (renamed.length > 0) {
+    await sql`UPDATE users SET username = NULL WHERE id = ANY(${renamed}::text[])`.execute(tx)
+  }
   if (created.length > 0) {
     const json = `[${created.map((u) => record(ctx, u)).join(',')}]`
     await sql`INSERT INTO users (id, community_id, external_id, join_date, custom_fields, xp, coins,
@@ -340,10 +360,10 @@ async function write(tx: Tx, ctx: UsersCtx, p: Played) {
 
 export async function playUsersChunk(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): Promise<RowOutcome[] | null> {
   const states = await lockUsers(tx, ctx, [...new Set(rows.map((r) => r.key))])
-  const holders = await usernameHolders(tx, ctx, rows)
+  const names = await usernameHolders(tx, ctx, rows)
   let played: Played
   try {
-    played = play(ctx, rows, states, holders)
+    played = play(ctx, rows, states, names)
   } catch (err) {
     if (err instanceof CannotPlay) return null
     throw err
@@ -363,15 +383,22 @@ export async function playUsersChunk(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): 
 }
 
 /**
- * The users holding the usernames rows give. Holders outside the chunk are not locked: if one moves
- * meanwhile, the unique index refuses the write and the per-wave SQL decides.
+ * The names rows give, lowered by the database, and the users holding them. Holders outside the
+ * chunk are not locked: if one moves meanwhile, the unique index refuses the write and the
+ * per-wave SQL decides.
  */
-async function usernameHolders(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): Promise<Holders> {
-  const names = [...new Set(rows.flatMap((r) => (r.username === null ? [] : [r.username])))]
-  if (names.length === 0) return new Map()
-  const res = await sql<{ id: string; name: string }>`SELECT id, lower(username) AS name FROM users
-    WHERE community_id = ${ctx.communityId} AND lower(username) = ANY(${names}::text[])`.execute(tx)
-  return new Map(res.rows.map((r) => [r.name, r.id]))
+async function usernameHolders(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): Promise<Names> {
+  const given = [...new Set(rows.flatMap((r) => (r.username === null ? [] : [r.username])))]
+  const names: Names = { lowered: new Map(), holders: new Map() }
+  if (given.length === 0) return names
+  const res = await sql<{ given: string; name: string; holder: string | null }>`SELECT x.given, lower(x.given) AS name,
+      (SELECT u.id FROM users u WHERE u.community_id = ${ctx.communityId} AND lower(u.username) = lower(x.given)) AS holder
+    FROM unnest(${given}::text[]) AS x(given)`.execute(tx)
+  for (const r of res.rows) {
+    names.lowered.set(r.given, r.name)
+    if (r.holder !== null) names.holders.set(r.name, r.holder)
+  }
+  return names
 }
 
 /** New users keyed by external id take the file's email: one nobody else holds, or the SQL path decides. */
