@@ -1,4 +1,5 @@
 import { decodeJwt } from 'jose'
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { hashToken } from '../../src/lib/auth/secrets.ts'
 import { newId } from '../../src/lib/ids.ts'
@@ -122,9 +123,41 @@ describe('Auth', () => {
       })
       const again = await register(form(a.id, 'neo@example.com'))
       expect(again.statusCode).toBe(409)
-      expect(again.json()).toMatchObject({ status: 'error', error: { code: 'username_taken', field: 'username' } })
+      expect(again.json()).toMatchObject({
+        status: 'error',
+        error: { code: 'username_taken', field: 'username' },
+      })
       expect(await db().selectFrom('users').where('email', '=', 'neo@example.com').execute()).toEqual([])
       expect((await register(form(b.id, 'neo@example.com'))).statusCode).toBe(201)
+    })
+
+    it('gives a username to one of several registrations racing for it; the others answer 409 username_taken', async () => {
+      // They race on both databases: each checks the username, then hashes its password (scrypt, off
+      // the event loop) before inserting, so all pass the check and the losers meet the unique index
+      // (community_id, lower(username)), told apart from the email index by its name. Without that
+      // mapping the three losers answered 500 in every run, on PostgreSQL and on PGlite.
+      const c = await t.factory.community()
+      const results = await Promise.all(
+        ['racer', 'Racer', 'RACER', 'rAcEr'].map((username, i) =>
+          register({
+            communityId: c.id,
+            email: `racer${i}@example.com`,
+            password: PASSWORD,
+            confirmPassword: PASSWORD,
+            username,
+          }),
+        ),
+      )
+      expect(results.map((r) => r.statusCode).sort()).toEqual([201, 409, 409, 409])
+      for (const r of results.filter((x) => x.statusCode === 409)) {
+        expect(r.json()).toMatchObject({
+          status: 'error',
+          error: { code: 'username_taken', field: 'username' },
+        })
+      }
+      const users = await db().selectFrom('users').select('email').where('community_id', '=', c.id).execute()
+      expect(users).toHaveLength(1)
+      expect(results.find((r) => r.statusCode === 201)!.json().data.user.email).toBe(users[0].email)
     })
 
     it('enforces the password policy and confirmPassword', async () => {
@@ -551,6 +584,23 @@ describe('Secure Auth', () => {
           .executeTakeFirstOrThrow()
         expect(row.user_id, userId).toBe(b.user.id)
       }
+    })
+
+    it('finds a username as the database compares names: "İVAN" names the user "ivan"', async () => {
+      // JS lower-cases 'İVAN' to 'i̇van' (i + U+0307); lower() gives 'ivan', as the unique index compares.
+      const b = await broker()
+      await db().updateTable('users').set({ username: 'ivan' }).where('id', '=', b.user.id).execute()
+      const folds = await sql<{ same: boolean }>`SELECT lower('İVAN') = 'ivan' AS same`.execute(db())
+      if (!folds.rows[0].same) return // a PostgreSQL locale that keeps İ apart: nothing to find
+      const res = await secureAuth(`userId=${encodeURIComponent('İVAN')}`, b.headers)
+      expect(res.statusCode).toBe(200)
+      const token = new URL(res.json().loginUrl).searchParams.get('token')!
+      const row = await db()
+        .selectFrom('auth_tokens')
+        .select('user_id')
+        .where('token_hash', '=', hashToken(token))
+        .executeTakeFirstOrThrow()
+      expect(row.user_id).toBe(b.user.id)
     })
 
     it("uses the user's own access level when none is given", async () => {

@@ -1,3 +1,4 @@
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { hashToken, verifyPassword } from '../../src/lib/auth/secrets.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
@@ -240,7 +241,65 @@ describe('Users: Create New User (POST /apis/v1/users)', () => {
   it('gives a username to one of several creates racing for it; the others answer 409 username_taken', async () => {
     const { c } = await brokerCommunity()
     const results = await Promise.all(
-      ['a', 'b', 'c', 'd'].map((x, i) => create(c, { email: `${x}@example.com`, username: i % 2 ? 'Race' : 'race' })),
+      ['a', 'b', 'c', 'd'].map((x, i) =>
+        create(c, { email: `${x}@example.com`, username: i % 2 ? 'Race' : 'race' }),
+      ),
+    )
+    expect(results.map((r) => r.statusCode).sort()).toEqual([201, 409, 409, 409])
+    for (const r of results.filter((x) => x.statusCode === 409)) {
+      expect(r.json().error).toEqual({ code: 'username_taken', field: 'username' })
+    }
+    expect(await usersOf(c.id)).toHaveLength(1)
+  })
+
+  it('compares usernames as the database does: "İvan" is taken once "ivan" is (lower() folds İ to i, JS does not), and lookups agree', async (ctx) => {
+    // JS lower-cases 'İvan' to 'i̇van' (i + U+0307) and 'ΟΔΥΣΣΕΥΣ' to 'οδυσσευς' (final sigma), while
+    // lower() here (PGlite; PostgreSQL with a C.UTF-8 or libc UTF-8 locale) gives 'ivan' and 'οδυσσευσ',
+    // as the unique index (community_id, lower(username)) compares names. Lowering in JS, Create
+    // User missed the holder, met the index and answered 500.
+    const pairs: [held: string, given: string][] = [
+      ['ivan', 'İvan'],
+      ['οδυσσευσ', 'ΟΔΥΣΣΕΥΣ'],
+    ]
+    for (const [held, given] of pairs) expect(given.toLowerCase()).not.toBe(held)
+    const folds = await sql<{ same: boolean }>`SELECT bool_and(lower(h) = lower(g)) AS same
+      FROM unnest(${pairs.map((p) => p[0])}::text[], ${pairs.map((p) => p[1])}::text[]) AS x(h, g)`.execute(
+      db(),
+    )
+    if (!folds.rows[0].same) {
+      expect(t.deps.database.kind, 'PGlite always folds these').toBe('postgres')
+      ctx.skip('this PostgreSQL locale does not fold these pairs')
+    }
+    for (const [held, given] of pairs) {
+      const c = await t.factory.community()
+      const first = await create(c, { email: 'held@example.com', username: held })
+      expect(first.statusCode).toBe(201)
+      const second = await create(c, { email: 'given@example.com', username: given })
+      expect(second.statusCode, given).toBe(409)
+      expect(second.json().error).toEqual({ code: 'username_taken', field: 'username' })
+      // Manage User Account finds the holder by the other spelling too; a deleted user keeps its name.
+      const manage = await t.app.inject({
+        method: 'POST',
+        url: '/apis/v1/users/manage',
+        headers: c.bearer,
+        payload: { action: 'delete', user: given },
+      })
+      expect(manage.statusCode, given).toBe(200)
+      const rows = await db()
+        .selectFrom('users')
+        .select(['id', 'deleted_at'])
+        .where('community_id', '=', c.id)
+        .execute()
+      expect(rows).toEqual([{ id: first.json().data._id, deleted_at: expect.any(Date) }])
+      expect((await create(c, { email: 'again@example.com', username: given })).statusCode).toBe(409)
+    }
+    // Racing creates: most pass the check before any inserts (on both databases), and the losers meet
+    // the index, told by its name (without that, they answered 500 in most runs).
+    const { c } = await brokerCommunity()
+    const results = await Promise.all(
+      ['ivan', 'İvan', 'IVAN', 'İVAN'].map((username, i) =>
+        create(c, { email: `r${i}@example.com`, username }),
+      ),
     )
     expect(results.map((r) => r.statusCode).sort()).toEqual([201, 409, 409, 409])
     for (const r of results.filter((x) => x.statusCode === 409)) {

@@ -1,6 +1,6 @@
-import { sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
 import { isObjectId } from '../../lib/ids.ts'
+import { sameUsername } from '../users/users.repo.ts'
 
 /** What authentication needs of a user; the password hash never leaves the service. */
 export const authUserColumns = [
@@ -129,5 +129,6 @@ export async function findUserByIdentifier(db: Tx, communityId: string, identifi
     const byEmail = await live().where('email', '=', identifier.toLowerCase()).executeTakeFirst()
     if (byEmail) return byEmail
   }
-  return live().where(sql`lower(username)`, '=', identifier.toLowerCase()).executeTakeFirst()
+  // lower() on both sides, in the database, as the unique index compares usernames.
+  return live().where(sameUsername(identifier)).executeTakeFirst()
 }

@@ -36,7 +36,10 @@ export async function registerAuth(app: App, deps: AppDeps) {
       summary: 'Register user with password',
       description:
         'Creates an unverified member of the community and mails a verification link (valid 24 hours, single use). ' +
-        'The account cannot log in until the email is verified.',
+        'The account cannot log in until the email is verified. ' +
+        'An email another account of the community holds (in any case) answers 409 email_taken; a username ' +
+        'another user of the community holds, in any case (usernames are unique per community), answers 409 ' +
+        'username_taken, also when several registrations race for one name: one gets it, the others 409.',
       body: registerBody,
       response: { 201: integrationOk(verifiedSchema) },
     },

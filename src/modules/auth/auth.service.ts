@@ -3,9 +3,12 @@ import { isUniqueViolation } from '../../lib/db/sql-errors.ts'
 import type { AppDeps } from '../../lib/deps.ts'
 import { badRequest, conflict, forbidden, notFound, unauthorized } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
-import { usernameTaken as usernameHeld } from '../users/users.repo.ts'
+import { isUsernameTakenError, usernameTaken as usernameHeld } from '../users/users.repo.ts'
 import * as repo from './auth.repo.ts'
 import { consumeToken, issueToken, lastIssuedAt, retireTokens } from './one-time-tokens.ts'
+
+/** The unique index keeping an email to one user of a community (migration 000001). */
+const EMAIL_INDEX = 'users_community_email'
 
 /** Session JWT lifetime (seconds); login answers it as `expiresIn`. */
 export const SESSION_TTL_SECONDS = 7 * 24 * 3600
@@ -96,9 +99,11 @@ export function createAuthService(deps: Deps) {
           displayName: input.displayname ?? null,
         })
         .catch((err) => {
-          // Two registrations racing past the checks above meet a unique index.
-          if (!isUniqueViolation(err)) throw err
-          throw `${(err as { constraint?: string }).constraint}`.includes('username') ? usernameTaken() : taken()
+          // Registrations racing past the checks above meet a unique index; its name says which.
+          if (isUsernameTakenError(err)) throw usernameTaken()
+          if (isUniqueViolation(err) && (err as { constraint?: unknown }).constraint === EMAIL_INDEX)
+            throw taken()
+          throw err
         })
       await mailVerification(user, community.name)
       return user

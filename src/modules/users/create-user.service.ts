@@ -149,8 +149,11 @@ export function createUserCreator(deps: CreateUserDeps) {
         return row
       })
     } catch (err) {
-      // Lost a race with an identical create: answer as the retry would.
+      // Lost a race with another create: answer as the retry would. A taken username is told by
+      // the name of the index that refused it, never by a second lookup that might compare names
+      // otherwise than the index (and answer 500).
       if (!isUniqueViolation(err)) throw err
+      if (repo.isUsernameTakenError(err)) throw usernameConflict()
       const byEmail = await repo.findUserHolding(db, communityId, 'email', email)
       if (byEmail) throw taken('email', byEmail)
       const byExternal =
@@ -158,9 +161,6 @@ export function createUserCreator(deps: CreateUserDeps) {
           ? await repo.findUserHolding(db, communityId, 'external_id', externalId)
           : undefined
       if (byExternal) throw taken('external_id', byExternal)
-      if (body.username !== undefined && (await repo.usernameTaken(db, communityId, body.username))) {
-        throw usernameConflict()
-      }
       throw err
     }
     if (body.sendEmail) await sendWelcome(user, community.name)

@@ -8,6 +8,7 @@ const row = (
     email: string
     external_id: string | null
     username: string | null
+    username_match: boolean | null
   }>,
 ) => ({
   id: '61100af5c548eb5c7ebc7819',
@@ -26,7 +27,7 @@ describe('referenceCandidates', () => {
     ])
     expect(referenceCandidates(' Bob@Example.com ', ['id', 'seq', 'email', 'username'])).toEqual([
       { kind: 'email', value: 'bob@example.com' },
-      { kind: 'username', value: 'bob@example.com' },
+      { kind: 'username', value: 'Bob@Example.com' }, // the database folds a username's case
     ])
     expect(referenceCandidates('61100AF5C548EB5C7EBC7819', ['id', 'seq'])).toEqual([
       { kind: 'id', value: '61100af5c548eb5c7ebc7819' },
@@ -46,12 +47,20 @@ describe('pickReferenced', () => {
   it('refuses two users with the same username, case aside', () => {
     const candidates = referenceCandidates('Twin', ['username'])
     const rows = [
-      row({ id: 'a'.repeat(24), username: 'twin' }),
-      row({ id: 'b'.repeat(24), username: 'TWIN' }),
+      row({ id: 'a'.repeat(24), username: 'twin', username_match: true }),
+      row({ id: 'b'.repeat(24), username: 'TWIN', username_match: true }),
     ]
     expect(() => pickReferenced(candidates, rows, 'user')).toThrow(
       expect.objectContaining({ status: 409, code: 'ambiguous_user' }),
     )
+  })
+
+  it("takes the database's word on which username matched, not JS lower-casing", () => {
+    // PostgreSQL's lower('İvan') is 'ivan'; JS 'İvan'.toLowerCase() is 'i̇van' (i + combining dot).
+    const ivan = row({ id: 'a'.repeat(24), username: 'İvan', username_match: true })
+    expect(pickReferenced(referenceCandidates('ivan', ['email', 'username']), [ivan], 'user')).toBe(ivan)
+    const other = row({ id: 'b'.repeat(24), seq: 2, username: 'ivan', username_match: false })
+    expect(pickReferenced(referenceCandidates('ivan', ['username']), [other], 'user')).toBeNull()
   })
 
   it('returns null when nothing matches', () => {

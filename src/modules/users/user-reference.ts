@@ -14,6 +14,11 @@ export interface ReferencedRow {
   email: string
   external_id: string | null
   username: string | null
+  /**
+   * Whether the username is the reference's, as the database compares names (lower() on both
+   * sides, like the unique index): JS cannot fold case the same way for every letter.
+   */
+  username_match?: boolean | null
 }
 
 export interface Candidate {
@@ -33,7 +38,7 @@ export function referenceCandidates(ref: string, kinds: readonly ReferenceKind[]
     if (kind === 'seq' && NUMERIC_ID.test(s)) out.push({ kind, value: Number(s) })
     if (kind === 'email' && s.includes('@')) out.push({ kind, value: s.toLowerCase() })
     if (kind === 'externalId') out.push({ kind, value: s })
-    if (kind === 'username') out.push({ kind, value: s.toLowerCase() })
+    if (kind === 'username') out.push({ kind, value: s }) // as written: the database folds its case
   }
   return out
 }
@@ -49,7 +54,7 @@ function matches(c: Candidate, row: ReferencedRow): boolean {
     case 'externalId':
       return row.external_id === c.value
     case 'username':
-      return row.username?.toLowerCase() === c.value
+      return row.username_match === true
   }
 }
 

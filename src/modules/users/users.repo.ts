@@ -1,5 +1,6 @@
 import { sql } from 'kysely'
 import type { Tx } from '../../lib/db/database.ts'
+import { isUniqueViolation } from '../../lib/db/sql-errors.ts'
 import type { FieldDef } from '../user-fields/field-types.ts'
 import { pickReferenced, type ReferenceKind, referenceCandidates } from './user-reference.ts'
 
@@ -50,8 +51,24 @@ export function findUserById(db: Tx, communityId: string, id: string) {
 }
 
 /**
+ * Whether the user's username is `name` in any case, as the unique index (community_id,
+ * lower(username)) compares them: lower() on both sides, in the database. JS toLowerCase() folds
+ * some letters otherwise (e.g. 'İ': 'i̇' in JS, 'i' in PostgreSQL), so a name lowered in JS may miss
+ * the user the index says holds it.
+ */
+export const sameUsername = (name: string) => sql<boolean>`lower(users.username) = lower(${name})`
+
+/** The unique index keeping a username to one user of a community, in any case (migration 000160). */
+export const USERNAME_INDEX = 'users_community_username'
+
+/** A unique violation of USERNAME_INDEX: another user of the community holds the name. */
+export const isUsernameTakenError = (err: unknown): boolean =>
+  isUniqueViolation(err) && (err as { constraint?: unknown }).constraint === USERNAME_INDEX
+
+/**
  * The user of the community that `ref` names, trying `kinds` in priority order (see
- * user-reference.ts). Usernames are unique per community in any case (migration 000160).
+ * user-reference.ts). Usernames are unique per community in any case (migration 000160) and compare
+ * as sameUsername does; the database also says which row matched the username (username_match).
  */
 export async function findUserByReference(
   db: Tx,
@@ -62,9 +79,11 @@ export async function findUserByReference(
 ): Promise<UserRow | null> {
   const candidates = referenceCandidates(ref, kinds)
   if (candidates.length === 0) return null
+  const username = candidates.find((c) => c.kind === 'username')
   const rows = await db
     .selectFrom('users')
     .select(userColumns)
+    .$if(username !== undefined, (q) => q.select(sameUsername(String(username?.value)).as('username_match')))
     .where('users.community_id', '=', communityId)
     .$if(!opts.includeDeleted, (q) => q.where('users.deleted_at', 'is', null))
     .where((eb) =>
@@ -79,15 +98,18 @@ export async function findUserByReference(
               return eb('users.email', '=', String(c.value))
             case 'externalId':
               return eb('users.external_id', '=', String(c.value))
-            default: // username, compared case-insensitively
-              return eb(eb.fn('lower', ['users.username']), '=', String(c.value))
+            default:
+              return sameUsername(String(c.value))
           }
         }),
       ),
     )
     .limit(50)
     .execute()
-  return pickReferenced(candidates, rows, opts.field)
+  const picked = pickReferenced(candidates, rows, opts.field)
+  if (!picked) return null
+  const { username_match: _match, ...user } = picked
+  return user
 }
 
 export type NewUser = {
@@ -147,12 +169,13 @@ export function findUserHolding(db: Tx, communityId: string, column: 'email' | '
     .executeTakeFirst()
 }
 
+/** Whether any user of the community (deleted ones too: the unique index holds them) has this username. */
 export function usernameTaken(db: Tx, communityId: string, username: string) {
   return db
     .selectFrom('users')
     .select('users.id')
     .where('users.community_id', '=', communityId)
-    .where(sql`lower(users.username)`, '=', username.toLowerCase())
+    .where(sameUsername(username))
     .executeTakeFirst()
     .then(Boolean)
 }
