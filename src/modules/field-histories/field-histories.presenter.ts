@@ -11,7 +11,11 @@ export const fieldHistorySchema = z
     field: z.string().describe('Key of the custom field at the time of the change'),
     oldValue: fieldValueSchema,
     newValue: fieldValueSchema,
-    source: z.string().describe('api, admin, user, bulk_import, bulk_update, webhook or system'),
+    source: z
+      .string()
+      .describe(
+        'api, admin, user, bulk_import, bulk_update, webhook, system, or migration (a change a database upgrade made)',
+      ),
     changedBy: z.string().nullable().describe('API key, user or bulk job id behind the change'),
     createdAt: z.string(),
   })
