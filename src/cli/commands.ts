@@ -1,4 +1,4 @@
-import { constants, createReadStream } from 'node:fs'
+import { constants } from 'node:fs'
 import { access, stat } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { hashPassword } from '../lib/auth/secrets.ts'
@@ -82,24 +82,6 @@ export const commands: Record<string, (deps: AppDeps, args: CommandArgs) => Prom
     return { id, email, role: 'owner', communityId }
   },
 
-  async 'import start'(deps, args) {
-    const communityId = str(args, 'community')
-    const type = importType(args)
-    const file = str(args, 'file')
-    await requireReadableFile(file)
-    await requireCommunityExists(deps, communityId)
-    const job = await createBulkService(deps).submit({
-      communityId,
-      type,
-      dryRun: Boolean(args['dry-run']),
-      fileName: jobFileName(file),
-      source: createReadStream(file),
-      apiKeyId: null,
-      createdBy: 'cli',
-    })
-    return presentJob(job)
-  },
-
   async 'import status'(deps, args) {
     return presentJob(await createBulkService(deps).get(str(args, 'community'), str(args, 'job')))
   },
@@ -120,20 +102,50 @@ export function importType(args: CommandArgs): BulkJobType {
   return args['premium-currency'] ? 'premium_currency' : args.update ? 'update' : 'import'
 }
 
+/** The bytes `hearth import` uploads, under the name the job shows for them. */
+export interface ImportUpload {
+  fileName: string
+  /** Called once the options, the community and its job limit have been checked: nothing is read before. */
+  open: () => AsyncIterable<Buffer | Uint8Array | string>
+}
+
+/**
+ * Starts the job of `hearth import`: the same path as the HTTP upload. The file's bytes come from
+ * `upload`, opened by the CLI itself (which streams them through the control socket to a running
+ * server): a server never opens a path it is given, whose reader (a pipe's) would outlive the CLI.
+ */
+export async function startImport(deps: AppDeps, args: CommandArgs, upload: ImportUpload) {
+  const communityId = str(args, 'community')
+  const type = importType(args)
+  await requireCommunityExists(deps, communityId)
+  const job = await createBulkService(deps).submit({
+    communityId,
+    type,
+    dryRun: Boolean(args['dry-run']),
+    fileName: basename(upload.fileName) || 'upload.csv',
+    // Opened as the upload starts to be stored, once the community's job limit has been checked too.
+    source: { [Symbol.asyncIterator]: () => upload.open()[Symbol.asyncIterator]() },
+    apiKeyId: null,
+    createdBy: 'cli',
+  })
+  return presentJob(job)
+}
+
 /** The name a job shows for its file: a pipe's descriptor number says nothing, so it is named for what it is. */
-function jobFileName(file: string): string {
+export function jobFileName(file: string): string {
   if (file === '/dev/stdin' || /^\/(proc\/\d+|dev)\/fd\/0$/.test(file)) return 'stdin.csv'
   if (/^\/(proc\/\d+|dev)\/fd\/\d+$/.test(file)) return 'pipe.csv'
   return basename(file)
 }
 
-/** Refuses, in one line, a path that names no file this process can read. */
-export async function requireReadableFile(path: string) {
+/** Refuses, in one line, a path that names no file this process can read; tells a pipe from a file. */
+export async function requireReadableFile(path: string): Promise<{ pipe: boolean }> {
   try {
     // A named pipe streams like a file: `hearth import <(gunzip -c users.csv.gz) --community ID`.
     const kind = await stat(path)
     if (!kind.isFile() && !kind.isFIFO()) throw badRequest('not_a_file', `${path} is not a file`, 'file')
     await access(path, constants.R_OK)
+    return { pipe: kind.isFIFO() }
   } catch (err) {
     if (err instanceof AppError) throw err
     const code = (err as NodeJS.ErrnoException).code

@@ -1,7 +1,11 @@
+import { createReadStream, open as fsOpen } from 'node:fs'
+import { Socket } from 'node:net'
 import { resolve } from 'node:path'
+import { Readable } from 'node:stream'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Config } from '../lib/config.ts'
 import { acquireDataLock } from '../lib/data-lock.ts'
+import { PIECE_BYTES } from '../modules/bulk/bulk.files.ts'
 import { type JobView, TERMINAL } from '../modules/bulk/bulk.presenter.ts'
 import { closeRuntime, createRuntime } from '../runtime.ts'
 import {
@@ -9,10 +13,12 @@ import {
   commands,
   describeError,
   importType,
+  jobFileName,
   requireReadableFile,
+  startImport,
   str,
 } from './commands.ts'
-import { sendControl } from './control.ts'
+import { sendControl, uploadToServer } from './control.ts'
 import { runOwnJob } from './own-job.ts'
 
 /**
@@ -34,16 +40,21 @@ export async function runImport(config: Config, file: string | undefined, args: 
   // What can be refused without the database is refused before opening it.
   str(args, 'community')
   importType(args)
-  const startArgs = { ...args, file: pathAnyProcessCanOpen(file) }
-  await requireReadableFile(startArgs.file)
-
+  const path = file === '-' || file === '/dev/stdin' ? '/dev/fd/0' : resolve(file)
+  const { pipe } = await requireReadableFile(path)
+  // This process reads the file, whichever process stores it: a running server gets its bytes on
+  // the control socket, so no reader of a pipe outlives this process.
+  const fileName = jobFileName(path)
+  const open = () => openFile(path, pipe)
   const interrupts = listenForInterrupts()
   let call: (name: string, a: CommandArgs) => Promise<unknown>
   let cleanup = async () => {}
   let poke = () => {} // a running server's worker applies the job
   let job: JobView
   try {
-    const remote = config.databaseUrl ? null : await sendControl(config.dataDir, 'import start', startArgs)
+    const remote = config.databaseUrl
+      ? null
+      : await uploadToServer(config.dataDir, { ...args, file: fileName }, open)
     if (remote) {
       job = remote as JobView
       call = async (name, a) => sendControl(config.dataDir, name, a)
@@ -56,7 +67,7 @@ export async function runImport(config: Config, file: string | undefined, args: 
         release()
       }
       call = (name, a) => commands[name](deps, a)
-      job = (await call('import start', startArgs)) as JobView
+      job = (await startImport(deps, args, { fileName, open })) as JobView
       const own = runOwnJob(deps, job.jobId, (line) => process.stderr.write(`\n${line}\n`))
       cleanup = async () => {
         await own.stop()
@@ -95,14 +106,26 @@ export async function runImport(config: Config, file: string | undefined, args: 
 }
 
 /**
- * The file as an absolute path (`-` is standard input). A shell's process substitution (`<(gunzip -c users.csv.gz)`) names a
- * descriptor of this process, /dev/fd/N, which a running server would read as its own: on Linux
- * /proc/PID/fd/N names the same pipe from any process of the same user.
+ * Opens the file to upload. A pipe (a named one, `-`, a shell's `<(…)`) is read through a
+ * non-blocking handle, as Node reads its standard input, not by the thread pool: a writer that stays
+ * silent then holds no thread, and this process can end (its upload broken off) without waiting
+ * for the writer. A file is read in pieces of the stored size: fewer, larger writes on the control
+ * socket (a 100k-row upload through a server ~0.5 s, as fast as the server reading the file
+ * itself; with 64 KiB reads ~0.65 s).
  */
-function pathAnyProcessCanOpen(file: string): string {
-  const path = file === '-' || file === '/dev/stdin' ? '/dev/fd/0' : resolve(file)
-  const fd = /^\/dev\/fd\/(\d+)$/.exec(path)
-  return fd && process.platform === 'linux' ? `/proc/${process.pid}/fd/${fd[1]}` : path
+function openFile(path: string, pipe: boolean): Readable {
+  if (!pipe) return createReadStream(path, { highWaterMark: PIECE_BYTES })
+  const inherited = /^\/dev\/fd\/(\d+)$/.exec(path)
+  if (inherited) return new Socket({ fd: Number(inherited[1]), readable: true, writable: false })
+  return Readable.from(readNamedPipe(path), { objectMode: false })
+}
+
+async function* readNamedPipe(path: string): AsyncGenerator<Buffer> {
+  // Opening waits (in the thread pool, as the open of any reader does) for a writer to open the pipe.
+  const fd = await new Promise<number>((resolve, reject) =>
+    fsOpen(path, 'r', (err, fd) => (err ? reject(err) : resolve(fd))),
+  )
+  yield* new Socket({ fd, readable: true, writable: false })
 }
 
 /**
@@ -135,13 +158,14 @@ function listenForInterrupts() {
       process.stderr.write(`\n${head}: stopping; press Ctrl-C again to quit at once\n`)
       stopWaiting.abort()
     } else if (count === 2) {
-      // Quitting now would leave the upload to queue a job nobody cancels.
+      // Waiting ends the job cancelled, on record; quitting breaks the upload off (this process
+      // sends the file, to a server too) and no job starts.
       process.stderr.write(
-        `\n${head}: still uploading, to cancel the job once queued; press Ctrl-C again to quit at once (the job would then run)\n`,
+        `\n${head}: still uploading, to cancel the job once queued; press Ctrl-C again to quit at once (the upload then breaks off: no job)\n`,
       )
     } else {
       // Dies of the signal, as without a handler: process.exit would wait for a thread blocked
-      // reading a pipe no one writes to.
+      // opening a named pipe that no writer has opened.
       stopListening()
       process.kill(process.pid, signal)
     }

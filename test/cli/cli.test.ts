@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdtempSync, openAsBlob, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, constants, mkdtempSync, openAsBlob, openSync, rmSync, writeFileSync } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,6 +10,7 @@ import { acquireDataLock } from '../../src/lib/data-lock.ts'
 import { openDatabase } from '../../src/lib/db/database.ts'
 import { loadMigrations } from '../../src/lib/db/migrate.ts'
 import type { DB } from '../../src/lib/db/schema.ts'
+import { JOBS } from '../support/bulk.ts'
 import { type ChildServer, startChildServer, stopChild } from '../support/child-server.ts'
 import { createTestDatabase, type TestDatabase } from '../support/database.ts'
 
@@ -25,16 +26,27 @@ afterAll(async () => {
 
 type Run = { code: number; signal: NodeJS.Signals | null; json: any; stderr: string }
 
-/** Starts the CLI: `done` resolves when it exits; `stderr()` is what it wrote so far. */
-function startHearth(env: Record<string, string>, args: string[]) {
-  const child = spawn(process.execPath, ['bin/hearth.mjs', ...args], {
+/**
+ * Starts the CLI: `done` resolves when it exits; `stderr()` is what it wrote so far. With `shell`,
+ * a bash script runs instead of `args`, with the CLI as `"$0" bin/hearth.mjs`: for a real pipe on
+ * its standard input (a child's own stdin is a socket) or a process substitution such as `<(cat f)`.
+ */
+function startHearth(
+  env: Record<string, string>,
+  args: string[],
+  opts: { stdin?: 'pipe'; shell?: string } = {},
+) {
+  const [command, argv] = opts.shell
+    ? ['bash', ['-c', opts.shell, process.execPath]]
+    : [process.execPath, ['bin/hearth.mjs', ...args]]
+  const child = spawn(command, argv, {
     env: { ...process.env, LOG_LEVEL: 'silent', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'],
   })
   let stdout = ''
   let stderr = ''
-  child.stdout.on('data', (d) => (stdout += d))
-  child.stderr.on('data', (d) => (stderr += d))
+  child.stdout!.on('data', (d) => (stdout += d))
+  child.stderr!.on('data', (d) => (stderr += d))
   const done = new Promise<Run>((resolve) =>
     child.once('exit', (code, signal) => {
       let json: unknown = null
@@ -601,9 +613,155 @@ describe('hearth CLI', () => {
     })
     expect(run.json).toBeNull()
     expect(run.stderr).toContain(
-      'import: still uploading, to cancel the job once queued; press Ctrl-C again to quit at once (the job would then run)',
+      'import: still uploading, to cancel the job once queued; press Ctrl-C again to quit at once (the upload then breaks off: no job)',
     )
   }, 180_000)
+
+  it('with a server running, an import killed while its pipe is silent leaves no reader on the pipe and no job; the server imports on', async () => {
+    const onPostgres = Boolean(process.env.DATABASE_URL)
+    const e = await env()
+    const community = await hearth(e, ['community', 'create', '--name', 'Killed'])
+    const id: string = community.json.id
+    const key = await hearth(e, ['keys', 'create', '--community', id, '--permissions', 'bulkUpdateUser'])
+    expect(key.code, key.stderr).toBe(0)
+    const auth = { authorization: `Bearer ${key.json.key}` }
+    const server = await startChildServer(e)
+    servers.push(server)
+    const pipe = join(work, `killed-${id}.fifo`)
+    execFileSync('mkfifo', [pipe])
+    const pieces = (db: Kysely<DB>) =>
+      db
+        .selectFrom('bulk_files')
+        .select('seq')
+        .where('community_id', '=', id)
+        .execute()
+        .then((rows) => rows.length)
+    /** Opening a FIFO to write without blocking fails with ENXIO exactly when no process has it open to read. */
+    const hasReader = () => {
+      try {
+        closeSync(openSync(pipe, constants.O_WRONLY | constants.O_NONBLOCK))
+        return true
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENXIO') return false
+        throw err
+      }
+    }
+    try {
+      const cli = startHearth(e, ['import', pipe, '--community', id])
+      // Resolves once the upload has opened the pipe to read.
+      const writer = await open(pipe, 'w')
+      try {
+        // 2.5 MiB (two pieces stored), then silence: the writer neither writes nor closes.
+        const rows = Array.from({ length: 80_000 }, (_, i) => `cut${i}@killed.test,Name ${i}`).join('\n')
+        const head = Buffer.from(`email,first_name\n${rows}\n`).subarray(0, 2.5 * 1024 * 1024)
+        await writer.write(head)
+        if (onPostgres) {
+          // Here the CLI stores the pieces itself; see them arrive.
+          for (let i = 0; i < 300 && (await pieces(testDb!.database.db)) < 2; i++) await sleep(100)
+          expect(await pieces(testDb!.database.db)).toBeGreaterThanOrEqual(2)
+        } else await sleep(1500)
+        expect(hasReader()).toBe(true)
+
+        cli.child.kill('SIGKILL')
+        const killed = await cli.done
+        expect(killed.signal).toBe('SIGKILL')
+        for (let i = 0; i < 100 && hasReader(); i++) await sleep(100)
+        // Nothing reads the pipe any more: the server holds no descriptor of it (nor a thread blocked on it).
+        expect.soft(hasReader()).toBe(false)
+
+        // The writer finishes late: nobody takes the rest, and no job appears from the part sent.
+        await writer.write('late@killed.test,Late\n').catch(() => {})
+      } finally {
+        await writer.close().catch(() => {})
+      }
+      await sleep(1000)
+      const jobs = async () =>
+        ((await (await fetch(`${server.base}${JOBS}`, { headers: auth })).json()) as any).data.jobs as any[]
+      expect(await jobs()).toEqual([])
+      if (!onPostgres) expect(server.log()).not.toMatch(/error|exception/i)
+
+      // The server still answers, and runs the next import, from a pipe, to its end.
+      const next = await hearth(e, [
+        'import',
+        csv(`killed-next-${id}.csv`, 'email,first_name\nann@killed.test,Ann\nbob@killed.test,Bob\n'),
+        '--community',
+        id,
+      ])
+      expect(next.code, next.stderr).toBe(0)
+      expect(next.json).toMatchObject({ status: 'completed', total: 2, created: 2 })
+      expect((await jobs()).map((j) => [j.jobId, j.status])).toEqual([[next.json.jobId, 'completed']])
+      expect((await fetch(`${server.base}/readyz`)).status).toBe(200)
+      expect(server.child.exitCode).toBeNull()
+    } finally {
+      await stopChild(server)
+    }
+    // On PGlite the server stored the pieces and deleted them when the upload broke off. (On
+    // PostgreSQL the killed CLI stored them itself; the sweeper deletes them after an hour idle.)
+    if (!onPostgres) expect(await inspect(e, pieces)).toBe(0)
+  }, 180_000)
+
+  it('with a server running, imports from standard input and from a process substitution take every row', async () => {
+    const e = await env()
+    const community = await hearth(e, ['community', 'create', '--name', 'Streams'])
+    const id: string = community.json.id
+    const server = await startChildServer(e)
+    servers.push(server)
+    try {
+      // 40,000 rows, over a MiB: the upload is stored in several pieces.
+      const lines = ['email,first_name,xp']
+      for (let i = 0; i < 40_000; i++) lines.push(`in${i}@streams.test,Streamed ${i},${i % 7}`)
+      const text = `${lines.join('\n')}\n`
+      expect(text.length).toBeGreaterThan(1024 * 1024)
+      const cli = startHearth(e, [], {
+        stdin: 'pipe',
+        shell: `cat | "$0" bin/hearth.mjs import - --community ${id}`,
+      })
+      const stdin = cli.child.stdin!
+      stdin.on('error', () => {}) // a CLI that quit early: its exit code tells
+      // In pieces, as a producer writes them.
+      for (let at = 0; at < text.length; at += 64 * 1024)
+        await new Promise((r) => stdin.write(text.slice(at, at + 64 * 1024), r))
+      stdin.end()
+      const fromStdin = await cli.done
+      expect(fromStdin.code, fromStdin.stderr).toBe(0)
+      expect(fromStdin.json).toMatchObject({
+        fileName: 'stdin.csv',
+        status: 'completed',
+        total: 40_000,
+        processed: 40_000,
+        created: 40_000,
+        failed: 0,
+      })
+
+      const file = csv(
+        `streams-${id}.csv`,
+        'email,first_name\nin0@streams.test,Renamed\nnew@streams.test,New\n',
+      )
+      const substituted = await startHearth(e, [], {
+        shell: `exec "$0" bin/hearth.mjs import <(cat '${file}') --community ${id}`,
+      }).done
+      expect(substituted.code, substituted.stderr).toBe(0)
+      expect(substituted.json).toMatchObject({
+        fileName: 'pipe.csv',
+        status: 'completed',
+        total: 2,
+        created: 1,
+        updated: 1,
+      })
+    } finally {
+      await stopChild(server)
+    }
+    const users = await inspect(e, (db) =>
+      db
+        .selectFrom('users')
+        .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.sum<number>('xp').as('xp')])
+        .where('community_id', '=', id)
+        .executeTakeFirstOrThrow(),
+    )
+    let xp = 0
+    for (let i = 0; i < 40_000; i++) xp += i % 7
+    expect({ n: Number(users.n), xp: Number(users.xp) }).toEqual({ n: 40_001, xp })
+  }, 240_000)
 })
 
 /**
