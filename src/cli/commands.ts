@@ -10,6 +10,7 @@ import { createApiKeyService } from '../modules/api-keys/api-keys.service.ts'
 import { presentJob } from '../modules/bulk/bulk.presenter.ts'
 import { createBulkService } from '../modules/bulk/bulk.service.ts'
 import { createCommunityService } from '../modules/communities/communities.service.ts'
+import { usernameTaken } from '../modules/users/users.repo.ts'
 
 /**
  * Operator commands shared by the local CLI and the running server's control socket: the same
@@ -59,6 +60,9 @@ export const commands: Record<string, (deps: AppDeps, args: CommandArgs) => Prom
       .executeTakeFirst()
     if (taken) throw conflict('email_taken', `${email} already has an account in this community`, 'email')
     const id = newId()
+    // The email's local part as username, unless a user of the community holds it (in any case).
+    const local = email.split('@')[0]
+    const username = (await usernameTaken(db, communityId, local)) ? null : local
     await db.transaction().execute(async (tx) => {
       await tx
         .insertInto('users')
@@ -66,7 +70,7 @@ export const commands: Record<string, (deps: AppDeps, args: CommandArgs) => Prom
           id,
           community_id: communityId,
           email,
-          username: email.split('@')[0],
+          username,
           role: 'owner',
           password_hash: await hashPassword(password),
           email_verified_at: new Date(),
@@ -79,7 +83,7 @@ export const commands: Record<string, (deps: AppDeps, args: CommandArgs) => Prom
         .where('owner_user_id', 'is', null)
         .execute()
     })
-    return { id, email, role: 'owner', communityId }
+    return { id, email, username, role: 'owner', communityId }
   },
 
   async 'import status'(deps, args) {

@@ -130,7 +130,7 @@ describe('hearth CLI', () => {
       '--community',
       community.json.id,
     ])
-    expect(owner.json).toMatchObject({ email: 'owner@acme.test', role: 'owner' })
+    expect(owner.json).toMatchObject({ email: 'owner@acme.test', username: 'owner', role: 'owner' })
 
     const server = await startChildServer(e)
     servers.push(server)
@@ -180,6 +180,19 @@ describe('hearth CLI', () => {
       }),
     })
     expect(login.status).toBe(200)
+    // Through the server too; the email's local part is taken (usernames are unique in any case).
+    const another = await hearth(e, [
+      'admin',
+      'create',
+      '--email',
+      'OWNER@partner.test',
+      '--password',
+      'correct horse',
+      '--community',
+      community.json.id,
+    ])
+    expect(another.code, another.stderr).toBe(0)
+    expect(another.json).toMatchObject({ email: 'owner@partner.test', username: null, role: 'owner' })
     // On PostgreSQL the tests of this file share one database: a worker left running here could
     // claim the job a later test expects to stay queued.
     await stopChild(server)
