@@ -39,6 +39,17 @@ async function worldOf(communityId: string) {
   return { users, ledger: ledger.length, histories: histories.length }
 }
 
+/** The usernames of a community's users, by email. */
+async function usernamesOf(communityId: string) {
+  const users = await db()
+    .selectFrom('users')
+    .select(['email', 'username'])
+    .where('community_id', '=', communityId)
+    .where('username', 'is not', null)
+    .execute()
+  return Object.fromEntries(users.map((u) => [u.email, u.username]))
+}
+
 /** Runs `file` as a dry run, then for real: the dry run wrote nothing and predicted every row. */
 async function expectDryRunPredicts(
   path: string,
@@ -122,6 +133,97 @@ describe('a dry run sees what its earlier chunks would have done', () => {
     ])
   })
 
+  it('import: a row giving the name of a user the dry run renamed replays the user that really holds it too', async () => {
+    const c = await t.factory.community()
+    await t.factory.user(c.id, { email: 'a@x.io', username: 'alice' })
+    await t.factory.user(c.id, { email: 'b@x.io', username: 'bob' })
+    // Chunk 2 names bob (by "bob"), who holds "alice" in the dry run's world; ann, who really
+    // still holds "alice" but moved to "zed", must be replayed with him.
+    const file = 'email,username\na@x.io,zed\nb@x.io,alice\nn@x.io,bob\nm@x.io,\n'
+    const { real } = await expectDryRunPredicts(IMPORT, c, file)
+    expect(await actionsOf(c.bearer, real.jobId)).toEqual([
+      [1, 'updated', null],
+      [2, 'updated', null],
+      [3, 'created', null],
+      [4, 'created', null],
+    ])
+  })
+
+  it('import: a user the dry run created is replayed even where the name it holds is really held by a renamed user', async () => {
+    const c = await t.factory.community()
+    await t.factory.user(c.id, { email: 'b@x.io', username: 'bob' })
+    // Row 2 creates n@ with "bob", which bob (row 1) gave up; row 3 (chunk 2) names only n@.
+    const file = 'email,username,first_name\nb@x.io,robert,\nn@x.io,bob,\nn@x.io,,Nina\nm@x.io,,\n'
+    const { real } = await expectDryRunPredicts(IMPORT, c, file)
+    expect(await actionsOf(c.bearer, real.jobId)).toEqual([
+      [1, 'updated', null],
+      [2, 'created', null],
+      [3, 'updated', null],
+      [4, 'created', null],
+    ])
+  })
+
+  it('import: three users passing their names round across chunks', async () => {
+    const c = await t.factory.community()
+    await t.factory.user(c.id, { email: 'c@x.io', username: 'carl' })
+    await t.factory.user(c.id, { email: 'd@x.io', username: 'dave' })
+    await t.factory.user(c.id, { email: 'e@x.io', username: 'eve' })
+    const file = [
+      'email,username',
+      'c@x.io,tmp', // chunk 1: carl -> tmp
+      'e@x.io,carl', // chunk 1: eve -> carl
+      'd@x.io,eve', // chunk 2: dave -> eve
+      'c@x.io,dave', // chunk 2: carl -> dave: the names went round (carl dave eve -> dave eve carl)
+      'c@x.io,dave', // chunk 3: skipped; it names all three, and no order of one update puts them back
+      'd@x.io,eve', // chunk 3: skipped
+      'n@x.io,Carl', // chunk 4: taken (eve holds carl)
+      'm@x.io,TMP', // chunk 4: created (carl left tmp)
+      '',
+    ].join('\n')
+    const { real } = await expectDryRunPredicts(IMPORT, c, file)
+    expect(await actionsOf(c.bearer, real.jobId)).toEqual([
+      [1, 'updated', null],
+      [2, 'updated', null],
+      [3, 'updated', null],
+      [4, 'updated', null],
+      [5, 'skipped', null],
+      [6, 'skipped', null],
+      [7, 'failed', 'username_taken'],
+      [8, 'created', null],
+    ])
+    expect(await usernamesOf(c.id)).toEqual({
+      'c@x.io': 'dave',
+      'd@x.io': 'eve',
+      'e@x.io': 'carl',
+      'm@x.io': 'TMP',
+    })
+  })
+
+  it('import: a username compares as the database lowers it, not as JavaScript does', async () => {
+    const c = await t.factory.community()
+    await t.factory.user(c.id, { email: 'o@x.io', username: 'ivan' })
+    // lower('İvan') is 'ivan' in PostgreSQL; 'İvan'.toLowerCase() is 'i̇van' (with a combining dot).
+    const file = [
+      'email,username',
+      'o@x.io,olga', // chunk 1: olga gives up ivan
+      'm1@x.io,',
+      'n@x.io,İvan', // chunk 2: created: ivan is free in the dry run's world too
+      'm2@x.io,',
+      'p@x.io,İVAN', // chunk 3: taken: n@ holds it
+      'm3@x.io,',
+      '',
+    ].join('\n')
+    const { real } = await expectDryRunPredicts(IMPORT, c, file)
+    expect(await actionsOf(c.bearer, real.jobId)).toEqual([
+      [1, 'updated', null],
+      [2, 'created', null],
+      [3, 'created', null],
+      [4, 'created', null],
+      [5, 'failed', 'username_taken'],
+      [6, 'created', null],
+    ])
+  })
+
   it('update keyed by external id: an email one chunk frees is free for a later chunk', async () => {
     const c = await t.factory.externalIdCommunity()
     await t.factory.user(c.id, { email: 'a@x.io', externalId: 'A' })
@@ -141,6 +243,32 @@ describe('a dry run sees what its earlier chunks would have done', () => {
     const file = 'crm_id,email,xp\nA,a2@x.io,1\nC,,1\nB,a@x.io,2\nB,,3\n'
     const { dry } = await expectDryRunPredicts(UPDATE, c, file)
     expect(dry).toMatchObject({ status: 'completed', updated: 4, failed: 0 })
+  })
+
+  it('update keyed by external id: three users passing their emails round across chunks', async () => {
+    const c = await t.factory.externalIdCommunity()
+    await t.factory.user(c.id, { email: 'a@x.io', externalId: 'A' })
+    await t.factory.user(c.id, { email: 'b@x.io', externalId: 'B' })
+    await t.factory.user(c.id, { email: 'c@x.io', externalId: 'C' })
+    const file = [
+      'crm_id,email',
+      'A,tmp@x.io', // chunk 1
+      'C,a@x.io', // chunk 1
+      'B,c@x.io', // chunk 2
+      'A,b@x.io', // chunk 2: the emails went round (a b c -> b c a)
+      'A,b@x.io', // chunk 3: skipped, A holds b@ (replaying A needs B, B needs C, C needs A)
+      'B,a@x.io', // chunk 3: failed, C holds a@
+      '',
+    ].join('\n')
+    const { real } = await expectDryRunPredicts(UPDATE, c, file)
+    expect((await actionsOf(c.bearer, real.jobId)).map((a) => a.slice(0, 2))).toEqual([
+      [1, 'updated'],
+      [2, 'updated'],
+      [3, 'updated'],
+      [4, 'updated'],
+      [5, 'skipped'],
+      [6, 'failed'],
+    ])
   })
 
   it('premium currency: a balance spent in one chunk is gone in the next', async () => {
@@ -257,5 +385,84 @@ describe('a dry run sees what its earlier chunks would have done', () => {
       .where('job_id', '=', jobId)
       .execute()
     expect(names.map((n) => n.name)).toEqual(expect.arrayContaining([u.id, String(u.seq), u.email]))
+  })
+})
+
+describe('a replay the real table no longer fits', () => {
+  /** A dry-run job keeping `users` as the dry run left them (`dry` over their real columns), named by their emails. */
+  async function keptJob(communityId: string, users: { id: string; email: string }[], dry: object[]) {
+    const jobId = newId()
+    await db()
+      .insertInto('bulk_jobs')
+      .values({
+        id: jobId,
+        community_id: communityId,
+        type: 'import',
+        status: 'processing',
+        dry_run: true,
+        file_name: 'f.csv',
+        file_bytes: 0,
+        file_chunks: 0,
+      })
+      .execute()
+    for (const [i, u] of users.entries()) {
+      await sql`INSERT INTO bulk_dry_run_users (job_id, user_id, state)
+        SELECT ${jobId}, id, (to_jsonb(u) - 'password_hash') || ${JSON.stringify(dry[i])}::jsonb FROM users u WHERE id = ${u.id}`.execute(
+        db(),
+      )
+      await sql`INSERT INTO bulk_dry_run_names (job_id, name, user_id) VALUES (${jobId}, ${u.email}, ${u.id})`.execute(
+        db(),
+      )
+    }
+    return jobId
+  }
+
+  /** Applies a dry-run chunk naming `email` (and `others`): the username the chunk sees its user hold. */
+  async function usernameSeen(jobId: string, communityId: string, email: string, others: string[] = []) {
+    let seen: string | null = null
+    await db()
+      .transaction()
+      .execute((tx) =>
+        applyAsDryRun(
+          tx,
+          {
+            jobId,
+            communityId,
+            names: [email, ...others],
+            usernames: [],
+            nameKinds: ['email'],
+            ledgerKeys: [],
+          },
+          async () => {
+            const r = await sql<{
+              username: string | null
+            }>`SELECT username FROM users WHERE community_id = ${communityId} AND email = ${email}`.execute(
+              tx,
+            )
+            seen = r.rows[0]?.username ?? null
+            return []
+          },
+        ),
+      )
+    return seen
+  }
+
+  it('judges the chunk against the real table once a user outside the job took a name a kept state holds', async () => {
+    const c = await t.factory.community()
+    const k = await t.factory.user(c.id, { email: 'k@x.io', username: 'k' })
+    const other = await t.factory.user(c.id, { email: 'o@x.io', username: 'o' })
+    const jobId = await keptJob(c.id, [k], [{ username: 'kay' }])
+    expect(await usernameSeen(jobId, c.id, 'k@x.io')).toBe('kay')
+    await db().updateTable('users').set({ username: 'KAY' }).where('id', '=', other.id).execute()
+    expect(await usernameSeen(jobId, c.id, 'k@x.io')).toBe('k')
+  })
+
+  it('fails the chunk, rather than judge it against the wrong world, when kept states collide', async () => {
+    const c = await t.factory.community()
+    const a = await t.factory.user(c.id, { email: 'a@x.io', username: 'a' })
+    const b = await t.factory.user(c.id, { email: 'b@x.io', username: 'b' })
+    // No dry run keeps two users holding one name; if one did, its predictions would be wrong.
+    const jobId = await keptJob(c.id, [a, b], [{ username: 'same' }, { username: 'Same' }])
+    await expect(usernameSeen(jobId, c.id, 'a@x.io', ['b@x.io'])).rejects.toThrow(/users_community_username/)
   })
 })

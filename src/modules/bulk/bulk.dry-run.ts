@@ -9,8 +9,9 @@ import { type RowOutcome, usernameName, WRITTEN } from './bulk.users-shape.ts'
  * A dry run applies each chunk under a savepoint, reads the outcomes, and rolls it back. So that
  * later chunks see what earlier ones would have done, the users a chunk changed are kept, as the
  * chunk left them, in bulk_dry_run_users; a later chunk replays those its rows name (by key, email,
- * id) under its own savepoint before applying. Kept rows are committed with the chunk's outcomes,
- * so a resumed dry run sees the same world, and dropped when the job ends.
+ * id, username), and the kept users those need to fit (see replayedUsers), under its own savepoint
+ * before applying. Kept rows are committed with the chunk's outcomes, so a resumed dry run sees the
+ * same world, and dropped when the job ends.
  */
 
 /** Columns a bulk job can change on an existing user: all a replay restores. */
@@ -70,8 +71,7 @@ export async function applyAsDryRun(
   apply: () => Promise<RowOutcome[]>,
 ): Promise<RowOutcome[]> {
   await sql`SAVEPOINT dry_run`.execute(tx)
-  const usernames = chunk.usernames.map((u) => usernameName(u.toLowerCase()))
-  await timed('dry.replay', () => replay(tx, chunk.jobId, [...chunk.names, ...usernames]))
+  await timed('dry.replay', () => replay(tx, chunk))
   await replayLedgerKeys(tx, chunk)
   const outcomes = await apply()
   const changed = [...new Set(outcomes.flatMap((o) => (o.userId ? [o.userId] : [])))]
@@ -120,26 +120,96 @@ export async function forgetDryRun(tx: Tx, jobId: string) {
   await tx.deleteFrom('bulk_dry_run_users').where('job_id', '=', jobId).execute()
 }
 
-/** Puts the users these names designate back in the state the dry run left them in. */
-async function replay(tx: Tx, jobId: string, names: string[]) {
-  if (names.length === 0) return
+/**
+ * Puts the kept users the chunk's names designate back in the state the dry run left them in, with
+ * those they need (replayedUsers). In phases, so that no intermediate state meets the unique
+ * indexes (users passing names round across chunks have no order one UPDATE could take): those
+ * whose username or email the dry run changed first let go of theirs (username NULL, an email no
+ * address can be), then all take their kept states, then the users only the dry run created are
+ * inserted.
+ */
+async function replay(tx: Tx, chunk: DryRunChunk) {
+  if (chunk.names.length === 0 && chunk.usernames.length === 0) return
+  const set = await replayedUsers(tx, chunk)
+  // The real table moved since the dry run kept these states (a user outside the job took a name
+  // one of them holds): they no longer fit, and the chunk is judged against the real table.
+  if (set.ids === null || set.moved) return
   const kept = sql`(SELECT (jsonb_populate_record(NULL::users, k.state)).* FROM bulk_dry_run_users k
-    WHERE k.job_id = ${jobId} AND k.user_id IN (SELECT n.user_id FROM bulk_dry_run_names n
-      WHERE n.job_id = ${jobId} AND n.name = ANY(${names}::text[])))`
-  // Under a savepoint of its own: if the real table moved meanwhile so that a kept state no longer
-  // fits (another user took its email), the chunk is judged against the real table instead.
+    WHERE k.job_id = ${chunk.jobId} AND k.user_id = ANY(string_to_array(${set.ids}, ',')))`
   await sql`SAVEPOINT dry_run_replay`.execute(tx)
   try {
+    if (set.movers !== null) {
+      await sql`UPDATE users SET username = NULL, email = ${PLACEHOLDER} || id
+        WHERE id = ANY(string_to_array(${set.movers}, ','))`.execute(tx)
+    }
     const setList = sql.join(CHANGED_BY_BULK.map((c) => sql`${sql.ref(c)} = r.${sql.ref(c)}`))
     await sql`UPDATE users u SET ${setList} FROM ${kept} r WHERE u.id = r.id`.execute(tx)
-    // Users only the dry run created. A user that meanwhile really got the same email wins.
     await sql`INSERT INTO users (${columnList()}) OVERRIDING SYSTEM VALUE SELECT ${columnList('r')} FROM ${kept} r
-      WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = r.id) ON CONFLICT DO NOTHING`.execute(tx)
+      WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = r.id)`.execute(tx)
     await sql`RELEASE SAVEPOINT dry_run_replay`.execute(tx)
   } catch (err) {
     if (!isDataError(err)) throw err
     await sql`ROLLBACK TO SAVEPOINT dry_run_replay`.execute(tx)
+    // Only a change another transaction committed since replayedUsers looked can refuse a kept
+    // state. Anything else is the dry run's own mistake, which must not pass for a prediction.
+    const now = await replayedUsers(tx, chunk)
+    if (!now.moved && now.ids === set.ids && now.movers === set.movers) throw err
   }
+}
+
+/** An email no address can be (it has no @), one per user: what a replayed user holds meanwhile. */
+const PLACEHOLDER = 'dry-run-replay:'
+
+/** Comma-separated user ids (ids hold no commas), or null for none. */
+type IdList = string | null
+
+/**
+ * The kept users a chunk replays (ids), those of them whose username or email the table has
+ * otherwise than their kept state (movers), and whether the real table moved under them.
+ *
+ * Starting from the kept users the chunk's names designate (its usernames lowered by the database,
+ * as kept names are), it adds, until none is left, every kept user that really holds a username
+ * (in any case) or an email that a replayed user holds in the dry run's world: replayed without it,
+ * the one would meet the other, which let go of it in the dry run's world. Only a kept user can be
+ * in that place: one the dry run never changed holds the same names in both worlds. So if such a
+ * user holds one (or the external id of a user the dry run created), the table moved meanwhile.
+ * Each replayed user costs index probes: its kept state, and the holders of its names.
+ */
+async function replayedUsers(
+  tx: Tx,
+  chunk: DryRunChunk,
+): Promise<{ ids: IdList; movers: IdList; moved: boolean }> {
+  const { jobId, communityId } = chunk
+  const res = await sql<{
+    ids: IdList
+    movers: IdList
+    moved: boolean | null
+  }>`WITH RECURSIVE r(id, kept) AS (
+      SELECT n.user_id, true FROM bulk_dry_run_names n
+      WHERE n.job_id = ${jobId} AND n.name = ANY(${chunk.names}::text[]
+        || ARRAY(SELECT ${usernameName('')} || lower(x) FROM unnest(${chunk.usernames}::text[]) x))
+        AND EXISTS (SELECT 1 FROM bulk_dry_run_users k WHERE k.job_id = ${jobId} AND k.user_id = n.user_id)
+      UNION
+      SELECT h.id, h.name AND EXISTS (SELECT 1 FROM bulk_dry_run_users o WHERE o.job_id = ${jobId} AND o.user_id = h.id)
+      FROM r JOIN bulk_dry_run_users k ON k.job_id = ${jobId} AND k.user_id = r.id
+      CROSS JOIN LATERAL (
+        SELECT u.id, true AS name FROM users u
+          WHERE u.community_id = ${communityId} AND lower(u.username) = lower(k.state ->> 'username')
+        UNION ALL SELECT u.id, true FROM users u
+          WHERE u.community_id = ${communityId} AND u.email = k.state ->> 'email'
+        UNION ALL SELECT u.id, false FROM users u
+          WHERE u.community_id = ${communityId} AND u.external_id = k.state ->> 'external_id'
+      ) h
+      WHERE r.kept AND h.id <> r.id
+    )
+    SELECT string_agg(r.id, ',' ORDER BY r.id) FILTER (WHERE r.kept) AS ids,
+      string_agg(r.id, ',' ORDER BY r.id) FILTER (WHERE u.id IS NOT NULL AND (u.email <> k.state ->> 'email'
+        OR lower(u.username) IS DISTINCT FROM lower(k.state ->> 'username'))) AS movers,
+      bool_or(NOT r.kept) AS moved
+    FROM r LEFT JOIN bulk_dry_run_users k ON r.kept AND k.job_id = ${jobId} AND k.user_id = r.id
+    LEFT JOIN users u ON r.kept AND u.id = r.id`.execute(tx)
+  const row = res.rows[0]
+  return { ids: row?.ids ?? null, movers: row?.movers ?? null, moved: row?.moved === true }
 }
 
 const KEEP_SLICE = 1000
