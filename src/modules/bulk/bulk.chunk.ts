@@ -55,20 +55,43 @@ export const givenUsernames = (rows: (ImportRow | PremiumRow)[]) => [
 
 /**
  * A chunk's username claims, as lower(username) compares names: those its rows give, and those
- * its users hold now (a row may take one away from its user for another chunk's row to give). Read
+ * its users hold now and a row may take away from them (for another chunk's row to give). Read
  * once no chunk in flight names these users, so only this chunk can change them until it commits.
+ * ASCII names are lowered here (the database does the same to them); others by the database,
+ * whose lower() JS cannot reproduce ('İ' is 'i' to it).
  */
 export async function usernameClaims(db: Tx, communityId: string, plan: ImportPlan, rows: ImportRow[]) {
-  const given = rows.filter((r) => r.username !== null)
-  if (given.length === 0) return []
-  const res = await sql<{
-    name: string
-  }>`SELECT lower(x) AS name FROM unnest(${givenUsernames(given)}::text[]) x
-    UNION SELECT lower(username) FROM users
-    WHERE community_id = ${communityId} AND ${sql.ref(keyColumn(plan))} = ANY(${given.map((r) => r.key)}::text[])
+  const given = new Map<string, string>()
+  for (const r of rows) if (r.username !== null) given.set(r.key, r.username)
+  if (given.size === 0) return []
+  const claims = new Set<string>()
+  const other: string[] = []
+  const lowered = (name: string) => (ASCII.test(name) ? name.toLowerCase() : null)
+  for (const name of given.values()) {
+    const l = lowered(name)
+    if (l === null) other.push(name)
+    else claims.add(usernameName(l))
+  }
+  // One sorted index scan over the keys (an ANY array), cheaper than a probe per key.
+  const held = await sql<{ key: string; name: string }>`SELECT ${sql.ref(keyColumn(plan))} AS key,
+      lower(username) AS name FROM users
+    WHERE community_id = ${communityId} AND ${sql.ref(keyColumn(plan))} = ANY(${[...given.keys()]}::text[])
       AND username IS NOT NULL`.execute(db)
-  return res.rows.map((r) => usernameName(r.name))
+  for (const h of held.rows) {
+    const name = given.get(h.key)
+    if (name === undefined || lowered(name) !== h.name) claims.add(usernameName(h.name))
+  }
+  if (other.length > 0) {
+    const res = await sql<{
+      name: string
+    }>`SELECT lower(x) AS name FROM unnest(${other}::text[]) AS x`.execute(db)
+    for (const r of res.rows) claims.add(usernameName(r.name))
+  }
+  return [...claims]
 }
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the whole ASCII range, on purpose
+const ASCII = /^[\x00-\x7f]*$/
 
 async function applyRows(
   tx: Tx,

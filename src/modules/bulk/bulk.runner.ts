@@ -152,20 +152,22 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
     pending = source.next()
     const prepared = value.prepared!
     const claims = lanes > 1 ? claimsOf(job, prepared.valid) : new Set<string>()
-    const blocked = () =>
-      flights.size >= (warm ? lanes : 1) || [...flights].some((f) => overlaps(f.claims, claims))
-    const waitTurn = async () => {
-      while (failure === null && blocked()) await Promise.race([...flights].map((f) => f.done))
+    const shares = () => [...flights].some((f) => overlaps(f.claims, claims))
+    const blocked = () => flights.size >= (warm ? lanes : 1) || shares()
+    const waitWhile = async (busy: () => boolean) => {
+      while (failure === null && busy()) await Promise.race([...flights].map((f) => f.done))
     }
-    await waitTurn()
-    if (failure === null && lanes > 1 && givesUsernames(plan)) {
-      // Names pass between users: a chunk claims those its rows give and those its users hold.
+    if (lanes > 1 && givesUsernames(plan)) {
+      // Names pass between users: a chunk claims those its rows give and those its users hold now,
+      // read once no chunk in flight names its users (only it can change them until it commits),
+      // while the chunks in flight still fill the lanes.
+      await waitWhile(shares)
       const names = await timed('claims.usernames', () =>
         usernameClaims(deps.database.db, job.community_id, plan, prepared.valid as ImportRow[]),
       )
       for (const name of names) claims.add(name)
-      await waitTurn()
     }
+    await waitWhile(blocked)
     if (failure !== null) break
     if (deps.shutdown.signal.aborted) {
       failure = new ShuttingDown()
