@@ -180,11 +180,13 @@ describe('usernames in chunks in flight at once', () => {
       .orderBy('email')
       .execute()
     expect(names).toEqual(
-      [0, 1, 2, 3].flatMap((k) => [
-        { email: `n${k}@x.io`, username: given(k) },
-        { email: `x${k}@x.io`, username: `x${k}-moved` },
-        { email: `y${k}@x.io`, username: `y${k}-moved` },
-      ]).sort((a, b) => a.email.localeCompare(b.email)),
+      [0, 1, 2, 3]
+        .flatMap((k) => [
+          { email: `n${k}@x.io`, username: given(k) },
+          { email: `x${k}@x.io`, username: `x${k}-moved` },
+          { email: `y${k}@x.io`, username: `y${k}-moved` },
+        ])
+        .sort((a, b) => a.email.localeCompare(b.email)),
     )
   })
 })

@@ -365,7 +365,8 @@ async function crossesNewRows(tx: Tx, ctx: UsersCtx, fresh: number[], moves: Mov
     FROM bulk_stage s WHERE s.row_no = ANY(${fresh}::int[])`.execute(tx)
   const firstNew = new Map<string, number>()
   for (const r of res.rows) {
-    for (const n of r.names) if (!((firstNew.get(n) ?? Number.POSITIVE_INFINITY) < r.row_no)) firstNew.set(n, r.row_no)
+    for (const n of r.names)
+      if (!((firstNew.get(n) ?? Number.POSITIVE_INFINITY) < r.row_no)) firstNew.set(n, r.row_no)
   }
   return moves.some((m) => m.names.some((n) => (firstNew.get(n) ?? Number.POSITIVE_INFINITY) < m.rowNo))
 }

@@ -391,7 +391,11 @@ async function usernameHolders(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): Promis
   const given = [...new Set(rows.flatMap((r) => (r.username === null ? [] : [r.username])))]
   const names: Names = { lowered: new Map(), holders: new Map() }
   if (given.length === 0) return names
-  const res = await sql<{ given: string; name: string; holder: string | null }>`SELECT x.given, lower(x.given) AS name,
+  const res = await sql<{
+    given: string
+    name: string
+    holder: string | null
+  }>`SELECT x.given, lower(x.given) AS name,
       (SELECT u.id FROM users u WHERE u.community_id = ${ctx.communityId} AND lower(u.username) = lower(x.given)) AS holder
     FROM unnest(${given}::text[]) AS x(given)`.execute(tx)
   for (const r of res.rows) {
