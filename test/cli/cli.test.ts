@@ -13,6 +13,7 @@ import type { DB } from '../../src/lib/db/schema.ts'
 import { JOBS } from '../support/bulk.ts'
 import { type ChildServer, startChildServer, stopChild } from '../support/child-server.ts'
 import { createTestDatabase, type TestDatabase } from '../support/database.ts'
+import { slowChunks } from '../support/faults.ts'
 
 const work = mkdtempSync(join(tmpdir(), 'hearth-cli-'))
 const servers: ChildServer[] = []
@@ -97,6 +98,22 @@ function expectRefused(run: Run, line: string | RegExp) {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Polls `read` until `done` holds of what it returns; fails with `what` and the last value past the deadline. */
+async function until<T>(
+  what: string,
+  read: () => Promise<T>,
+  done: (v: T) => boolean,
+  ms = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const v = await read()
+    if (done(v)) return v
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(v)})`)
+    await sleep(50)
+  }
+}
 
 describe('hearth CLI', () => {
   it('bootstraps a community, a key and an owner with no server running, then again through a running server', async () => {
@@ -775,6 +792,163 @@ describe('hearth CLI', () => {
     for (let i = 0; i < 40_000; i++) xp += i % 7
     expect({ n: Number(users.n), xp: Number(users.xp) }).toEqual({ n: 40_001, xp })
   }, 240_000)
+
+  // PostgreSQL only: on PGlite the CLI hands its job to the running server and never applies it.
+  if (process.env.DATABASE_URL)
+    it('on PostgreSQL, an import whose job a server worker holds is taken over by the CLI when that server is killed mid-job: every row applied once', async () => {
+      const e = await env()
+      const { db } = testDb!.database
+      const community = await hearth(e, ['community', 'create', '--name', 'Takeover'])
+      expect(community.code, community.stderr).toBe(0)
+      const id: string = community.json.id
+      const ROWS = 3000
+      // xp is never 0 (one xp ledger row per user), coins is 0 for one row in 7 (no coins row then).
+      const xpOf = (i: number) => (i % 50) + 1
+      const coinsOf = (i: number) => i % 7
+      const lines = ['email,first_name,xp,coins']
+      for (let i = 0; i < ROWS; i++) lines.push(`t${i}@takeover.test,Taken ${i},${xpOf(i)},${coinsOf(i)}`)
+      const file = csv(`takeover-${id}.csv`, `${lines.join('\n')}\n`)
+      // Small chunks, each held 0.3 s, so the job spans several seconds; a 3 s lease, renewed by each chunk.
+      const jobEnv = { ...e, BULK_LEASE_SECONDS: '3', BULK_CHUNK_ROWS: '200' }
+      const server = await startChildServer({ ...jobEnv, DATA_DIR: mkdtempSync(join(work, 'takeover-')) })
+      servers.push(server)
+      const serverOwns = `:${server.child.pid}:` // instance ids are host:pid:random
+      // Both processes race to claim the new job and the CLI, polling, would nearly always win: here
+      // a job of this community that no worker has held yet can be claimed by the server alone.
+      await sql
+        .raw(`CREATE OR REPLACE FUNCTION test_claim_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            IF NEW.community_id = '${id}' AND OLD.lease_owner IS NULL AND NEW.lease_owner IS NOT NULL
+              AND position('${serverOwns}' in NEW.lease_owner) = 0 THEN
+              RETURN NULL;
+            END IF;
+            RETURN NEW;
+          END $$`)
+        .execute(db)
+      await sql`CREATE TRIGGER test_claim_gate BEFORE UPDATE ON bulk_jobs
+        FOR EACH ROW EXECUTE FUNCTION test_claim_gate()`.execute(db)
+      await slowChunks(db, 0.3)
+      let launched: ReturnType<typeof startHearth> | null = null
+      try {
+        const cli = startHearth(jobEnv, ['import', file, '--community', id])
+        launched = cli
+        const job = () =>
+          db
+            .selectFrom('bulk_jobs')
+            .select(['id', 'status', 'processed', 'lease_owner', 'lease_until'])
+            .where('community_id', '=', id)
+            .executeTakeFirst()
+        // The server's worker holds the job and has committed some chunks, not all.
+        const held = await until(
+          'the server applies the job',
+          job,
+          (j) => j !== undefined && j.processed >= 400,
+        )
+        expect(held!.lease_owner).toContain(serverOwns)
+        expect(held!.processed).toBeLessThan(ROWS)
+        expect(cli.child.exitCode).toBeNull()
+        await stopChild(server, 'SIGKILL')
+        const killedAt = (await sql<{ now: Date }>`SELECT now()`.execute(db)).rows[0].now
+        const left = await job()
+        expect(left!.processed).toBeLessThan(ROWS)
+
+        // The lease lapses within 3 s; the CLI then takes the job over and finishes it.
+        let timer: NodeJS.Timeout | undefined
+        const run = await Promise.race([
+          cli.done,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () =>
+                reject(new Error(`the CLI did not finish the job after the server died: ${cli.stderr()}`)),
+              30_000,
+            )
+          }),
+        ]).finally(() => clearTimeout(timer))
+        expect(run.code, run.stderr).toBe(0)
+        expect(run.json).toMatchObject({
+          jobId: held!.id,
+          status: 'completed',
+          total: ROWS,
+          processed: ROWS,
+          created: ROWS,
+          updated: 0,
+          failed: 0,
+        })
+        expect(run.stderr.trimEnd().split('\n').pop()).toBe(
+          `import ${held!.id} completed: ${ROWS} of ${ROWS} rows, ${ROWS} created, 0 failed`,
+        )
+        expect(run.stderr).not.toContain('broke off')
+
+        // Chunks were committed both before the server died and after: the rest by the CLI, which
+        // began once the server's lease had lapsed.
+        const chunks = await db
+          .selectFrom('bulk_job_chunks')
+          .select(['first_row', 'lines', 'actions', 'started_at', 'booked_at'])
+          .where('job_id', '=', held!.id)
+          .orderBy('first_row')
+          .execute()
+        const before = chunks.filter((c) => c.booked_at! <= killedAt)
+        expect(before.length).toBeGreaterThanOrEqual(2)
+        expect(before.length).toBeLessThan(chunks.length)
+        const after = chunks.filter((c) => c.booked_at! > killedAt)
+        for (const c of after)
+          expect(c.started_at!.getTime()).toBeGreaterThanOrEqual(left!.lease_until!.getTime())
+        // Each row's outcome is booked once: the chunks cover rows 1..ROWS without overlap, all created.
+        const rowNos = chunks.flatMap((c) => c.lines.map((_, k) => c.first_row + k))
+        expect(rowNos).toEqual(Array.from({ length: ROWS }, (_, k) => k + 1))
+        expect(chunks.map((c) => c.actions).join('')).toBe('c'.repeat(ROWS))
+        const errors = await db
+          .selectFrom('bulk_job_errors')
+          .select('row_no')
+          .where('job_id', '=', held!.id)
+          .execute()
+        expect(errors).toEqual([])
+
+        // One user per row, with the file's balances, and exactly the ledger rows the file implies.
+        const users = await sql<{
+          email: string
+          xp: number
+          coins: number
+          xp_rows: number
+          coin_rows: number
+          xp_sum: number
+          coin_sum: number
+        }>`
+          SELECT u.email, u.xp::int AS xp, u.coins::int AS coins,
+            count(*) FILTER (WHERE l.currency = 'xp')::int AS xp_rows,
+            count(*) FILTER (WHERE l.currency = 'coins')::int AS coin_rows,
+            coalesce(sum(l.amount) FILTER (WHERE l.currency = 'xp'), 0)::int AS xp_sum,
+            coalesce(sum(l.amount) FILTER (WHERE l.currency = 'coins'), 0)::int AS coin_sum
+          FROM users u LEFT JOIN currency_ledger l ON l.community_id = u.community_id AND l.user_id = u.id
+          WHERE u.community_id = ${id}
+          GROUP BY u.id, u.email, u.xp, u.coins`.execute(db)
+        const byEmail = (a: { email: string }, b: { email: string }) =>
+          a.email < b.email ? -1 : a.email > b.email ? 1 : 0
+        const want = Array.from({ length: ROWS }, (_, i) => ({
+          email: `t${i}@takeover.test`,
+          xp: xpOf(i),
+          coins: coinsOf(i),
+          xp_rows: 1,
+          coin_rows: coinsOf(i) > 0 ? 1 : 0,
+          xp_sum: xpOf(i),
+          coin_sum: coinsOf(i),
+        })).sort(byEmail)
+        expect(users.rows.sort(byEmail)).toEqual(want)
+        const ledger = await db
+          .selectFrom('currency_ledger')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('community_id', '=', id)
+          .executeTakeFirstOrThrow()
+        expect(Number(ledger.n)).toBe(want.reduce((n, u) => n + u.xp_rows + u.coin_rows, 0))
+      } finally {
+        await stopChild(server, 'SIGKILL')
+        // A CLI that never finished (the test failed) must not outlive it.
+        if (launched?.child.exitCode === null && launched.child.signalCode === null)
+          launched.child.kill('SIGKILL')
+        await sql`DROP TRIGGER IF EXISTS test_slow_chunk ON bulk_job_chunks`.execute(db)
+        await sql`DROP TRIGGER IF EXISTS test_claim_gate ON bulk_jobs`.execute(db)
+      }
+    }, 120_000)
 })
 
 /**
