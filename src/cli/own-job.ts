@@ -10,10 +10,31 @@ import { describeError } from './commands.ts'
  */
 export function runOwnJob(deps: AppDeps, jobId: string, report: (line: string) => void) {
   let inFlight: Promise<void> | null = null
+  // Who applies the job, as last said: the operator is told when another worker has it and when
+  // this process takes it over (the progress lines read the same either way).
+  let said: 'here' | 'elsewhere' | null = null
+  const sayWhoHolds = async () => {
+    const job = await deps.database.db
+      .selectFrom('bulk_jobs')
+      .select(['lease_owner', 'status'])
+      .where('id', '=', jobId)
+      .executeTakeFirst()
+    if (!job || job.lease_owner === null || !(job.status === 'validating' || job.status === 'processing'))
+      return
+    const now = job.lease_owner === deps.instanceId ? 'here' : 'elsewhere'
+    if (now === 'elsewhere' && said !== 'elsewhere') {
+      report(`import ${jobId}: another worker is applying it; this one stands by and takes over if it stops`)
+    } else if (now === 'here' && said === 'elsewhere') {
+      report(`import ${jobId}: the other worker stopped; applying it here from its last committed chunk`)
+    }
+    said = now
+  }
   return {
     /** Starts an attempt unless one runs here; it returns at once if another worker holds the job. */
     poke() {
-      if (inFlight || deps.shutdown.signal.aborted) return
+      if (deps.shutdown.signal.aborted) return
+      sayWhoHolds().catch(() => {}) // only words: a failed read is tried at the next poke
+      if (inFlight) return
       inFlight = runBulkJob(deps, jobId)
         .catch((err) => report(`import ${jobId}: the attempt broke off (${describeError(err)}); it resumes`))
         .finally(() => {

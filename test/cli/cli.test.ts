@@ -878,6 +878,11 @@ describe('hearth CLI', () => {
           `import ${held!.id} completed: ${ROWS} of ${ROWS} rows, ${ROWS} created, 0 failed`,
         )
         expect(run.stderr).not.toContain('broke off')
+        // It said so: first standing by, then taking over.
+        const standing = run.stderr.indexOf(`import ${held!.id}: another worker is applying it`)
+        const taking = run.stderr.indexOf(`import ${held!.id}: the other worker stopped; applying it here`)
+        expect(standing).toBeGreaterThanOrEqual(0)
+        expect(taking).toBeGreaterThan(standing)
 
         // Chunks were committed both before the server died and after: the rest by the CLI, which
         // began once the server's lease had lapsed.
