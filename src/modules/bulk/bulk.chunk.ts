@@ -61,26 +61,21 @@ export const givenUsernames = (rows: (ImportRow | PremiumRow)[]) => [
  * whose lower() JS cannot reproduce ('İ' is 'i' to it).
  */
 export async function usernameClaims(db: Tx, communityId: string, plan: ImportPlan, rows: ImportRow[]) {
-  const given = new Map<string, string>()
-  for (const r of rows) if (r.username !== null) given.set(r.key, r.username)
-  if (given.size === 0) return []
+  const giving = rows.filter((r) => r.username !== null)
+  if (giving.length === 0) return []
   const claims = new Set<string>()
   const other: string[] = []
-  const lowered = (name: string) => (ASCII.test(name) ? name.toLowerCase() : null)
-  for (const name of given.values()) {
-    const l = lowered(name)
-    if (l === null) other.push(name)
-    else claims.add(usernameName(l))
+  for (const name of givenUsernames(giving)) {
+    if (ASCII.test(name)) claims.add(usernameName(name.toLowerCase()))
+    else other.push(name)
   }
-  // One sorted index scan over the keys (an ANY array), cheaper than a probe per key.
-  const held = await sql<{ key: string; name: string }>`SELECT ${sql.ref(keyColumn(plan))} AS key,
-      lower(username) AS name FROM users
-    WHERE community_id = ${communityId} AND ${sql.ref(keyColumn(plan))} = ANY(${[...given.keys()]}::text[])
+  // One sorted index scan over the keys (an ANY array), cheaper than a probe per key. A name the
+  // user keeps is among the given ones already: the set holds it once.
+  const keys = [...new Set(giving.map((r) => r.key))]
+  const held = await sql<{ name: string }>`SELECT lower(username) AS name FROM users
+    WHERE community_id = ${communityId} AND ${sql.ref(keyColumn(plan))} = ANY(${keys}::text[])
       AND username IS NOT NULL`.execute(db)
-  for (const h of held.rows) {
-    const name = given.get(h.key)
-    if (name === undefined || lowered(name) !== h.name) claims.add(usernameName(h.name))
-  }
+  for (const h of held.rows) claims.add(usernameName(h.name))
   if (other.length > 0) {
     const res = await sql<{
       name: string

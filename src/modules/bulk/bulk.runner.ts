@@ -97,7 +97,7 @@ function parallelChunks(deps: AppDeps, job: repo.JobRow, plan: Plan): number {
   if (deps.database.kind !== 'postgres') return 1
   if (plan.type === 'premium_currency' && plan.keyKind === 'user_id') return 1
   if (emailsMayMove(plan)) return 1
-  // A dry run's users hold, in its world, names the table does not show (usernamesHeld).
+  // A dry run's users hold, in its world, names the table does not show (see usernameClaims).
   if (job.dry_run && givesUsernames(plan)) return 1
   return deps.config.bulk.parallelChunks
 }
