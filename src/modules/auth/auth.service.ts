@@ -3,7 +3,8 @@ import { isUniqueViolation } from '../../lib/db/sql-errors.ts'
 import type { AppDeps } from '../../lib/deps.ts'
 import { badRequest, conflict, forbidden, notFound, unauthorized } from '../../lib/errors.ts'
 import { newId } from '../../lib/ids.ts'
-import { isUsernameTakenError, usernameTaken as usernameHeld } from '../users/users.repo.ts'
+import { usernameTakenConflict } from '../users/create-user.service.ts'
+import { isUsernameTakenError, usernameTaken } from '../users/users.repo.ts'
 import * as repo from './auth.repo.ts'
 import { consumeToken, issueToken, lastIssuedAt, retireTokens } from './one-time-tokens.ts'
 
@@ -83,9 +84,8 @@ export function createAuthService(deps: Deps) {
       const taken = () =>
         conflict('email_taken', 'An account with this email already exists in this community', 'email')
       if (await repo.emailTaken(db, community.id, email)) throw taken()
-      const usernameTaken = () =>
-        conflict('username_taken', 'This username is already used in this community', 'username')
-      if (input.username && (await usernameHeld(db, community.id, input.username))) throw usernameTaken()
+      if (input.username && (await usernameTaken(db, community.id, input.username)))
+        throw usernameTakenConflict()
       const passwordHash = await hashPassword(input.password)
       const user = await repo
         .insertUser(db, {
@@ -100,7 +100,7 @@ export function createAuthService(deps: Deps) {
         })
         .catch((err) => {
           // Registrations racing past the checks above meet a unique index; its name says which.
-          if (isUsernameTakenError(err)) throw usernameTaken()
+          if (isUsernameTakenError(err)) throw usernameTakenConflict()
           if (isUniqueViolation(err) && (err as { constraint?: unknown }).constraint === EMAIL_INDEX)
             throw taken()
           throw err

@@ -73,6 +73,10 @@ function stageRow(plan: ImportPlan, r: ImportRow, wave: number): unknown[] {
   return out
 }
 
+/** The username a stage row (alias `alias`) gives, lowered as the unique index compares names. */
+const givenUsername = (plan: ImportPlan, alias: string) =>
+  sql`lower(${sql.ref(`${alias}.${col(usernameTarget(plan))}`)})`
+
 /** `base` is the alias holding current values: the matched user, or defaults for a new one. */
 function numericExpr(t: Target, i: number, current: RawBuilder<unknown>): RawBuilder<unknown> {
   const v = sql.ref(`s.${col(i)}`)
@@ -185,10 +189,9 @@ async function updateMatched(tx: Tx, ctx: UsersCtx, rows: Rows): Promise<Updated
             AND p.email IS NOT NULL AND p.email <> o.email)))`
     : sql`false`
   // The same for a username, compared in any case (unique in the community by lower(username)).
-  const u = usernameTarget(ctx.plan)
-  const name = (alias: string) => sql`lower(${sql.ref(`${alias}.${col(u)}`)})`
+  const name = (alias: string) => givenUsername(ctx.plan, alias)
   const nameTaken =
-    u >= 0
+    usernameTarget(ctx.plan) >= 0
       ? sql`(${name('s')} IS NOT NULL AND ${name('s')} IS DISTINCT FROM lower(b.username) AND EXISTS (SELECT 1 FROM users o
           WHERE o.community_id = ${ctx.communityId} AND lower(o.username) = ${name('s')} AND o.id <> b.id
           AND NOT EXISTS (SELECT 1 FROM p WHERE p.uid = o.id AND p.row_no < s.row_no
@@ -267,7 +270,7 @@ const namesMayPass = (plan: ImportPlan) => {
 /** SQL listing, for a changed row of an import, the usernames and emails its user had and took. */
 function movedNames(ctx: UsersCtx): RawBuilder<unknown> {
   const passed = passedNames(ctx.plan)
-  if (ctx.plan.type !== 'import' || (!passed.usernames && !passed.emails)) return sql`NULL::text[]`
+  if (ctx.plan.type !== 'import' || !namesMayPass(ctx.plan)) return sql`NULL::text[]`
   const parts: RawBuilder<unknown>[] = []
   // A name the row leaves as it was cannot pass between users: only changed ones are listed.
   const pair = (prefix: string, before: RawBuilder<unknown>, after: RawBuilder<unknown>) =>
@@ -353,8 +356,7 @@ const EMAIL_NAME = 'email:'
 function givenNames(ctx: UsersCtx): RawBuilder<unknown> {
   const passed = passedNames(ctx.plan)
   const parts: RawBuilder<unknown>[] = []
-  const u = usernameTarget(ctx.plan)
-  if (passed.usernames) parts.push(sql`${usernameName('')} || lower(${sql.ref(`s.${col(u)}`)})`)
+  if (passed.usernames) parts.push(sql`${usernameName('')} || ${givenUsername(ctx.plan, 's')}`)
   if (passed.emails) parts.push(sql`${EMAIL_NAME} || s.email`)
   return parts.length > 0 ? sql`array_remove(ARRAY[${sql.join(parts)}], NULL)` : sql`ARRAY[]::text[]`
 }
@@ -377,11 +379,10 @@ async function crossesNewRows(tx: Tx, ctx: UsersCtx, fresh: number[], moves: Mov
  * external id another user holds.
  */
 async function sortConflicts(tx: Tx, ctx: UsersCtx, rowNos: number[], created: RowOutcome[]) {
-  const u = usernameTarget(ctx.plan)
   const named = new Set<number>()
-  if (u >= 0 && rowNos.length > 0) {
+  if (usernameTarget(ctx.plan) >= 0 && rowNos.length > 0) {
     const made = created.filter((o) => o.userId !== undefined)
-    const name = sql`lower(${sql.ref(`s.${col(u)}`)})`
+    const name = givenUsername(ctx.plan, 's')
     const res = await sql<{ row_no: number }>`SELECT s.row_no FROM bulk_stage s
       WHERE s.row_no = ANY(${rowNos}::int[]) AND ${name} IS NOT NULL AND EXISTS (SELECT 1 FROM users o
         WHERE o.community_id = ${ctx.communityId} AND lower(o.username) = ${name}

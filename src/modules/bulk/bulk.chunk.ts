@@ -10,7 +10,7 @@ import type { ImportPlan, Plan } from './bulk.plan.ts'
 import { checkPlanHolds } from './bulk.plan-guard.ts'
 import { ledgerKey } from './bulk.premium-play.ts'
 import * as repo from './bulk.repo.ts'
-import type { ImportRow, PremiumRow, RowError } from './bulk.rows.ts'
+import { givenUsernames, type ImportRow, type PremiumRow, type RowError } from './bulk.rows.ts'
 import { keyColumn, type RowOutcome, usernameName } from './bulk.users-shape.ts'
 
 /**
@@ -47,11 +47,6 @@ export function userNamesOf(rows: (ImportRow | PremiumRow)[]): Set<string> {
   }
   return names
 }
-
-/** The usernames rows give, as written. */
-export const givenUsernames = (rows: (ImportRow | PremiumRow)[]) => [
-  ...new Set(rows.flatMap((r) => ('username' in r && r.username !== null ? [r.username] : []))),
-]
 
 /**
  * A chunk's username claims, as lower(username) compares names: those its rows give, and those

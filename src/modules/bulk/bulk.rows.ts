@@ -259,4 +259,9 @@ export function checkPremiumRow(
   return { rowNo, line, key, amount, op, reason, idempotencyKey }
 }
 
+/** The usernames rows give, each once, as written. */
+export const givenUsernames = (rows: (ImportRow | PremiumRow)[]) => [
+  ...new Set(rows.flatMap((r) => ('username' in r && r.username !== null ? [r.username] : []))),
+]
+
 export const isRowError = (r: ImportRow | PremiumRow | RowError): r is RowError => 'code' in r

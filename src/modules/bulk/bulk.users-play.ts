@@ -7,7 +7,7 @@ import { addDecimal, type Decimal, formatDecimal, parseDecimal, sameDecimal } fr
 import { negativeBalance, rowFailure, userDeleted, userNotFound, usernameTaken } from './bulk.failures.ts'
 import { copyLedger, writeLedger } from './bulk.ledger-copy.ts'
 import { isNumericTarget, targetName } from './bulk.plan.ts'
-import type { ImportRow } from './bulk.rows.ts'
+import { givenUsernames, type ImportRow } from './bulk.rows.ts'
 import { currenciesOf, keyColumn, type RowOutcome, type UsersCtx, WRITTEN } from './bulk.users-shape.ts'
 
 /**
@@ -388,7 +388,7 @@ export async function playUsersChunk(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): 
  * per-wave SQL decides.
  */
 async function usernameHolders(tx: Tx, ctx: UsersCtx, rows: ImportRow[]): Promise<Names> {
-  const given = [...new Set(rows.flatMap((r) => (r.username === null ? [] : [r.username])))]
+  const given = givenUsernames(rows)
   const names: Names = { lowered: new Map(), holders: new Map() }
   if (given.length === 0) return names
   const res = await sql<{

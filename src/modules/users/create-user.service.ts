@@ -13,6 +13,10 @@ import { type ResolvedCustomField, resolveCustomFields } from './custom-field-in
 import * as repo from './users.repo.ts'
 import type { CreateUserBody } from './users.schema.ts'
 
+/** 409 username_taken: another user of the community holds the name (in any case). Sign-up answers it too. */
+export const usernameTakenConflict = () =>
+  conflict('username_taken', 'This username is already used in this community', 'username')
+
 export interface CreateUserDeps {
   database: Database
   mailer: Mailer
@@ -72,9 +76,6 @@ export function createUserCreator(deps: CreateUserDeps) {
     return value === null || value === undefined ? null : String(value)
   }
 
-  const usernameConflict = () =>
-    conflict('username_taken', 'This username is already used in this community', 'username')
-
   return async function createUser(auth: AuthContext, body: CreateUserBody) {
     const communityId = requireCommunity(auth, body.communityId)
     if (body.password === undefined && body.confirmPassword !== undefined) {
@@ -107,7 +108,7 @@ export function createUserCreator(deps: CreateUserDeps) {
       referredBy = referrer.id
     }
     if (body.username !== undefined && (await repo.usernameTaken(db, communityId, body.username))) {
-      throw usernameConflict()
+      throw usernameTakenConflict()
     }
 
     const setFields = fields.filter((f) => f.value !== null)
@@ -153,7 +154,7 @@ export function createUserCreator(deps: CreateUserDeps) {
       // the name of the index that refused it, never by a second lookup that might compare names
       // otherwise than the index (and answer 500).
       if (!isUniqueViolation(err)) throw err
-      if (repo.isUsernameTakenError(err)) throw usernameConflict()
+      if (repo.isUsernameTakenError(err)) throw usernameTakenConflict()
       const byEmail = await repo.findUserHolding(db, communityId, 'email', email)
       if (byEmail) throw taken('email', byEmail)
       const byExternal =
