@@ -1,7 +1,21 @@
 // API log page: lists GET /apis/v1/communities/:communityId/api-logs, shows bulk jobs with a
 // progress bar, refreshes running jobs every second from GET /apis/v1/users/bulk-updates/:jobId
 // (in place, no page reload) and saves the failed rows of finished jobs as CSV.
-import { ApiError, api, count, download, h, initHeader, num, requireSession, when } from './common.js'
+import {
+  ApiError,
+  api,
+  count,
+  download,
+  h,
+  initHeader,
+  isUnavailable,
+  num,
+  requireSession,
+  scrollableByKeyboard,
+  setLiveText,
+  setUnavailable,
+  when,
+} from './common.js'
 
 const session = requireSession()
 
@@ -49,12 +63,14 @@ let loadSeq = 0
 const shortId = (id) => id.slice(-6)
 const highlightedJob = () => /^#job=([0-9a-f]{24})$/i.exec(location.hash)?.[1]?.toLowerCase() ?? null
 
+// Both lines are live regions: they change only when their text does (see setLiveText), and
+// never on a progress tick, so a screen reader hears a job start and finish, not every second.
 function announce(text) {
-  statusLine.textContent = text
+  setLiveText(statusLine, text)
 }
 
 function showError(err) {
-  errorLine.textContent = err instanceof Error ? err.message : String(err)
+  setLiveText(errorLine, err instanceof Error ? err.message : String(err))
 }
 
 // ---- bulk job cards -------------------------------------------------------------------------
@@ -74,7 +90,8 @@ function jobCard(jobId) {
     h(
       'div',
       { className: 'bar' },
-      h('progress', { max: 100, value: 0, 'aria-label': `Progress of bulk job ${jobId}` }),
+      // Named as the card and the announcements name the job (…and the last 6 digits of its id).
+      h('progress', { max: 100, value: 0, 'aria-label': `Progress of bulk job …${shortId(jobId)}` }),
       h('span', { dataset: { role: 'pct' } }),
     ),
     h('p', { className: 'counts', dataset: { role: 'counts' } }),
@@ -133,7 +150,7 @@ function paintCard(card, jobId, job) {
         'button',
         { type: 'button', className: 'secondary', onclick: (e) => downloadFailed(jobId, e.currentTarget) },
         job.failed > 0 ? 'Download failed rows (CSV)' : 'Download rows not applied (CSV)',
-        h('span', { className: 'visually-hidden' }, ` for job ${jobId}`),
+        h('span', { className: 'visually-hidden' }, ` for bulk job …${shortId(jobId)}`),
       ),
     )
   }
@@ -141,7 +158,9 @@ function paintCard(card, jobId, job) {
 }
 
 async function downloadFailed(jobId, button) {
-  button.disabled = true
+  // Marked unavailable, not disabled, so that the button keeps keyboard focus while the file comes.
+  if (isUnavailable(button)) return
+  setUnavailable(button, true)
   errorLine.textContent = ''
   announce(`Preparing the failed rows of job ${shortId(jobId)}…`)
   try {
@@ -154,7 +173,7 @@ async function downloadFailed(jobId, button) {
     announce('')
     showError(err)
   } finally {
-    button.disabled = false
+    setUnavailable(button, false)
   }
 }
 
@@ -265,11 +284,16 @@ function forgetCardsIn(root) {
   }
 }
 
-async function load({ reset }) {
+/**
+ * `toJob`: the page was opened on (or moved to) #job=<id>, so focus goes to that job. A Refresh
+ * or another filter leaves focus on the control used (unless the focused row was replaced).
+ */
+async function load({ reset, toJob = false }) {
   const seq = ++loadSeq
   loading = true
-  refreshButton.disabled = true
-  moreButton.disabled = true
+  // Unavailable, not disabled: the button pressed keeps keyboard focus (see setUnavailable).
+  setUnavailable(refreshButton, true)
+  setUnavailable(moreButton, true)
   errorLine.textContent = ''
   if (reset) announce('Loading the API log…')
   try {
@@ -284,15 +308,23 @@ async function load({ reset }) {
       forgetCardsIn(tbody)
       tbody.replaceChildren()
     }
-    tbody.append(...answer.data.map(renderRow))
+    const focusLost = document.activeElement === document.body || document.activeElement === null
+    const rows = answer.data.map(renderRow)
+    tbody.append(...rows)
     cursor = answer.meta?.nextCursor ?? null
+    // "Load older entries" goes away after the last page: its focus moves to the first entry it loaded.
+    const moreHadFocus = document.activeElement === moreButton
     moreButton.hidden = cursor === null
+    if (moreHadFocus && moreButton.hidden && rows[0]) {
+      rows[0].tabIndex = -1
+      rows[0].focus()
+    }
     emptyLine.hidden = tbody.rows.length > 0
     const running = activeJobs().length
     announce(
       `${num(tbody.rows.length)} entries shown${running ? `, ${running} bulk ${running === 1 ? 'job' : 'jobs'} running` : ''}.`,
     )
-    if (reset) await highlight()
+    if (reset) await highlight({ focus: toJob || focusLost })
     schedulePoll()
   } catch (err) {
     if (seq === loadSeq) {
@@ -302,14 +334,17 @@ async function load({ reset }) {
   } finally {
     if (seq === loadSeq) {
       loading = false
-      refreshButton.disabled = false
-      moreButton.disabled = false
+      setUnavailable(refreshButton, false)
+      setUnavailable(moreButton, false)
     }
   }
 }
 
-/** The job named by #job=<id>: its row is marked and focused; a job not in the list gets its own panel. */
-async function highlight() {
+/**
+ * The job named by #job=<id>: its row is marked (and focused when `focus`); a job not in the list
+ * gets its own panel.
+ */
+async function highlight({ focus }) {
   for (const row of tbody.querySelectorAll('tr.highlight')) {
     row.classList.remove('highlight')
     row.removeAttribute('aria-current')
@@ -327,8 +362,10 @@ async function highlight() {
     row.classList.add('highlight')
     row.setAttribute('aria-current', 'true')
     row.tabIndex = -1
-    row.focus({ preventScroll: true })
-    row.scrollIntoView({ block: 'center' })
+    if (focus) {
+      row.focus({ preventScroll: true })
+      row.scrollIntoView({ block: 'center' })
+    }
     return
   }
   try {
@@ -339,7 +376,7 @@ async function highlight() {
     track(jobId, answer.data, card)
     focusPanel.hidden = false
     focusPanel.tabIndex = -1
-    focusPanel.focus()
+    if (focus) focusPanel.focus()
   } catch (err) {
     showError(
       err instanceof ApiError && err.status === 404
@@ -351,12 +388,15 @@ async function highlight() {
 
 if (session) {
   initHeader(session)
+  for (const wrap of document.querySelectorAll('.table-wrap')) scrollableByKeyboard(wrap)
   form.addEventListener('submit', (e) => {
     e.preventDefault()
-    load({ reset: true })
+    if (!isUnavailable(refreshButton)) load({ reset: true })
   })
   kindSelect.addEventListener('change', () => load({ reset: true }))
-  moreButton.addEventListener('click', () => load({ reset: false }))
-  window.addEventListener('hashchange', () => highlight().then(schedulePoll))
-  load({ reset: true })
+  moreButton.addEventListener('click', () => {
+    if (!isUnavailable(moreButton)) load({ reset: false })
+  })
+  window.addEventListener('hashchange', () => highlight({ focus: true }).then(schedulePoll))
+  load({ reset: true, toJob: true })
 }

@@ -62,10 +62,12 @@ export function requireSession() {
 }
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  /** `field`: the request field at fault, when the API names one (its `error.field`). */
+  constructor(status, code, message, field = null) {
     super(message)
     this.status = status
     this.code = code
+    this.field = field
   }
 }
 
@@ -106,7 +108,13 @@ async function authedFetch(path, init = {}) {
       clearSession()
       toLogin()
     }
-    throw new ApiError(res.status, code, messageOf(body) ?? `The request failed (HTTP ${res.status}).`)
+    const field = body?.error?.field ?? body?.field ?? null
+    throw new ApiError(
+      res.status,
+      code,
+      messageOf(body) ?? `The request failed (HTTP ${res.status}).`,
+      typeof field === 'string' ? field : null,
+    )
   }
   return res
 }
@@ -145,6 +153,69 @@ export async function download(path, fallbackName) {
   a.remove()
   setTimeout(() => URL.revokeObjectURL(url), 60_000)
   return name
+}
+
+/**
+ * Marks a button unavailable (or available again) with aria-disabled rather than `disabled`: a
+ * disabled button that has keyboard focus drops it to <body>, so whoever pressed it would start
+ * over from the top of the page. It stays focusable and is announced as unavailable; handlers
+ * ignore it while isUnavailable() answers true.
+ */
+export function setUnavailable(button, unavailable) {
+  if (unavailable) button.setAttribute('aria-disabled', 'true')
+  else button.removeAttribute('aria-disabled')
+}
+export const isUnavailable = (button) => button.getAttribute('aria-disabled') === 'true'
+
+function describedBy(input) {
+  return (input.getAttribute('aria-describedby') ?? '').split(/\s+/).filter(Boolean)
+}
+
+/** Ties an error message to the field at fault: aria-invalid, and the message read as its description. */
+export function markInvalid(input, errorEl) {
+  input.setAttribute('aria-invalid', 'true')
+  const ids = describedBy(input)
+  if (!ids.includes(errorEl.id)) input.setAttribute('aria-describedby', [...ids, errorEl.id].join(' '))
+}
+
+/** Undoes markInvalid: the field is no longer at fault, and no longer described by the message. */
+export function clearInvalid(input, errorEl) {
+  input.removeAttribute('aria-invalid')
+  const ids = describedBy(input).filter((id) => id !== errorEl.id)
+  if (ids.length) input.setAttribute('aria-describedby', ids.join(' '))
+  else input.removeAttribute('aria-describedby')
+}
+
+/**
+ * Sets the text of a live region only when it changes: writing the same text again makes screen
+ * readers announce it again (a failing once-a-second poll would repeat its error every second).
+ */
+export function setLiveText(el, text) {
+  if (el.textContent !== text) el.textContent = text
+}
+
+/**
+ * The scrolling wrapper of a wide table (at 320 px, or zoomed in): while it scrolls it is a named,
+ * focusable region, so the keyboard can scroll it even where the browser does not make scrollers
+ * focusable; while it does not, it is no Tab stop at all.
+ */
+export function scrollableByKeyboard(wrap) {
+  const table = wrap.querySelector('table')
+  const update = () => {
+    if (wrap.scrollWidth > wrap.clientWidth) {
+      wrap.tabIndex = 0
+      wrap.setAttribute('role', 'region')
+      wrap.setAttribute('aria-label', table?.caption?.textContent ?? 'Table')
+    } else {
+      wrap.removeAttribute('tabindex')
+      wrap.removeAttribute('role')
+      wrap.removeAttribute('aria-label')
+    }
+  }
+  const watch = new ResizeObserver(update)
+  watch.observe(wrap)
+  if (table) watch.observe(table)
+  update()
 }
 
 /** Fills the header (who is signed in) and wires the sign-out button. */

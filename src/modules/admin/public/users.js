@@ -1,6 +1,20 @@
 // Users page: search (POST /apis/v1/users/filter), the CSV template, and bulk uploads whose job
 // is then watched on the API log page.
-import { ApiError, api, download, h, initHeader, num, requireSession, when } from './common.js'
+import {
+  ApiError,
+  api,
+  clearInvalid,
+  download,
+  h,
+  initHeader,
+  isUnavailable,
+  markInvalid,
+  num,
+  requireSession,
+  scrollableByKeyboard,
+  setUnavailable,
+  when,
+} from './common.js'
 
 const session = requireSession()
 
@@ -39,9 +53,13 @@ function kilobytes(bytes) {
   return bytes < 1024 ? `${bytes} bytes` : `${num(Math.ceil(bytes / 1024))} KB`
 }
 
+// Buttons busy with a request are marked with setUnavailable, not `disabled`, so that the one
+// pressed keeps keyboard focus; their handlers return at once while it is set.
+
 async function saveTemplate() {
-  templateButton.disabled = true
-  uploadError.textContent = ''
+  if (isUnavailable(templateButton)) return
+  setUnavailable(templateButton, true)
+  clearUploadError()
   uploadStatus.textContent = 'Preparing the template…'
   try {
     const type = operation.value
@@ -54,13 +72,32 @@ async function saveTemplate() {
     uploadStatus.textContent = ''
     uploadError.textContent = errorText(err)
   } finally {
-    templateButton.disabled = false
+    setUnavailable(templateButton, false)
+  }
+}
+
+function clearUploadError() {
+  uploadError.textContent = ''
+  clearInvalid(fileInput, uploadError)
+}
+
+/**
+ * Shows why an upload was refused. An error about the file (the API names the field `data`: empty,
+ * too large, too many rows) marks the file input invalid, described by the message, and focuses it;
+ * any other leaves focus on the Upload button.
+ */
+function showUploadError(err) {
+  uploadError.textContent = errorText(err)
+  if (err instanceof ApiError && err.field === 'data') {
+    markInvalid(fileInput, uploadError)
+    fileInput.focus()
   }
 }
 
 async function upload(event) {
   event.preventDefault()
-  uploadError.textContent = ''
+  if (isUnavailable(uploadButton)) return
+  clearUploadError()
   uploadResult.hidden = true
   if (!uploadForm.reportValidity()) return
   const file = fileInput.files?.[0]
@@ -71,7 +108,7 @@ async function upload(event) {
   form.append('dryRun', dryRun.checked ? 'true' : 'false')
   form.append('data', file, file.name)
 
-  uploadButton.disabled = true
+  setUnavailable(uploadButton, true)
   uploadForm.setAttribute('aria-busy', 'true')
   uploadStatus.textContent = `Uploading ${file.name} (${kilobytes(file.size)})…`
   try {
@@ -102,9 +139,9 @@ async function upload(event) {
     if (!dryRun.checked) fileInput.value = ''
   } catch (err) {
     uploadStatus.textContent = ''
-    uploadError.textContent = errorText(err)
+    showUploadError(err)
   } finally {
-    uploadButton.disabled = false
+    setUnavailable(uploadButton, false)
     uploadForm.removeAttribute('aria-busy')
   }
 }
@@ -145,7 +182,8 @@ function renderUser(u) {
 
 async function search() {
   searchError.textContent = ''
-  searchButton.disabled = true
+  clearInvalid(searchValue, searchError)
+  setUnavailable(searchButton, true)
   searchStatus.textContent = 'Searching…'
   try {
     const body = {
@@ -158,8 +196,9 @@ async function search() {
     tbody.replaceChildren(...users.map(renderUser))
     table.hidden = users.length === 0
     pager.hidden = totalPages <= 1
-    prev.disabled = page <= 1
-    next.disabled = page >= totalPages
+    // Not `disabled`: the page button just pressed keeps focus when it reaches the first or last page.
+    setUnavailable(prev, page <= 1)
+    setUnavailable(next, page >= totalPages)
     pageLabel.textContent = `Page ${num(page)} of ${num(Math.max(1, totalPages))}`
     searchStatus.textContent =
       users.length === 0
@@ -173,29 +212,37 @@ async function search() {
       err instanceof ApiError && err.code === 'credential_not_accepted'
         ? 'User search is not available to admin sessions yet: the Get Users with Filters endpoint accepts community API keys only.'
         : errorText(err)
+    // A value the API refuses (its field is filter.<name>) is the search box's fault.
+    if (err instanceof ApiError && err.field?.startsWith('filter')) markInvalid(searchValue, searchError)
   } finally {
-    searchButton.disabled = false
+    setUnavailable(searchButton, false)
   }
 }
 
 if (session) {
   initHeader(session)
+  for (const wrap of document.querySelectorAll('.table-wrap')) scrollableByKeyboard(wrap)
   templateButton.addEventListener('click', saveTemplate)
   uploadForm.addEventListener('submit', upload)
+  fileInput.addEventListener('change', () => clearInvalid(fileInput, uploadError))
+  searchValue.addEventListener('input', () => clearInvalid(searchValue, searchError))
   searchForm.addEventListener('submit', (e) => {
     e.preventDefault()
+    if (isUnavailable(searchButton)) return
     query = { field: searchField.value, value: searchValue.value.trim() }
     page = 1
     search()
   })
   prev.addEventListener('click', () => {
-    if (page > 1) {
+    if (!isUnavailable(prev) && !isUnavailable(searchButton) && page > 1) {
       page -= 1
       search()
     }
   })
   next.addEventListener('click', () => {
-    page += 1
-    search()
+    if (!isUnavailable(next) && !isUnavailable(searchButton)) {
+      page += 1
+      search()
+    }
   })
 }
