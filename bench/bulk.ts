@@ -18,6 +18,7 @@ import {
   createWriteStream,
   mkdtempSync,
   openAsBlob,
+  openSync,
   readFileSync,
   rmSync,
   statSync,
@@ -147,14 +148,16 @@ for (const m of modes) {
 const SERVER_NODE_FLAGS = ['--max-semi-space-size=2']
 
 function startServer(env: NodeJS.ProcessEnv) {
-  // BENCH_SERVER_NODE_ARGS passes Node flags to the server only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  // BENCH_SERVER_NODE_ARGS passes Node flags to the server only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof";
+  // BENCH_SERVER_STDOUT names a file for the server's standard output (what --trace-gc prints).
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)
+  const stdoutFile = process.env.BENCH_SERVER_STDOUT
   const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...nodeArgs, 'bin/hearth.mjs', 'serve'], {
     env,
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', stdoutFile ? openSync(stdoutFile, 'w') : 'ignore', 'pipe'],
   })
   let log = ''
-  child.stderr.on('data', (d) => {
+  child.stderr!.on('data', (d) => {
     log += d
   })
   const ready = new Promise<void>((resolve, reject) => {
