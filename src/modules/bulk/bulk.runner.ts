@@ -144,12 +144,12 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
   // the statistics are refreshed (UsersStatistics), lookups plan on the key index.
   let warm = false
   let failure: unknown = null
-  // Read, parse and check the next chunk while the database applies the ones in flight.
+  // Read, parse and check the next chunk while the database applies the ones in flight: one chunk
+  // ready ahead is enough (the next is read once it leaves), so a job holds lanes + 1 chunks of rows.
   let pending = source.next()
   for (;;) {
     const { value, done } = await timed('wait.prefetch', () => pending)
     if (done) break
-    pending = source.next()
     const prepared = value.prepared!
     const claims = lanes > 1 ? claimsOf(job, prepared.valid) : new Set<string>()
     const shares = () => [...flights].some((f) => overlaps(f.claims, claims))
@@ -190,6 +190,7 @@ async function processJob(deps: AppDeps, job: repo.JobRow) {
         }),
     }
     flights.add(flight)
+    pending = source.next()
   }
   await Promise.all([...flights].map((f) => f.done))
   if (failure !== null) throw failure
