@@ -1,10 +1,11 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import type { AddressInfo } from 'node:net'
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ADMIN_ROOT } from '../../src/modules/admin/admin.routes.ts'
+import { launchChromium } from '../support/browser.ts'
 import { IMPORT, runJob } from '../support/bulk.ts'
 import { slowChunks } from '../support/faults.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
@@ -32,17 +33,6 @@ import { startTestApp, type TestApp } from '../support/harness.ts'
  *    no-preference query).
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-]
 const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8')
 const AXE_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']
 const PASSWORD = 'correct horse battery'
@@ -72,11 +62,6 @@ const foreignRequests: string[] = []
 let jobId = ''
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) or set CHROMIUM_PATH`,
-    )
-  }
   // The worker starts once the API log shows the uploaded job queued (see below).
   t = await startTestApp({ env: { BULK_CHUNK_ROWS: CHUNK_ROWS, BULK_PARALLEL_CHUNKS: '1' } })
   await t.app.listen({ port: 0, host: '127.0.0.1' })
@@ -90,12 +75,7 @@ beforeAll(async () => {
     const res = await t.app.inject({ method: 'GET', url: `${IMPORT}/template`, headers: community.bearer })
     expect(res.statusCode).toBe(200)
   }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    timeout: 60_000,
-  })
+  browser = await launchChromium()
   context = await browser.newContext({
     acceptDownloads: true,
     baseURL: base,

@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { parse } from 'csv-parse/sync'
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { launchChromium } from '../support/browser.ts'
 import { runJob } from '../support/bulk.ts'
 import { slowChunks } from '../support/faults.ts'
 import { startTestApp, type TestApp } from '../support/harness.ts'
@@ -16,17 +16,6 @@ import { startTestApp, type TestApp } from '../support/harness.ts'
  * CI needs /usr/bin/chromium (`apt-get install -y chromium`); CHROMIUM_PATH overrides the path.
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-]
 const PASSWORD = 'correct horse battery'
 const ROWS = 3000
 // Small chunks applied one at a time, each slowed by CHUNK_SECONDS (see below): the 3000-row job
@@ -47,22 +36,11 @@ let browser: Browser
 let stopWorker: (() => Promise<void>) | null = null
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) or set CHROMIUM_PATH`,
-    )
-  }
   // The worker starts once the API log page shows the job queued (see below), so the page never races the job.
   t = await startTestApp({ env: { BULK_CHUNK_ROWS: CHUNK_ROWS, BULK_PARALLEL_CHUNKS: '1' } })
   await t.app.listen({ port: 0, host: '127.0.0.1' })
   base = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`
-  // launch() gives every browser a fresh, temporary user-data dir of its own.
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    timeout: 60_000,
-  })
+  browser = await launchChromium()
 })
 
 afterAll(async () => {
