@@ -25,8 +25,9 @@ function matchUser(plan: PremiumPlan) {
     case 'external_id':
       return sql`u.external_id = s.key`
     default:
-      // userId: the 24-hex id or the numeric legacy id.
-      return sql`(u.id = s.key OR (s.key ~ '^[0-9]{1,15}$' AND u.seq = s.key::bigint))`
+      // userId: the 24-hex id or the numeric legacy id. The cast sits in a CASE: SQL does not keep
+      // the order of AND, and a plan through the seq index would cast a 24-hex key and fail the chunk.
+      return sql`(u.id = s.key OR u.seq = CASE WHEN s.key ~ '^[0-9]{1,15}$' THEN s.key::bigint END)`
   }
 }
 
