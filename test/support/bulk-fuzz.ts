@@ -482,8 +482,8 @@ export function usersScenario(seed: number, kind: 'import' | 'update', known = f
 }
 
 /**
- * `known`: also generate what the known defects reported with this test trip over (premium balances
- * past 2^53; userId keys that are not numbers), left out by default so that the suite stays green.
+ * `known`: also premium balances past 2^53, which the played path books inexactly (see
+ * bulk-fuzz.test.ts), left out by default so that the suite stays green.
  */
 export function premiumScenario(seed: number, known = false): Scenario {
   const r = rng(seed)
@@ -498,9 +498,7 @@ export function premiumScenario(seed: number, known = false): Scenario {
     if (r.chance(0.08)) {
       if (keyBy === 'email') return r.pick(['ghost@x.io', '', 'not-an-email'])
       if (keyBy === 'external') return r.pick(['G404', 'c0', ''])
-      return r.pick(
-        known ? ['000000000000000000000000', '99999999', 'xyz', '', '-1'] : ['99999999', '0', '', '-1'],
-      )
+      return r.pick(['000000000000000000000000', '99999999', 'xyz', '', '-1', '0', '1234567890123456789012'])
     }
     const total = weights.reduce((s, w) => s + w, 0)
     let x = r() * total
@@ -509,7 +507,7 @@ export function premiumScenario(seed: number, known = false): Scenario {
     const u = users[i]
     if (keyBy === 'email') return r.chance(0.2) ? u.email.toUpperCase() : u.email
     if (keyBy === 'external') return u.externalId ?? 'c-none'
-    return { user: i, form: r.chance(0.4) || !known ? 'seq' : 'id' }
+    return { user: i, form: r.chance(0.4) ? 'seq' : 'id' }
   }
 
   const file = (rowsCount: number): FileSpec => {
